@@ -1,0 +1,210 @@
+"""The operator-definition API: an operator is configured by parameters, then applied to inputs.
+
+`Ewma(halflife=1.0)(x)`: the first call validates the static configuration (parameters) and names the
+operator and value on error; the second call checks arity and adds a node to the input's circuit. Each
+operator class is the single numeric spec of that operator: its Python reference semantics live here
+(`f` / `ref` for stateless, `ref_init` / `ref_step` / `ref_timer` for stateful), next to its other forms.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.circuit.node import Node, Observed
+from harness.errors import CircuitError
+
+if TYPE_CHECKING:
+    from harness.circuit.builder import Circuit
+
+REQUIRED: Any = object()
+
+
+@dataclass(frozen=True)
+class Param:
+    """Declaration of one operator parameter (static configuration, not an input).
+
+    rule: what a valid value is, in words, for error messages; check: the predicate.
+    tunable: the value may be a learnable parameter node (`c.parameter`) and change at run time
+    without recompiling.
+    """
+
+    rule: str = "finite"
+    check: Callable[[float], bool] = math.isfinite
+    default: Any = REQUIRED
+    tunable: bool = False
+    integer: bool = False
+
+
+def positive(x: float) -> bool:
+    """Finite and > 0."""
+    return math.isfinite(x) and x > 0.0
+
+
+class StepContext:
+    """What a stateful operator sees while it runs: the event time and its own timer slot."""
+
+    __slots__ = ("_schedule", "t")
+
+    def __init__(self, t: int, schedule: Callable[[int | None], None]) -> None:
+        self.t = t
+        self._schedule = schedule
+
+    def schedule(self, at: int) -> None:
+        """Ask for a timer callback at time `at` (int ns, strictly after now); replaces a pending one."""
+        if at <= self.t:
+            raise RuntimeError(f"a timer must be scheduled strictly after the current time {self.t}, got {at}")
+        self._schedule(int(at))
+
+    def cancel(self) -> None:
+        """Drop the pending timer, if any."""
+        self._schedule(None)
+
+
+class Operator:
+    """Base class of every operator. Subclasses declare `kind`, `arity`, `params` and the semantics."""
+
+    kind: ClassVar[str] = ""
+    arity: ClassVar[int | None] = 1  # None: variadic, at least `min_arity` inputs
+    min_arity: ClassVar[int] = 1
+    params_spec: ClassVar[dict[str, Param]] = {}
+    stateful: ClassVar[bool] = False  # keeps state across events (ref_init/ref_step)
+    symmetric: ClassVar[bool] = False  # inputs commute: hash-consing sorts them
+    edge: ClassVar[bool] = False  # output valid only in the event that produced it
+    timer: ClassVar[bool] = False  # may schedule timer callbacks (ref_timer)
+    leaf: ClassVar[bool] = False  # made by the Circuit builder only (input, const, param, event)
+    differentiable: ClassVar[bool] = False
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = self._validate_params(params)
+
+    # ----- configuration -------------------------------------------------------------------------
+    def _validate_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        spec = self.params_spec
+        unknown = sorted(set(given) - set(spec))
+        if unknown:
+            names = ", ".join(spec) or "none"
+            raise CircuitError(f"{self.kind}: unknown parameter {unknown[0]!r} (parameters: {names})")
+        out: dict[str, Any] = {}
+        for name, decl in spec.items():
+            if name in given:
+                value = given[name]
+            elif decl.default is not REQUIRED:
+                value = decl.default
+            else:
+                raise CircuitError(f"{self.kind}: missing required parameter {name!r}")
+            out[name] = self._validate_one(name, decl, value)
+        self.check_params({k: self.param_value(v) for k, v in out.items()})
+        return out
+
+    def _validate_one(self, name: str, decl: Param, value: Any) -> Any:
+        if isinstance(value, Observed):
+            value = value.node
+        if isinstance(value, Node):
+            if value.kind != "param":
+                raise CircuitError(
+                    f"{self.kind}: parameter {name} must be a number or a learnable parameter "
+                    f"(c.parameter), got node {value.name} ({value.kind})"
+                )
+            if not decl.tunable:
+                raise CircuitError(f"{self.kind}: parameter {name} is not tunable; give a number")
+            self.check_value(name, value.op.params["init"], via=value.name)
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise CircuitError(f"{self.kind}: parameter {name} must be a number, got {value!r}")
+        if decl.integer:
+            if float(value) != int(value):
+                raise CircuitError(f"{self.kind}: parameter {name}={value!r} must be an integer")
+            value = int(value)
+        else:
+            value = float(value)
+        self.check_value(name, value)
+        return value
+
+    def check_value(self, name: str, value: float, *, via: str | None = None) -> None:
+        """Raise CircuitError naming the operator, parameter and rule when `value` breaks the rule."""
+        decl = self.params_spec[name]
+        if not decl.check(value):
+            source = f" (from parameter {via!r})" if via else ""
+            raise CircuitError(f"{self.kind}: parameter {name}={value!r}{source} is out of range: must be {decl.rule}")
+
+    def check_params(self, p: Mapping[str, float]) -> None:
+        """Check rules that involve several parameters (e.g. lo <= hi); override where needed."""
+
+    @staticmethod
+    def param_value(v: Any) -> float:
+        """The current value of a parameter: a number, or a parameter node's initial value."""
+        return v.op.params["init"] if isinstance(v, Node) else v
+
+    def param_key(self) -> str:
+        """Deterministic text of the configuration, used in structural hashes."""
+        parts = []
+        for k in sorted(self.params):
+            v = self.params[k]
+            if isinstance(v, Node):
+                parts.append(f"{k}=param:{v.name}")
+            elif isinstance(v, float):
+                parts.append(f"{k}={v.hex()}")
+            else:
+                parts.append(f"{k}={v!r}")
+        return ",".join(parts)
+
+    def describe(self) -> str:
+        """Human-readable `kind(param=value, ...)`."""
+        if not self.params:
+            return self.kind
+        inner = ", ".join(f"{k}={v.name if isinstance(v, Node) else repr(v)}" for k, v in self.params.items())
+        return f"{self.kind}({inner})"
+
+    # ----- application ---------------------------------------------------------------------------
+    def __call__(self, *inputs: Any) -> Node:
+        if self.leaf:
+            raise CircuitError(f"{self.kind} nodes are made by the Circuit builder, not applied")
+        circuit = find_circuit(self.kind, inputs, self.params.values())
+        return circuit.apply(self, inputs)
+
+    def check_arity(self, n: int) -> None:
+        """Raise CircuitError when `n` inputs do not fit the declared arity."""
+        if self.arity is None:
+            if n < self.min_arity:
+                raise CircuitError(f"{self.kind}: takes at least {self.min_arity} inputs, got {n}")
+        elif n != self.arity:
+            raise CircuitError(f"{self.kind}: takes {self.arity} input(s), got {n}")
+
+    # ----- reference semantics ----------------------------------------------------------------------
+    def f(self, p: Mapping[str, float], *xs: float) -> float:
+        """Stateless value from valid inputs (override in stateless operators)."""
+        raise NotImplementedError(f"{self.kind} has no stateless reference form")
+
+    def ref(self, p: Mapping[str, float], xs: Sequence[float | None]) -> float | None:
+        """Stateless value with validity: invalid (None) when any input is invalid."""
+        for x in xs:
+            if x is None:
+                return None
+        return self.f(p, *xs)  # type: ignore[arg-type]
+
+    def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
+        """Stateful: the initial state and value (None: invalid until a first sample)."""
+        raise NotImplementedError(f"{self.kind} is not stateful")
+
+    def ref_step(
+        self, state: Any, ctx: StepContext, p: Mapping[str, float], xs: Sequence[float | None]
+    ) -> float | None:
+        """Stateful: update `state` for one event where a triggering input ran; return the new value."""
+        raise NotImplementedError(f"{self.kind} is not stateful")
+
+    def ref_timer(self, state: Any, ctx: StepContext, p: Mapping[str, float]) -> float | None:
+        """Timer callback at `ctx.t`; return the new value."""
+        raise NotImplementedError(f"{self.kind} has no timer")
+
+
+def find_circuit(kind: str, inputs: Sequence[Any], params: Any = ()) -> Circuit:
+    """The circuit that the nodes among `inputs` (and parameter nodes) belong to."""
+    for x in [*inputs, *params]:
+        if isinstance(x, Observed):
+            return x.node.circuit
+        if isinstance(x, Node):
+            return x.circuit
+    raise CircuitError(f"{kind}: needs at least one circuit node among its inputs (all were numbers)")

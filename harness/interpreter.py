@@ -1,0 +1,131 @@
+"""The Python reference interpreter: runs a circuit's call plans event by event. It is the oracle.
+
+Clarity beats speed here: every node's value lives in one list (None = invalid), stateful operators
+keep their state in plain dicts, and timers sit in a dict scanned for the earliest (time, plan order).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.circuit.node import Node
+from harness.circuit.operator import StepContext
+from harness.kernel import Kernel
+
+if TYPE_CHECKING:
+    from harness.circuit.builder import Circuit
+    from harness.replay.events import EventBatch
+
+
+class ReferenceKernel(Kernel):
+    """A kernel that interprets the call plans in Python (`hs.compile(c, backend="python")`)."""
+
+    backend = "python"
+
+    def __init__(self, circuit: Circuit) -> None:
+        super().__init__(circuit)
+        plan = self.plan
+        self._pos: dict[Node, int] = {n: i for i, n in enumerate(plan.order)}
+        self._trigger_plans = [plan.triggers[name] for name in self.triggers]
+        self._timer_plans = {self._pos[tp.node]: tp for tp in plan.timers}
+        self._edge = [self._pos[n] for n in plan.edge]
+        self._out_pos = [self._pos[plan.outputs[name]] for name in self.outputs]
+        self._reset()
+
+    # ----- state -------------------------------------------------------------------------------------
+    def _reset(self) -> None:
+        self._vals: list[float | None] = [None] * len(self.plan.order)
+        self._states: dict[int, Any] = {}
+        self._timers: dict[int, int] = {}  # plan position -> due time
+        self._p = {}
+        for i, node in enumerate(self.plan.order):
+            if node.kind == "const":
+                self._vals[i] = node.op.params["value"]
+            elif node.op.stateful:
+                self._states[i], self._vals[i] = node.op.ref_init(self._node_params(node))
+        self._apply_params()
+
+    def _apply_params(self) -> None:
+        self._p = {}
+        for i, node in enumerate(self.plan.order):
+            if node.kind == "param":
+                self._vals[i] = self._params[node.name]
+        for node in self.plan.static:
+            self._step(node, self._last_t or 0)
+
+    def _node_params(self, node: Node) -> dict[str, float]:
+        cached = self._p.get(node)
+        if cached is None:
+            cached = self._resolve(node.op.params, self._params)
+            self._p[node] = cached
+        return cached
+
+    # ----- running -----------------------------------------------------------------------------------
+    def _step(self, node: Node, t: int) -> None:
+        i = self._pos[node]
+        xs = [self._vals[self._pos[m]] for m in node.inputs]
+        p = self._node_params(node)
+        if node.op.stateful:
+            self._vals[i] = node.op.ref_step(self._states[i], self._context(i, t), p, xs)
+        else:
+            self._vals[i] = node.op.ref(p, xs)
+
+    def _context(self, i: int, t: int) -> StepContext:
+        def schedule(at: int | None) -> None:
+            if at is None:
+                self._timers.pop(i, None)
+            else:
+                self._timers[i] = at
+
+        return StepContext(t, schedule)
+
+    def _begin_event(self) -> None:
+        for i in self._edge:
+            self._vals[i] = None
+
+    def _advance(self, t: int) -> None:
+        """Fire every timer due at or before `t`, earliest first (ties: plan order)."""
+        while self._timers:
+            i, at = min(self._timers.items(), key=lambda kv: (kv[1], kv[0]))
+            if at > t:
+                return
+            del self._timers[i]
+            self._begin_event()
+            tp = self._timer_plans[i]
+            node = tp.node
+            self._vals[i] = node.op.ref_timer(self._states[i], self._context(i, at), self._node_params(node))
+            for step in tp.steps:
+                self._step(step, at)
+
+    def _call(self, trigger: int, t: int, values: list[float]) -> None:
+        self._advance(t)
+        self._begin_event()
+        tp = self._trigger_plans[trigger]
+        it = iter(values)
+        for node in tp.inputs:
+            self._vals[self._pos[node]] = 1.0 if node.kind == "event" else next(it)
+        for node in tp.steps:
+            self._step(node, t)
+
+    def _value(self, output: int) -> float | None:
+        return self._vals[self._out_pos[output]]
+
+    def _run_batch(self, eb: EventBatch) -> tuple[np.ndarray, np.ndarray]:
+        n = len(eb)
+        out = np.zeros((len(self.outputs), n))
+        valid = np.zeros((len(self.outputs), n), dtype=bool)
+        columns = {name: col.tolist() for name, col in eb.values.items()}
+        times = eb.t.tolist()
+        codes = eb.trigger.tolist()
+        for r in range(n):
+            code = codes[r]
+            values = [columns[name][r] for name in self.trigger_inputs[self.triggers[code]]]
+            self._call(code, times[r], values)
+            for j, i in enumerate(self._out_pos):
+                v = self._vals[i]
+                if v is not None:
+                    out[j, r] = v
+                    valid[j, r] = True
+        return out, valid

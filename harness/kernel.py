@@ -1,0 +1,206 @@
+"""`hs.compile` and the kernel interface every backend shares (call, value, params, set_params, replay).
+
+The base class owns everything that is the same across backends: argument checks, parameter validation,
+the events-table contract and the result table; a backend implements how events actually run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from harness.errors import CircuitError, EventsError, ParamError
+from harness.replay.events import EventBatch, check_batch, iter_batches
+
+if TYPE_CHECKING:
+    from harness.circuit.builder import Circuit
+    from harness.circuit.plan import CircuitPlan
+
+BACKENDS = ("cpp", "python")
+
+
+def compile(circuit: Circuit, backend: str = "cpp", **options: Any) -> Kernel:
+    """Validate `circuit` and build a kernel: backend "cpp" (generated C++) or "python" (reference)."""
+    from harness.circuit.builder import Circuit
+
+    if not isinstance(circuit, Circuit):
+        raise TypeError(f"compile() takes a harness Circuit, got {type(circuit).__name__}")
+    circuit.validate()
+    if backend == "python":
+        if options:
+            raise TypeError(f"the python backend takes no options, got {sorted(options)}")
+        from harness.interpreter import ReferenceKernel
+
+        return ReferenceKernel(circuit)
+    if backend == "cpp":
+        raise CircuitError("backend 'cpp' is not available in this version yet; use hs.compile(c, backend='python')")
+    raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+class Kernel:
+    """A compiled circuit: feed it events one at a time (`call`) or as a table (`replay`)."""
+
+    backend: str = ""
+
+    def __init__(self, circuit: Circuit) -> None:
+        plan = circuit.plan()
+        self.name = circuit.name
+        self.plan: CircuitPlan = plan
+        self.outputs: list[str] = list(plan.outputs)
+        self.triggers: list[str] = list(plan.triggers)
+        self.trigger_inputs: dict[str, tuple[str, ...]] = {
+            name: tuple(n.name for n in tp.inputs if n.kind == "input") for name, tp in plan.triggers.items()
+        }
+        self._params: dict[str, float] = {name: node.op.params["init"] for name, node in plan.parameters.items()}
+        self._last_t: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} backend={self.backend} outputs={self.outputs}>"
+
+    # ----- parameters --------------------------------------------------------------------------------
+    @property
+    def params(self) -> dict[str, float]:
+        """Current values of the learnable parameters (a copy)."""
+        return dict(self._params)
+
+    def set_params(self, values: Mapping[str, float]) -> None:
+        """Set learnable parameters by name, without recompiling. All values are checked before any is set.
+
+        Nodes that already hold values keep them until their next update; call `reset()` to start over.
+        """
+        if not isinstance(values, Mapping):
+            raise ParamError(f"set_params takes a mapping of parameter name -> value, got {type(values).__name__}")
+        new = dict(self._params)
+        for name, value in values.items():
+            if name not in self._params:
+                known = ", ".join(self._params) or "none"
+                raise ParamError(f"kernel {self.name!r} has no parameter {name!r} (parameters: {known})")
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise ParamError(f"parameter {name!r}: value must be a number, got {value!r}")
+            value = float(value)
+            node = self.plan.parameters[name]
+            lo, hi = node.op.params["lower"], node.op.params["upper"]
+            if not math.isfinite(value):
+                raise ParamError(f"parameter {name!r}: value {value!r} must be finite")
+            if not lo <= value <= hi:
+                raise ParamError(f"parameter {name!r}: value {value!r} is outside [lower={lo!r}, upper={hi!r}]")
+            new[name] = value
+        for name in values:
+            for node, pname in self.plan.param_users[name]:
+                try:
+                    node.op.check_value(pname, new[name], via=name)
+                    node.op.check_params(self._resolve(node.op.params, new))
+                except CircuitError as e:
+                    raise ParamError(f"set_params: {e} (node {node.name})") from None
+        self._params = new
+        self._apply_params()
+
+    @staticmethod
+    def _resolve(params: Mapping[str, Any], values: Mapping[str, float]) -> dict[str, float]:
+        from harness.circuit.node import Node
+
+        return {k: (values[v.name] if isinstance(v, Node) else v) for k, v in params.items()}
+
+    # ----- single events -----------------------------------------------------------------------------
+    def call(self, trigger: str, t: int, **inputs: float) -> None:
+        """Process one event of `trigger` at time `t` (int64 ns) that sets exactly the trigger's inputs."""
+        if trigger not in self.trigger_inputs:
+            raise EventsError(
+                f"kernel {self.name!r}: unknown trigger {trigger!r} (triggers: {', '.join(self.triggers)})"
+            )
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise EventsError(f"event {trigger!r}: t must be an integer time in nanoseconds, got {t!r}")
+        t = int(t)
+        expected = self.trigger_inputs[trigger]
+        extra = sorted(set(inputs) - set(expected))
+        if extra:
+            raise EventsError(
+                f"event {trigger!r}: {extra[0]!r} is not an input of this trigger "
+                f"(it sets: {', '.join(expected) or 'nothing'})"
+            )
+        values = []
+        for name in expected:
+            if name not in inputs:
+                raise EventsError(
+                    f"event {trigger!r} at t={t}: missing input {name!r} (it sets: {', '.join(expected)})"
+                )
+            v = inputs[name]
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+                raise EventsError(f"event {trigger!r} at t={t}: input {name!r} must be a number, got {v!r}")
+            values.append(float(v))
+        self._check_time(t, f"event {trigger!r}")
+        self._call(self.triggers.index(trigger), t, values)
+        self._last_t = t
+
+    def advance(self, t: int) -> None:
+        """Move the clock to `t` without an event: timers due at or before `t` fire."""
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise EventsError(f"advance: t must be an integer time in nanoseconds, got {t!r}")
+        self._check_time(int(t), "advance")
+        self._advance(int(t))
+        self._last_t = int(t)
+
+    def _check_time(self, t: int, what: str) -> None:
+        if self._last_t is not None and t < self._last_t:
+            raise EventsError(f"{what}: t={t} is before the previous event's t={self._last_t}; time must not decrease")
+
+    def value(self, name: str) -> float | None:
+        """Current value of output `name`, or None while it is invalid."""
+        if name not in self.outputs:
+            raise CircuitError(f"kernel {self.name!r} has no output {name!r} (outputs: {', '.join(self.outputs)})")
+        return self._value(self.outputs.index(name))
+
+    def values(self) -> dict[str, float | None]:
+        """Current values of all outputs."""
+        return {name: self._value(i) for i, name in enumerate(self.outputs)}
+
+    # ----- tables ------------------------------------------------------------------------------------
+    def replay(self, events: object) -> pa.Table:
+        """Run an events table (or record batches) through the kernel, continuing from its current state.
+
+        Returns `t` plus one float64 column per output, one row per event, null where the output is invalid.
+        """
+        times: list[np.ndarray] = []
+        cols: list[list[pa.Array]] = [[] for _ in self.outputs]
+        offset = 0
+        for batch in iter_batches(events):
+            eb = check_batch(batch, self.triggers, self.trigger_inputs, self._last_t, offset)
+            if len(eb):
+                out, valid = self._run_batch(eb)
+                self._last_t = int(eb.t[-1])
+                times.append(eb.t)
+                for j in range(len(self.outputs)):
+                    cols[j].append(pa.array(out[j], type=pa.float64(), mask=~valid[j]))
+            offset += len(eb)
+        t = pa.array(np.concatenate(times) if times else np.empty(0, np.int64), type=pa.int64())
+        arrays = [pa.chunked_array(c, type=pa.float64()) for c in cols]
+        return pa.Table.from_arrays([t, *arrays], names=["t", *self.outputs])
+
+    def reset(self) -> None:
+        """Forget all state and time (parameters keep their current values)."""
+        self._last_t = None
+        self._reset()
+
+    # ----- backend hooks -----------------------------------------------------------------------------
+    def _call(self, trigger: int, t: int, values: list[float]) -> None:
+        raise NotImplementedError
+
+    def _advance(self, t: int) -> None:
+        raise NotImplementedError
+
+    def _value(self, output: int) -> float | None:
+        raise NotImplementedError
+
+    def _run_batch(self, eb: EventBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Run the events; return (values[n_outputs, rows] float64, valid[n_outputs, rows] bool)."""
+        raise NotImplementedError
+
+    def _apply_params(self) -> None:
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        raise NotImplementedError

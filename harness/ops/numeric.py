@@ -1,0 +1,93 @@
+"""IEEE-754 double arithmetic as C++ computes it, for the Python reference.
+
+Python's `math` raises where C returns inf/nan (log(0), 1/0, exp(1000)); these helpers return what
+`cpp/harness/numeric.hpp` returns, bit for bit, so the reference and the kernel agree on every event.
+"""
+
+from __future__ import annotations
+
+import math
+
+INF = math.inf
+NAN = math.nan
+
+
+def div(a: float, b: float) -> float:
+    """a / b with IEEE results for a zero divisor (±inf, or nan for 0/0 and nan/0)."""
+    if b == 0.0:
+        if a == 0.0 or math.isnan(a):
+            return NAN
+        return math.copysign(INF, a) * math.copysign(1.0, b)
+    return a / b
+
+
+def exp(x: float) -> float:
+    """e**x; overflow gives inf."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return INF
+
+
+def exp2(x: float) -> float:
+    """2**x; overflow gives inf."""
+    try:
+        return math.exp2(x)
+    except OverflowError:
+        return INF
+
+
+def log(x: float) -> float:
+    """Natural log; log(0) = -inf, log(<0) = nan."""
+    if x > 0.0:
+        return math.log(x)
+    if x == 0.0:
+        return -INF
+    return NAN
+
+
+def sqrt(x: float) -> float:
+    """Square root; sqrt(<0) = nan, sqrt(-0.0) = -0.0."""
+    if x >= 0.0 or math.isnan(x):
+        return math.sqrt(x)
+    return NAN
+
+
+def tanh(x: float) -> float:
+    """Hyperbolic tangent (libm)."""
+    return math.tanh(x)
+
+
+def sigmoid(x: float) -> float:
+    """Logistic function in the overflow-free form: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) otherwise."""
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    if math.isnan(x):
+        return NAN
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def relu(x: float) -> float:
+    """max(x, 0) that propagates nan."""
+    return x if (x > 0.0 or math.isnan(x)) else 0.0
+
+
+def fmin(a: float, b: float) -> float:
+    """Minimum that propagates nan from either side; for equal values it returns b."""
+    return a if (a < b or math.isnan(a)) else b
+
+
+def fmax(a: float, b: float) -> float:
+    """Maximum that propagates nan from either side; for equal values it returns b."""
+    return a if (a > b or math.isnan(a)) else b
+
+
+def clamp(x: float, lo: float, hi: float) -> float:
+    """fmin(fmax(x, lo), hi): nan stays nan."""
+    return fmin(fmax(x, lo), hi)
+
+
+def decay_weight(dt_ns: int, halflife_s: float) -> float:
+    """2^(-dt/halflife) with dt converted from integer nanoseconds to seconds by one division."""
+    return exp2(-(dt_ns / 1e9) / halflife_s)

@@ -1,0 +1,71 @@
+"""Operators driven by timers: callbacks that fire at a future time, before the next event at or after it.
+
+Due timers fire in time order; timers due at the same time fire in the circuit's plan order. Each timer
+node has one slot: scheduling again replaces the pending time. Durations are float seconds, converted to
+integer nanoseconds as floor(seconds * 1e9 + 0.5).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.circuit.operator import Operator, Param, StepContext
+
+DURATION = Param(rule=">= 1 ns and finite (seconds)", check=lambda s: math.isfinite(s) and s * 1e9 >= 0.5)
+
+
+def seconds_to_ns(seconds: float) -> int:
+    """Duration in seconds -> integer nanoseconds, rounded half up (the same formula as the C++ runtime)."""
+    return math.floor(seconds * 1e9 + 0.5)
+
+
+class Timeout(Operator):
+    """Edge output 1.0 when `seconds` have passed since x's last valid update with no newer update.
+
+    Each valid update of x restarts the countdown; the output is invalid in every other event.
+    """
+
+    kind, arity, stateful, timer, edge = "timeout", 1, True, True, True
+    params_spec = {"seconds": DURATION}
+
+    def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
+        return {}, None
+
+    def ref_step(
+        self, state: Any, ctx: StepContext, p: Mapping[str, float], xs: Sequence[float | None]
+    ) -> float | None:
+        if xs[0] is not None:
+            ctx.schedule(ctx.t + seconds_to_ns(p["seconds"]))
+        return None
+
+    def ref_timer(self, state: Any, ctx: StepContext, p: Mapping[str, float]) -> float | None:
+        return 1.0
+
+
+class Every(Operator):
+    """Edge output on a time grid: ticks at every multiple of `period` after x's first valid update.
+
+    The value at a tick is the tick's ordinal (1.0, 2.0, ...); invalid in every other event.
+    """
+
+    kind, arity, stateful, timer, edge = "every", 1, True, True, True
+    params_spec = {"period": DURATION}
+
+    def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
+        return {"started": False, "n": 0.0}, None
+
+    def ref_step(
+        self, state: Any, ctx: StepContext, p: Mapping[str, float], xs: Sequence[float | None]
+    ) -> float | None:
+        if xs[0] is not None and not state["started"]:
+            state["started"] = True
+            period = seconds_to_ns(p["period"])
+            ctx.schedule((ctx.t // period + 1) * period)
+        return None
+
+    def ref_timer(self, state: Any, ctx: StepContext, p: Mapping[str, float]) -> float | None:
+        ctx.schedule(ctx.t + seconds_to_ns(p["period"]))
+        state["n"] += 1.0
+        return state["n"]

@@ -1,0 +1,1 @@
+"""Replay support: the events-table contract shared by every backend (samplers and labels come later)."""
