@@ -1,6 +1,6 @@
 """harness: an experiment harness for event-driven signal circuits (see README.md and DESIGN notes)."""
 
-from harness import ops
+from harness import ops, streams
 from harness.circuit import Circuit, Node, Trigger, observe
 from harness.errors import CircuitError, EventsError, HarnessError, ParamError
 from harness.kernel import Kernel, compile
@@ -19,4 +19,5 @@ __all__ = [
     "compile",
     "observe",
     "ops",
+    "streams",
 ]

@@ -236,4 +236,6 @@ def _find_cycle(nodes: set[Node]) -> list[Node]:
         node = min((m for m in _deps(node) if m in nodes), key=lambda m: m.index)
     cycle = path[seen[node] :]
     cycle.reverse()  # dependency order: each node feeds the next
+    first = min(range(len(cycle)), key=lambda i: cycle[i].index)  # start at the earliest-made node
+    cycle = cycle[first:] + cycle[:first]
     return [*cycle, cycle[0]]

@@ -1,0 +1,44 @@
+"""Example circuits: the seed scenarios and the L1 pressure circuit used by the demo and benchmarks."""
+
+from __future__ import annotations
+
+from harness import ops
+from harness.circuit.builder import Circuit
+
+
+def add_two() -> Circuit:
+    """Seed scenario "add two numbers": inputs a, b; trigger ab sets both; output sum = a + b."""
+    c = Circuit("add_two")
+    a, b = c.input("a"), c.input("b")
+    c.trigger("ab", a, b)
+    c.output("sum", a + b)
+    return c
+
+
+def wide_add() -> Circuit:
+    """Seed scenario "wide trigger add": ab = a + b (trigger ab), out = ab + c (trigger c)."""
+    c = Circuit("wide_add")
+    a, b, x = c.input("a"), c.input("b"), c.input("c")
+    c.trigger("ab", a, b)
+    c.trigger("c", x)
+    c.output("out", (a + b) + x)
+    return c
+
+
+def l1_pressure(halflife_mid: float = 1.0, halflife_pressure: float = 0.5) -> Circuit:
+    """The benchmark circuit: book imbalance, mid against its EWMA and decayed trade pressure, squashed.
+
+    out = tanh(0.5*imb + 1000*(mid - ewma(mid))/mid + 0.002*decay_sum(signed_size)), recorded every event.
+    Inputs match `hs.streams.l1_events`: trigger book (bid, ask, bid_size, ask_size), trade (signed_size).
+    """
+    c = Circuit("l1_pressure")
+    bid, ask, bsz, asz = c.input("bid"), c.input("ask"), c.input("bid_size"), c.input("ask_size")
+    signed = c.input("signed_size")
+    c.trigger("book", bid, ask, bsz, asz)
+    c.trigger("trade", signed)
+    mid = (bid + ask) / 2.0
+    imb = (bsz - asz) / (bsz + asz)
+    e = ops.ewma(mid, halflife=halflife_mid)
+    tp = ops.decay_sum(signed, halflife=halflife_pressure)
+    c.output("out", ops.tanh(0.5 * imb + 1000.0 * (mid - e) / mid + 0.002 * tp))
+    return c

@@ -1,0 +1,29 @@
+"""The `harness` command's current main job: seed scenarios plus a synthetic L1 replay."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from harness.cli import main
+
+
+def test_main_job_runs_and_writes_a_complete_result(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "result.parquet"
+    assert main(["--events", "3000", "--seed", "1", "--out", str(out), "--draw", str(tmp_path / "c.dot")]) == 0
+    printed = capsys.readouterr().out
+    assert "seed scenarios" in printed and "events/s" in printed
+    table = pq.read_table(out)
+    assert table.num_rows == 3000 and table.column_names == ["t", "out"]
+    assert not list(tmp_path.glob("*.partial"))
+    assert (tmp_path / "c.dot").read_text().startswith('digraph "l1_pressure"')
+
+
+def test_python_dash_m_and_bad_arguments() -> None:
+    res = subprocess.run([sys.executable, "-m", "harness", "--events", "200"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    bad = subprocess.run([sys.executable, "-m", "harness", "--events", "-5"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--events must be >= 0" in bad.stderr
