@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -17,3 +18,16 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_addoption(parser) -> None:  # type: ignore[no-untyped-def]
+    parser.addoption("--run-bench", action="store_true", help="run the benchmarks under tests/bench")
+
+
+def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-untyped-def]
+    if config.getoption("--run-bench"):
+        return
+    skip = pytest.mark.skip(reason="benchmark: run with --run-bench (add --benchmark-disable for a smoke pass)")
+    for item in items:
+        if "bench" in Path(str(item.fspath)).relative_to(ROOT).parts:
+            item.add_marker(skip)
