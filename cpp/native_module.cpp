@@ -1,14 +1,249 @@
-// harness._native: the C++ runtime pieces built once at install time (not per circuit).
-// For now it exposes the numeric helpers of numeric.hpp so tests can prove that they agree bit for bit
-// with the Python reference in harness/ops/numeric.py.
+// harness._native: the C++ runtime built once at install time (not per circuit).
+//  - Kernel: owns the state of one generated kernel and runs it through the kernel's C interface
+//    (kernel_abi.h); replay releases the GIL. Keeping the pybind11 bindings here means a generated
+//    kernel never includes pybind11 headers.
+//  - the numeric helpers of numeric.hpp, so tests can prove they agree bit for bit with the Python
+//    reference in harness/ops/numeric.py.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <cstdlib>
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "harness/kernel_abi.h"
 #include "harness/numeric.hpp"
 
 namespace py = pybind11;
 
+namespace {
+
+using f64_array = py::array_t<double, py::array::c_style>;
+
+const double* f64_data(const py::array& a, const char* what, py::ssize_t n) {
+    if (!py::isinstance<py::array_t<double>>(a) || a.ndim() != 1 || a.shape(0) < n ||
+        !(a.flags() & py::array::c_style)) {
+        throw std::invalid_argument(std::string(what) + ": expected a contiguous 1-d float64 array of length >= " +
+                                    std::to_string(n));
+    }
+    return static_cast<const double*>(a.data());
+}
+
+class Kernel {
+   public:
+    Kernel(py::capsule api, py::array params) : owner_(api) {
+        if (std::strcmp(api.name(), HS_KERNEL_CAPSULE) != 0) {
+            throw std::invalid_argument("not a harness kernel capsule");
+        }
+        api_ = static_cast<const hs_kernel_api*>(api.get_pointer());
+        if (api_->abi != HS_KERNEL_ABI) {
+            throw std::runtime_error("kernel was generated for kernel ABI " + std::to_string(api_->abi) +
+                                     " but harness._native implements ABI " + std::to_string(HS_KERNEL_ABI) +
+                                     "; reinstall harness (pip install -e .) and clear the kernel cache");
+        }
+        size_t align = api_->state_align < alignof(std::max_align_t) ? alignof(std::max_align_t) : api_->state_align;
+        size_t size = (api_->state_size + align - 1) / align * align;
+        state_ = std::aligned_alloc(align, size == 0 ? align : size);
+        if (state_ == nullptr) throw std::bad_alloc();
+        reset(params);
+    }
+    ~Kernel() { std::free(state_); }
+    Kernel(const Kernel&) = delete;
+    Kernel& operator=(const Kernel&) = delete;
+
+    void reset(py::array params) { api_->init(state_, f64_data(params, "params", api_->n_params)); }
+    void set_params(py::array params) { api_->set_params(state_, f64_data(params, "params", api_->n_params)); }
+
+    void call(int32_t trigger, int64_t t, py::array inputs) {
+        if (trigger < 0 || static_cast<uint32_t>(trigger) >= api_->n_triggers) {
+            throw std::out_of_range("trigger index out of range");
+        }
+        api_->call(state_, trigger, t, f64_data(inputs, "inputs", 0));
+    }
+
+    void advance(int64_t t) { api_->advance(state_, t); }
+
+    std::optional<double> value(uint32_t j) const {
+        if (j >= api_->n_outputs) throw std::out_of_range("output index out of range");
+        std::vector<double> v(api_->n_outputs);
+        std::vector<uint8_t> ok(api_->n_outputs);
+        api_->read(state_, v.data(), ok.data());
+        if (!ok[j]) return std::nullopt;
+        return v[j];
+    }
+
+    // Runs a batch; returns (rows done, error kind, error column). On an error the state is restored to
+    // what it was before the call, so a failed batch changes nothing.
+    py::tuple replay(py::array t, int64_t last_t, py::array codes, py::object remap, py::list columns,
+                     py::list bitmaps, std::vector<int64_t> bit_offsets, py::array out, py::array bits) {
+        if (!py::isinstance<py::array_t<int64_t>>(t) || t.ndim() != 1 || !(t.flags() & py::array::c_style)) {
+            throw std::invalid_argument("t: expected a contiguous 1-d int64 array");
+        }
+        const py::ssize_t n = t.shape(0);
+        const int32_t code_bytes = static_cast<int32_t>(codes.itemsize());
+        if (codes.ndim() != 1 || codes.shape(0) != n || !(codes.flags() & py::array::c_style) ||
+            codes.dtype().kind() != 'i' || (code_bytes != 1 && code_bytes != 2 && code_bytes != 4)) {
+            throw std::invalid_argument("codes: expected a contiguous 1-d int8/int16/int32 array as long as t");
+        }
+        const int32_t* remap_ptr = nullptr;
+        int64_t remap_size = 0;
+        py::array remap_arr;
+        if (!remap.is_none()) {
+            remap_arr = remap.cast<py::array>();
+            if (!py::isinstance<py::array_t<int32_t>>(remap_arr) || !(remap_arr.flags() & py::array::c_style)) {
+                throw std::invalid_argument("remap: expected a contiguous int32 array");
+            }
+            remap_ptr = static_cast<const int32_t*>(remap_arr.data());
+            remap_size = remap_arr.size();
+        }
+        const size_t n_in = api_->n_inputs;
+        if (columns.size() != n_in || bitmaps.size() != n_in || bit_offsets.size() != n_in) {
+            throw std::invalid_argument("columns/bitmaps/bit_offsets: expected one entry per input");
+        }
+        const py::ssize_t nbytes = (n + 7) / 8;
+        const py::ssize_t n_out = api_->n_outputs;
+        if (!py::isinstance<py::array_t<double>>(out) || out.ndim() != 2 || out.shape(0) != n_out ||
+            out.shape(1) != n || !(out.flags() & py::array::c_style) || !out.writeable()) {
+            throw std::invalid_argument("out: expected a writable C-contiguous float64 array (outputs, rows)");
+        }
+        if (!py::isinstance<py::array_t<uint8_t>>(bits) || bits.ndim() != 2 || bits.shape(0) != n_out ||
+            bits.shape(1) != nbytes || !(bits.flags() & py::array::c_style) || !bits.writeable()) {
+            throw std::invalid_argument("bits: expected a writable C-contiguous uint8 array (outputs, ceil(rows/8))");
+        }
+        std::vector<const double*> cols(n_in, nullptr);
+        std::vector<const uint8_t*> valid(n_in, nullptr);
+        std::vector<py::buffer_info> keep;
+        for (size_t i = 0; i < n_in; ++i) {
+            if (!columns[i].is_none()) cols[i] = f64_data(columns[i].cast<py::array>(), "column", n);
+            if (!bitmaps[i].is_none()) {
+                keep.push_back(bitmaps[i].cast<py::buffer>().request());
+                if (keep.back().size * keep.back().itemsize * 8 < bit_offsets[i] + n) {
+                    throw std::invalid_argument("bitmaps: a validity bitmap is shorter than its column");
+                }
+                valid[i] = static_cast<const uint8_t*>(keep.back().ptr);
+            }
+        }
+        std::vector<double*> outs(n_out);
+        std::vector<uint8_t*> out_valid(n_out);
+        auto* out_base = static_cast<double*>(out.mutable_data());
+        auto* bits_base = static_cast<uint8_t*>(bits.mutable_data());
+        for (py::ssize_t j = 0; j < n_out; ++j) {
+            outs[j] = out_base + j * n;
+            out_valid[j] = bits_base + j * nbytes;
+        }
+        const int64_t* times = static_cast<const int64_t*>(t.data());
+        const void* code_ptr = codes.data();
+        hs_replay_error error{-1, HS_ERR_NONE, -1};
+        int64_t done;
+        {
+            py::gil_scoped_release release;
+            std::vector<unsigned char> saved(static_cast<unsigned char*>(state_),
+                                             static_cast<unsigned char*>(state_) + api_->state_size);
+            done = api_->replay(state_, n, times, last_t, code_ptr, code_bytes, remap_ptr, remap_size, cols.data(), valid.data(),
+                                bit_offsets.data(), outs.data(), out_valid.data(), &error);
+            if (done != n) std::memcpy(state_, saved.data(), saved.size());
+        }
+        return py::make_tuple(done, error.kind, error.column);
+    }
+
+    uint32_t n_inputs() const { return api_->n_inputs; }
+    uint32_t n_outputs() const { return api_->n_outputs; }
+    uint32_t n_triggers() const { return api_->n_triggers; }
+    uint32_t n_params() const { return api_->n_params; }
+    size_t state_size() const { return api_->state_size; }
+
+   private:
+    py::capsule owner_;
+    const hs_kernel_api* api_ = nullptr;
+    void* state_ = nullptr;
+};
+
+// One pass over a batch of events: how many rows each trigger has, and the first row whose trigger sets an
+// input that is null there. required[code * n_cols + c] says whether trigger `code` sets column c;
+// bitmaps[c] is column c's Arrow validity bitmap (None: no nulls) starting at bit offsets[c].
+py::tuple scan_events(py::array codes_arr, uint32_t n_triggers, py::array required_arr, py::list bitmaps,
+                      std::vector<int64_t> offsets) {
+    if (!py::isinstance<py::array_t<int32_t>>(codes_arr) || codes_arr.ndim() != 1 ||
+        !(codes_arr.flags() & py::array::c_style)) {
+        throw std::invalid_argument("codes: expected a contiguous 1-d int32 array");
+    }
+    const size_t n_cols = bitmaps.size();
+    if (offsets.size() != n_cols || required_arr.size() != static_cast<py::ssize_t>(n_triggers * n_cols) ||
+        !py::isinstance<py::array_t<uint8_t>>(required_arr) || !(required_arr.flags() & py::array::c_style)) {
+        throw std::invalid_argument("required/offsets: expected n_triggers * n_columns flags and one offset per column");
+    }
+    const int32_t* codes = static_cast<const int32_t*>(codes_arr.data());
+    const uint8_t* required = static_cast<const uint8_t*>(required_arr.data());
+    const py::ssize_t n = codes_arr.shape(0);
+    std::vector<const uint8_t*> bits(n_cols, nullptr);
+    std::vector<py::buffer_info> keep;
+    for (size_t c = 0; c < n_cols; ++c) {
+        if (bitmaps[c].is_none()) continue;
+        keep.push_back(bitmaps[c].cast<py::buffer>().request());
+        bits[c] = static_cast<const uint8_t*>(keep.back().ptr);
+    }
+    // per trigger: the columns it sets that have nulls at all (the only ones worth a bit test)
+    std::vector<std::vector<size_t>> checks(n_triggers);
+    for (uint32_t code = 0; code < n_triggers; ++code) {
+        for (size_t c = 0; c < n_cols; ++c) {
+            if (required[code * n_cols + c] && bits[c] != nullptr) checks[code].push_back(c);
+        }
+    }
+    std::vector<int64_t> counts(n_triggers, 0);
+    int64_t bad_row = -1, bad_col = -1;
+    {
+        py::gil_scoped_release release;
+        for (py::ssize_t r = 0; r < n && bad_row < 0; ++r) {
+            const int32_t code = codes[r];
+            if (code < 0 || static_cast<uint32_t>(code) >= n_triggers) {
+                bad_row = r;
+                bad_col = -2;
+                break;
+            }
+            ++counts[code];
+            for (const size_t c : checks[code]) {
+                const int64_t i = offsets[c] + r;
+                if (!((bits[c][i >> 3] >> (i & 7)) & 1)) {
+                    bad_row = r;
+                    bad_col = static_cast<int64_t>(c);
+                    break;
+                }
+            }
+        }
+    }
+    py::array_t<int64_t> out_counts(static_cast<py::ssize_t>(n_triggers));
+    std::copy(counts.begin(), counts.end(), out_counts.mutable_data());
+    return py::make_tuple(out_counts, bad_row, bad_col);
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_native, m) {
-    m.doc() = "harness C++ runtime helpers (numeric twins of harness.ops.numeric)";
+    m.doc() = "harness C++ runtime: the kernel runner and the numeric twins of harness.ops.numeric";
+    m.attr("KERNEL_ABI") = HS_KERNEL_ABI;
+
+    py::class_<Kernel>(m, "Kernel")
+        .def(py::init<py::capsule, py::array>(), py::arg("api"), py::arg("params"))
+        .def("reset", &Kernel::reset)
+        .def("set_params", &Kernel::set_params)
+        .def("call", &Kernel::call)
+        .def("advance", &Kernel::advance)
+        .def("value", &Kernel::value)
+        .def("replay", &Kernel::replay)
+        .def_property_readonly("n_inputs", &Kernel::n_inputs)
+        .def_property_readonly("n_outputs", &Kernel::n_outputs)
+        .def_property_readonly("n_triggers", &Kernel::n_triggers)
+        .def_property_readonly("n_params", &Kernel::n_params)
+        .def_property_readonly("state_size", &Kernel::state_size);
+
+    m.def("scan_events", &scan_events, py::arg("codes"), py::arg("n_triggers"), py::arg("required"),
+          py::arg("bitmaps"), py::arg("offsets"));
+
     m.def("div", &hs::div);
     m.def("exp", &hs::exp);
     m.def("exp2", &hs::exp2);

@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
 from harness.circuit.node import Node
 from harness.circuit.operator import StepContext
 from harness.kernel import Kernel
+from harness.replay.events import check_rows
 
 if TYPE_CHECKING:
     from harness.circuit.builder import Circuit
@@ -112,13 +114,14 @@ class ReferenceKernel(Kernel):
     def _value(self, output: int) -> float | None:
         return self._vals[self._out_pos[output]]
 
-    def _run_batch(self, eb: EventBatch) -> tuple[np.ndarray, np.ndarray]:
+    def _run_batch(self, eb: EventBatch, last_t: int | None) -> list[pa.Array]:
+        codes_arr = check_rows(eb, self.events_schema, last_t)
         n = len(eb)
         out = np.zeros((len(self.outputs), n))
         valid = np.zeros((len(self.outputs), n), dtype=bool)
-        columns = {name: col.tolist() for name, col in eb.values.items()}
+        columns = {name: col.tolist() for name, col in zip(self.inputs, eb.values, strict=True) if col is not None}
         times = eb.t.tolist()
-        codes = eb.trigger.tolist()
+        codes = codes_arr.tolist()
         for r in range(n):
             code = codes[r]
             values = [columns[name][r] for name in self.trigger_inputs[self.triggers[code]]]
@@ -128,4 +131,4 @@ class ReferenceKernel(Kernel):
                 if v is not None:
                     out[j, r] = v
                     valid[j, r] = True
-        return out, valid
+        return [pa.array(out[j], type=pa.float64(), mask=~valid[j]) for j in range(len(self.outputs))]

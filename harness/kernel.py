@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from harness.errors import CircuitError, EventsError, ParamError
-from harness.replay.events import EventBatch, check_batch, iter_batches
+from harness.replay.events import EventBatch, EventSchema, iter_batches, prepare_batch
 
 if TYPE_CHECKING:
     from harness.circuit.builder import Circuit
@@ -24,7 +24,11 @@ BACKENDS = ("cpp", "python")
 
 
 def compile(circuit: Circuit, backend: str = "cpp", **options: Any) -> Kernel:
-    """Validate `circuit` and build a kernel: backend "cpp" (generated C++) or "python" (reference)."""
+    """Validate `circuit` and build a kernel: backend "cpp" (generated C++) or "python" (reference).
+
+    C++ options: `opt` ("O2" default, "O3", or "native" = -O3 -march=native) and `cache_dir`
+    (default `$HARNESS_KERNEL_CACHE` or the user cache dir).
+    """
     from harness.circuit.builder import Circuit
 
     if not isinstance(circuit, Circuit):
@@ -37,7 +41,9 @@ def compile(circuit: Circuit, backend: str = "cpp", **options: Any) -> Kernel:
 
         return ReferenceKernel(circuit)
     if backend == "cpp":
-        raise CircuitError("backend 'cpp' is not available in this version yet; use hs.compile(c, backend='python')")
+        from harness.codegen import compile_cpp
+
+        return compile_cpp(circuit, **options)
     raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -51,10 +57,12 @@ class Kernel:
         self.name = circuit.name
         self.plan: CircuitPlan = plan
         self.outputs: list[str] = list(plan.outputs)
+        self.inputs: list[str] = [n.name for n in plan.order if n.kind == "input"]
         self.triggers: list[str] = list(plan.triggers)
         self.trigger_inputs: dict[str, tuple[str, ...]] = {
             name: tuple(n.name for n in tp.inputs if n.kind == "input") for name, tp in plan.triggers.items()
         }
+        self.events_schema = EventSchema(self.triggers, self.trigger_inputs, self.inputs)
         self._params: dict[str, float] = {name: node.op.params["init"] for name, node in plan.parameters.items()}
         self._last_t: int | None = None
 
@@ -168,15 +176,15 @@ class Kernel:
         cols: list[list[pa.Array]] = [[] for _ in self.outputs]
         offset = 0
         for batch in iter_batches(events):
-            eb = check_batch(batch, self.triggers, self.trigger_inputs, self._last_t, offset)
+            eb = prepare_batch(batch, self.events_schema, offset)
             if len(eb):
-                out, valid = self._run_batch(eb)
+                arrays = self._run_batch(eb, self._last_t)
                 self._last_t = int(eb.t[-1])
                 times.append(eb.t)
-                for j in range(len(self.outputs)):
-                    cols[j].append(pa.array(out[j], type=pa.float64(), mask=~valid[j]))
+                for j, arr in enumerate(arrays):
+                    cols[j].append(arr)
             offset += len(eb)
-        t = pa.array(np.concatenate(times) if times else np.empty(0, np.int64), type=pa.int64())
+        t = pa.chunked_array([pa.array(x, type=pa.int64()) for x in times], type=pa.int64())
         arrays = [pa.chunked_array(c, type=pa.float64()) for c in cols]
         return pa.Table.from_arrays([t, *arrays], names=["t", *self.outputs])
 
@@ -195,8 +203,9 @@ class Kernel:
     def _value(self, output: int) -> float | None:
         raise NotImplementedError
 
-    def _run_batch(self, eb: EventBatch) -> tuple[np.ndarray, np.ndarray]:
-        """Run the events; return (values[n_outputs, rows] float64, valid[n_outputs, rows] bool)."""
+    def _run_batch(self, eb: EventBatch, last_t: int | None) -> list[pa.Array]:
+        """Check the per-row rules and run the events (a failing batch changes no state); return one
+        float64 array per output, null where invalid."""
         raise NotImplementedError
 
     def _apply_params(self) -> None:

@@ -27,7 +27,7 @@ def test_plan_orders_steps_topologically_and_marks_ephemeral_locals() -> None:
     assert not plan.is_stored(spread)
     assert plan.is_stored(mid)  # observed by trades
     assert plan.is_stored(e)  # stateful
-    assert all(plan.is_stored(x) for x in (bid, ask, size))  # inputs keep their values
+    assert not any(plan.is_stored(x) for x in (bid, ask, size))  # read only in their own events: locals
     assert plan.triggers["book"].inputs == (bid, ask)
 
 

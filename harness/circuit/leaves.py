@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from harness.circuit.operator import Operator, Param
 from harness.errors import CircuitError
@@ -72,3 +72,6 @@ class ForwardOp(Operator):
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return x
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return xs[0]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.circuit.node import Node, Observed
 from harness.errors import CircuitError
+from harness.names import IDENTIFIER
 
 if TYPE_CHECKING:
     from harness.circuit.builder import Circuit
@@ -78,6 +79,8 @@ class Operator:
     differentiable: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
+        if not IDENTIFIER.fullmatch(self.kind or ""):
+            raise CircuitError(f"operator class {type(self).__name__} needs a `kind` that is an identifier")
         self.params: dict[str, Any] = self._validate_params(params)
 
     # ----- configuration -------------------------------------------------------------------------
@@ -198,6 +201,28 @@ class Operator:
     def ref_timer(self, state: Any, ctx: StepContext, p: Mapping[str, float]) -> float | None:
         """Timer callback at `ctx.t`; return the new value."""
         raise NotImplementedError(f"{self.kind} has no timer")
+
+    # ----- C++ form (used by harness.codegen) -----------------------------------------------------------
+    # Expressions arrive as C++ source: `xs` are input values, `oks` their validity flags, `p` maps each
+    # parameter to a C++ expression (a literal, or the runtime slot of a learnable parameter).
+    cpp_state: ClassVar[str | None] = None  # stateful: a struct of cpp/harness/ops.hpp with members v, ok
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        """Stateless: a C++ expression computing the output from the input expressions."""
+        raise NotImplementedError(f"operator {self.kind!r} has no C++ form")
+
+    def cpp_valid(self, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str]) -> str:
+        """Stateless: C++ validity of the output; by default every input must be valid."""
+        oks = [k for k in oks if k != "true"]
+        return " && ".join(oks) if oks else "true"
+
+    def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
+        """Stateful: C++ statement updating the struct `s` for one event at time `t` (`due`: timer slot)."""
+        raise NotImplementedError(f"operator {self.kind!r} has no C++ form")
+
+    def cpp_timer(self, s: str, t: str, p: Mapping[str, str], due: str) -> str:
+        """Timer: C++ statement run when this node's timer fires at `t`."""
+        raise NotImplementedError(f"operator {self.kind!r} has no C++ timer form")
 
 
 def find_circuit(kind: str, inputs: Sequence[Any], params: Any = ()) -> Circuit:

@@ -5,8 +5,9 @@ This is the input of every backend (the reference interpreter and the C++ genera
   in the triggers that set them; a timer node runs its callback in its own timer plan.
 - Constants and parameters never run; a stateless node computed only from them is *static*: evaluated
   when the kernel starts and whenever parameters change.
-- A node is *stored* (lives in kernel state) when it is an input, stateful, static, recorded, forced with
-  `c.store`, or read in an event where it did not run; every other node is *ephemeral* (a local).
+- A node is *stored* (lives in kernel state) when it is stateful, static, recorded, forced with `c.store`,
+  or read in an event where it did not run (an input read by another trigger's plan, say); every other
+  node is *ephemeral* (a local of the function that computes it).
 - A node is *edge-triggered* when its operator says so, or when it is stateless and a triggering input is;
   edge nodes are invalid in every event except the one that produced them.
 - Only nodes that outputs and stores depend on are planned (dead nodes are dropped).
@@ -139,7 +140,7 @@ def build_plan(c: Circuit) -> CircuitPlan:
         triggers[t.name] = TriggerPlan(t.name, sets, steps_of(key))
     timers = tuple(TimerPlan(n, steps_of(f"timer:{n.name}", exclude=n)) for n in order if n.op.timer)
 
-    stored: set[Node] = set(c.inputs.values()) | static | set(c.outputs.values()) | set(c.stored)
+    stored: set[Node] = static | set(c.outputs.values()) | set(c.stored)
     stored |= {n for n in order if n.op.stateful or n.op.timer}
     plans: list[tuple[str, tuple[Node, ...]]] = [(f"trigger:{name}", p.steps) for name, p in triggers.items()]
     plans += [(f"timer:{p.node.name}", p.steps) for p in timers]

@@ -24,6 +24,9 @@ class Add(Stateless):
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return a + b
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} + {xs[1]})"
+
 
 class Sub(Stateless):
     """a - b"""
@@ -32,6 +35,9 @@ class Sub(Stateless):
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return a - b
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} - {xs[1]})"
 
 
 class Mul(Stateless):
@@ -42,6 +48,9 @@ class Mul(Stateless):
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return a * b
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} * {xs[1]})"
+
 
 class Div(Stateless):
     """a / b with IEEE results for b = 0 (±inf, nan for 0/0): a valid output, not an error."""
@@ -50,6 +59,9 @@ class Div(Stateless):
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return nm.div(a, b)
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} / {xs[1]})"
 
 
 class Neg(Stateless):
@@ -60,6 +72,9 @@ class Neg(Stateless):
     def f(self, p: Mapping[str, float], x: float) -> float:
         return -x
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"(-{xs[0]})"
+
 
 class Abs(Stateless):
     """|x|"""
@@ -68,6 +83,9 @@ class Abs(Stateless):
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return math.fabs(x)
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"std::fabs({xs[0]})"
 
 
 class Exp(Stateless):
@@ -78,6 +96,9 @@ class Exp(Stateless):
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.exp(x)
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"hs::exp({xs[0]})"
+
 
 class Log(Stateless):
     """Natural log: -inf at 0, nan below 0."""
@@ -86,6 +107,9 @@ class Log(Stateless):
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.log(x)
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"hs::log({xs[0]})"
 
 
 class Sqrt(Stateless):
@@ -96,6 +120,9 @@ class Sqrt(Stateless):
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.sqrt(x)
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"hs::sqrt({xs[0]})"
+
 
 class Tanh(Stateless):
     """Hyperbolic tangent."""
@@ -104,6 +131,9 @@ class Tanh(Stateless):
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.tanh(x)
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"hs::tanh({xs[0]})"
 
 
 class Sigmoid(Stateless):
@@ -114,6 +144,9 @@ class Sigmoid(Stateless):
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.sigmoid(x)
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"hs::sigmoid({xs[0]})"
+
 
 class Relu(Stateless):
     """max(x, 0); nan stays nan."""
@@ -122,6 +155,9 @@ class Relu(Stateless):
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.relu(x)
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"hs::relu({xs[0]})"
 
 
 class Min(Stateless):
@@ -132,6 +168,9 @@ class Min(Stateless):
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return nm.fmin(a, b)
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"hs::fmin({xs[0]}, {xs[1]})"
+
 
 class Max(Stateless):
     """Maximum of two values; nan if either is nan; for equal values (0.0 and -0.0) the second."""
@@ -140,6 +179,9 @@ class Max(Stateless):
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return nm.fmax(a, b)
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"hs::fmax({xs[0]}, {xs[1]})"
 
 
 class Clamp(Stateless):
@@ -158,6 +200,9 @@ class Clamp(Stateless):
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.clamp(x, p["lo"], p["hi"])
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"hs::clamp({xs[0]}, {p['lo']}, {p['hi']})"
+
 
 class Select(Stateless):
     """`a` where cond != 0, else `b`. Valid when cond and the chosen branch are valid."""
@@ -170,6 +215,12 @@ class Select(Stateless):
         if cond is None:
             return None
         return a if cond != 0.0 else b
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} != 0.0 ? {xs[1]} : {xs[2]})"
+
+    def cpp_valid(self, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({oks[0]} && ({xs[0]} != 0.0 ? {oks[1]} : {oks[2]}))"
 
 
 class Compare(Stateless):
@@ -187,6 +238,9 @@ class Lt(Compare):
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a < b else 0.0
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} < {xs[1]} ? 1.0 : 0.0)"
+
 
 class Le(Compare):
     """a <= b"""
@@ -195,6 +249,9 @@ class Le(Compare):
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a <= b else 0.0
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} <= {xs[1]} ? 1.0 : 0.0)"
 
 
 class Gt(Compare):
@@ -205,6 +262,9 @@ class Gt(Compare):
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a > b else 0.0
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} > {xs[1]} ? 1.0 : 0.0)"
+
 
 class Ge(Compare):
     """a >= b"""
@@ -213,6 +273,9 @@ class Ge(Compare):
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a >= b else 0.0
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} >= {xs[1]} ? 1.0 : 0.0)"
 
 
 class Eq(Compare):
@@ -223,6 +286,9 @@ class Eq(Compare):
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a == b else 0.0
 
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} == {xs[1]} ? 1.0 : 0.0)"
+
 
 class Ne(Compare):
     """a != b (1.0 when either is nan)"""
@@ -231,6 +297,9 @@ class Ne(Compare):
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a != b else 0.0
+
+    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return f"({xs[0]} != {xs[1]} ? 1.0 : 0.0)"
 
 
 BINARY: dict[str, type[Operator]] = {op.kind: op for op in (Add, Sub, Mul, Div, Min, Max, Lt, Le, Gt, Ge, Eq, Ne)}

@@ -42,6 +42,11 @@ class Ewma(Operator):
             state["t"] = ctx.t
         return state["v"]
 
+    cpp_state = "hs::Ewma"
+
+    def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
+        return f"{s}.step({t}, {xs[0]}, {oks[0]}, {p['halflife']});"
+
 
 class DecaySum(Operator):
     """Decayed running sum: s = s*2^(-dt/halflife) + x at each valid sample of x; the first sample sets s = x.
@@ -68,6 +73,11 @@ class DecaySum(Operator):
             state["t"] = ctx.t
         return state["v"]
 
+    cpp_state = "hs::DecaySum"
+
+    def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
+        return f"{s}.step({t}, {xs[0]}, {oks[0]}, {p['halflife']});"
+
 
 class Delta(Operator):
     """x minus its previous valid value; invalid until x has had two valid samples."""
@@ -87,6 +97,11 @@ class Delta(Operator):
             state["prev"] = x
         return state["v"]
 
+    cpp_state = "hs::Delta"
+
+    def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
+        return f"{s}.step({xs[0]}, {oks[0]});"
+
 
 class Count(Operator):
     """Number of events in which x was valid (0.0 before the first; always valid)."""
@@ -102,3 +117,8 @@ class Count(Operator):
         if xs[0] is not None:
             state["n"] += 1.0
         return state["n"]
+
+    cpp_state = "hs::Count"
+
+    def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
+        return f"{s}.step({oks[0]});"

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.circuit.operator import Operator, Param, StepContext
+from harness.codegen.literals import cpp_int
 
 DURATION = Param(rule=">= 1 ns and finite (seconds)", check=lambda s: math.isfinite(s) and s * 1e9 >= 0.5)
 
@@ -43,6 +44,14 @@ class Timeout(Operator):
     def ref_timer(self, state: Any, ctx: StepContext, p: Mapping[str, float]) -> float | None:
         return 1.0
 
+    cpp_state = "hs::Timeout"
+
+    def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
+        return f"{s}.step({t}, {oks[0]}, {cpp_int(seconds_to_ns(self.params['seconds']))}, {due});"
+
+    def cpp_timer(self, s: str, t: str, p: Mapping[str, str], due: str) -> str:
+        return f"{s}.fire();"
+
 
 class Every(Operator):
     """Edge output on a time grid: ticks at every multiple of `period` after x's first valid update.
@@ -69,3 +78,11 @@ class Every(Operator):
         ctx.schedule(ctx.t + seconds_to_ns(p["period"]))
         state["n"] += 1.0
         return state["n"]
+
+    cpp_state = "hs::Every"
+
+    def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
+        return f"{s}.step({t}, {oks[0]}, {cpp_int(seconds_to_ns(self.params['period']))}, {due});"
+
+    def cpp_timer(self, s: str, t: str, p: Mapping[str, str], due: str) -> str:
+        return f"{s}.fire({t}, {cpp_int(seconds_to_ns(self.params['period']))}, {due});"

@@ -1,8 +1,14 @@
-"""The events-table contract (DESIGN.md §4), checked once for every backend.
+"""The events-table contract (DESIGN.md §4), shared by every backend.
 
 An events table has `t` (int64 ns, non-decreasing), `trigger` (string) and one float column per input,
 null where the row's trigger does not set it. Extra columns are ignored. Tables arrive whole, as record
 batches, or as an iterable of batches; kernels carry state across batches.
+
+Checking happens in two steps. `prepare_batch` does the per-column work (types, missing columns, nulls in
+`t`/`trigger`) and exposes the Arrow buffers zero-copy. The per-row rules (time never decreases, every
+trigger is known, a trigger's inputs are not null) are checked by `check_rows` for the reference
+interpreter, and inside the generated replay loop for C++ kernels; both report through `row_error`, so the
+messages are the same. A batch that fails changes no kernel state.
 """
 
 from __future__ import annotations
@@ -14,21 +20,48 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harness import _native
 from harness.errors import EventsError
+
+# row error kinds (shared with cpp/harness/kernel_abi.h)
+ERR_TIME, ERR_TRIGGER, ERR_NULL, ERR_COLUMN = 1, 2, 3, 4
+
+
+class EventSchema:
+    """What a kernel expects of events: trigger names (codes are their positions) and the inputs each sets."""
+
+    def __init__(self, triggers: list[str], trigger_inputs: dict[str, tuple[str, ...]], inputs: list[str]) -> None:
+        self.triggers = list(triggers)
+        self.trigger_inputs = dict(trigger_inputs)
+        self.inputs = list(inputs)  # column order of the kernel
+        # required[code, i]: does the trigger with this code set input i?
+        self.required = np.array(
+            [[name in trigger_inputs[t] for name in self.inputs] for t in self.triggers], dtype=np.uint8
+        ).reshape(len(self.triggers), len(self.inputs))
 
 
 @dataclass(frozen=True)
 class EventBatch:
-    """One batch of checked events as numpy arrays: times, trigger codes, input values and validity."""
+    """One batch of events as zero-copy numpy views of its Arrow buffers."""
 
     t: np.ndarray  # int64 ns
-    trigger: np.ndarray  # int32 index into the kernel's trigger names
-    values: dict[str, np.ndarray]  # float64 per input column present (nan where null)
-    valid: dict[str, np.ndarray]  # bool per input column present
+    codes: np.ndarray  # int8/16/32: trigger codes, or dictionary indices when `remap` is set; -1 = unknown
+    remap: np.ndarray | None  # int32: dictionary index -> trigger code (-1 = unknown)
+    trigger_column: pa.Array  # the original column, to name an unknown trigger in an error
+    values: list[np.ndarray | None]  # float64 per kernel input (None: no such column); unspecified under nulls
+    bitmaps: list[pa.Buffer | None]  # Arrow validity bitmap per kernel input (None: no nulls)
+    bit_offsets: list[int]
     offset: int  # row number of the first row within the whole replay
 
     def __len__(self) -> int:
         return len(self.t)
+
+    @property
+    def trigger(self) -> np.ndarray:
+        """int32 trigger code of every row (-1 where unknown)."""
+        if self.remap is None:
+            return self.codes.astype(np.int32, copy=False)
+        return self.remap[self.codes]
 
 
 def iter_batches(events: object) -> Iterator[pa.RecordBatch]:
@@ -55,91 +88,136 @@ def iter_batches(events: object) -> Iterator[pa.RecordBatch]:
         )
 
 
-def check_batch(
-    batch: pa.RecordBatch,
-    triggers: list[str],
-    trigger_inputs: dict[str, tuple[str, ...]],
-    last_t: int | None,
-    offset: int,
-) -> EventBatch:
-    """Validate one batch against a kernel's triggers and return it as numpy arrays.
-
-    Errors name the row (counted over the whole replay), the column and the rule.
-    """
+def prepare_batch(batch: pa.RecordBatch, schema: EventSchema, offset: int) -> EventBatch:
+    """Column-level checks and zero-copy views of one batch (the per-row rules are checked later)."""
     names = batch.schema.names
     for col in ("t", "trigger"):
         if col not in names:
             raise EventsError(f"events: missing column {col!r} (columns: {', '.join(names)})")
     t = _time_column(batch.column("t"), offset)
-    codes = _trigger_codes(batch.column("trigger"), triggers, offset)
+    trig = batch.column("trigger")
+    codes, remap = _trigger_codes(trig, schema.triggers, offset)
+    values: list[np.ndarray | None] = []
+    bitmaps: list[pa.Buffer | None] = []
+    bit_offsets: list[int] = []
+    for name in schema.inputs:
+        if name in names:
+            col = batch.column(name)
+            values.append(_input_column(col, name))
+            bitmaps.append(col.buffers()[0] if col.null_count else None)
+            bit_offsets.append(col.offset)
+        else:
+            values.append(None)
+            bitmaps.append(None)
+            bit_offsets.append(0)
+    return EventBatch(t, codes, remap, trig, values, bitmaps, bit_offsets, offset)
 
+
+def check_rows(eb: EventBatch, schema: EventSchema, last_t: int | None) -> np.ndarray:
+    """Check the per-row rules with numpy and one native scan; return the int32 trigger codes.
+
+    Reports the first broken rule in row order, and within a row in the order the generated loop checks
+    them (time, trigger, then the trigger's inputs by column), so both backends give the same error.
+    """
+    t = eb.t
+    codes = eb.trigger
+    found: list[tuple[int, int, int, int]] = []  # (row, order within the row, kind, column)
     if len(t):
         prev = np.empty_like(t)
         prev[0] = t[0] if last_t is None else last_t
         prev[1:] = t[:-1]
-        bad = np.flatnonzero(t < prev)
-        if len(bad):
-            i = int(bad[0])
-            raise EventsError(
-                f"events: column 't' decreases at row {offset + i} ({int(t[i])} after {int(prev[i])}); "
-                "events must be sorted by time (non-decreasing)"
-            )
+        down = t < prev
+        if down.any():
+            found.append((int(np.argmax(down)), 0, ERR_TIME, -1))
+    known = codes >= 0
+    for i, values in enumerate(eb.values):
+        if values is None:
+            uses = np.zeros(len(codes), dtype=bool)
+            uses[known] = schema.required[codes[known], i].astype(bool)
+            if uses.any():
+                found.append((int(np.argmax(uses)), 2 + i, ERR_COLUMN, i))
+    _, bad_row, bad_col = _native.scan_events(
+        codes, len(schema.triggers), schema.required.reshape(-1), eb.bitmaps, eb.bit_offsets
+    )
+    if bad_row >= 0:  # the scan stops at the first unknown trigger (column -2) or null input
+        found.append((bad_row, 1, ERR_TRIGGER, -1) if bad_col == -2 else (bad_row, 2 + bad_col, ERR_NULL, bad_col))
+    if found:
+        row, _, kind, column = min(found)
+        row_error(eb, schema, last_t, kind, row, column)
+    return codes
 
-    values: dict[str, np.ndarray] = {}
-    valid: dict[str, np.ndarray] = {}
-    present = np.unique(codes)
-    for code in present:
-        trig = triggers[int(code)]
-        rows = codes == code
-        for inp in trigger_inputs[trig]:
-            if inp not in names:
-                raise EventsError(f"events: trigger {trig!r} sets input {inp!r} but the events have no column {inp!r}")
-            if inp not in values:
-                values[inp], valid[inp] = _input_column(batch.column(inp), inp)
-            missing = np.flatnonzero(rows & ~valid[inp])
-            if len(missing):
-                i = int(missing[0])
-                raise EventsError(
-                    f"events: row {offset + i} (trigger {trig!r}) has a null in column {inp!r}; "
-                    f"trigger {trig!r} must set every one of its inputs ({', '.join(trigger_inputs[trig])})"
-                )
-    return EventBatch(t=t, trigger=codes, values=values, valid=valid, offset=offset)
+
+def row_error(eb: EventBatch, schema: EventSchema, last_t: int | None, kind: int, row: int, column: int) -> None:
+    """Raise the EventsError for a broken per-row rule (found by numpy or by a generated loop)."""
+    where = eb.offset + row
+    if kind == ERR_TIME:
+        prev = int(eb.t[row - 1]) if row > 0 else last_t
+        raise EventsError(
+            f"events: column 't' decreases at row {where} ({int(eb.t[row])} after {prev}); "
+            "events must be sorted by time (non-decreasing)"
+        )
+    if kind == ERR_TRIGGER:
+        name = eb.trigger_column[row].as_py()
+        what = "a null trigger" if name is None else f"unknown trigger {name!r}"
+        raise EventsError(f"events: row {where} names {what} (triggers: {', '.join(schema.triggers)})")
+    trig = schema.triggers[int(eb.trigger[row])]
+    name = schema.inputs[column]
+    if kind == ERR_COLUMN:
+        raise EventsError(f"events: trigger {trig!r} sets input {name!r} but the events have no column {name!r}")
+    if kind == ERR_NULL:
+        raise EventsError(
+            f"events: row {where} (trigger {trig!r}) has a null in column {name!r}; "
+            f"trigger {trig!r} must set every one of its inputs ({', '.join(schema.trigger_inputs[trig])})"
+        )
+    raise AssertionError(f"unknown row error kind {kind}")
+
+
+def _first_null(col: pa.Array) -> int:
+    return int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
 
 
 def _time_column(col: pa.Array, offset: int) -> np.ndarray:
     typ = col.type
     if pa.types.is_timestamp(typ):
         col = col.cast(pa.timestamp("ns")).cast(pa.int64())
-    elif pa.types.is_integer(typ):
+    elif typ != pa.int64() and pa.types.is_integer(typ):
         col = col.cast(pa.int64())
-    else:
+    elif typ != pa.int64():
         raise EventsError(f"events: column 't' must be int64 nanoseconds (or a timestamp), got {typ}")
     if col.null_count:
-        i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-        raise EventsError(f"events: row {offset + i} has a null in column 't'")
-    return col.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        raise EventsError(f"events: row {offset + _first_null(col)} has a null in column 't'")
+    return np.frombuffer(col.buffers()[1], dtype=np.int64, count=col.offset + len(col))[col.offset :]
 
 
-def _trigger_codes(col: pa.Array, triggers: list[str], offset: int) -> np.ndarray:
+def _trigger_codes(col: pa.Array, triggers: list[str], offset: int) -> tuple[np.ndarray, np.ndarray | None]:
     typ = col.type
-    if pa.types.is_dictionary(typ):
-        col = col.cast(typ.value_type)
-        typ = col.type
+    if col.null_count:
+        raise EventsError(
+            f"events: row {offset + _first_null(col)} names a null trigger (triggers: {', '.join(triggers)})"
+        )
+    if pa.types.is_dictionary(typ) and (pa.types.is_string(typ.value_type) or pa.types.is_large_string(typ.value_type)):
+        # map the (small) dictionary once; rows keep their integer indices: no per-row string hashing
+        mapping = pc.index_in(col.dictionary, value_set=pa.array(triggers, type=typ.value_type))
+        remap = mapping.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+        indices = col.indices
+        width = indices.type.bit_width
+        if width > 32 or not pa.types.is_signed_integer(indices.type):
+            indices = indices.cast(pa.int32())
+            width = 32
+        dtype = {8: np.int8, 16: np.int16, 32: np.int32}[width]
+        codes = np.frombuffer(indices.buffers()[1], dtype=dtype, count=indices.offset + len(indices))[indices.offset :]
+        return codes, remap
     if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
         raise EventsError(f"events: column 'trigger' must hold strings (trigger names), got {typ}")
     codes = pc.index_in(col, value_set=pa.array(triggers, type=col.type))
-    if codes.null_count:
-        i = int(np.flatnonzero(codes.is_null().to_numpy(zero_copy_only=False))[0])
-        name = col[i].as_py()
-        what = "a null trigger" if name is None else f"unknown trigger {name!r}"
-        raise EventsError(f"events: row {offset + i} names {what} (triggers: {', '.join(triggers)})")
-    return codes.to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    return codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False), None
 
 
-def _input_column(col: pa.Array, name: str) -> tuple[np.ndarray, np.ndarray]:
+def _input_column(col: pa.Array, name: str) -> np.ndarray:
+    """float64 values of an input column (unspecified under nulls); zero-copy for float64 columns."""
     typ = col.type
+    if typ == pa.float64():
+        return np.frombuffer(col.buffers()[1], dtype=np.float64, count=col.offset + len(col))[col.offset :]
     if not (pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_boolean(typ)):
         raise EventsError(f"events: input column {name!r} must be numeric, got {typ}")
-    valid = ~col.is_null().to_numpy(zero_copy_only=False)
-    values = col.cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
-    return values, valid
+    return col.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)

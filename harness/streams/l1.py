@@ -18,7 +18,7 @@ from harness.errors import HarnessError
 SCHEMA = pa.schema(
     [
         ("t", pa.int64()),
-        ("trigger", pa.string()),
+        ("trigger", pa.dictionary(pa.int8(), pa.string())),
         ("bid", pa.float64()),
         ("ask", pa.float64()),
         ("bid_size", pa.float64()),
@@ -26,6 +26,7 @@ SCHEMA = pa.schema(
         ("signed_size", pa.float64()),
     ]
 )
+TRIGGERS = pa.array(["book", "trade"], pa.string())
 START_NS = 1_723_161_255_000_000_000  # 2024-08-08 23:54:15 UTC, the start of the real BTCUSDT sample
 
 
@@ -65,12 +66,12 @@ def l1_batches(
         lean = np.where(next_move == 0, rng.choice([-1.0, 1.0], m), next_move)
         sign = np.where(rng.random(m) < 0.6, lean, -lean)
         signed = sign * np.round(rng.lognormal(-4.0, 1.2, m) + 0.002, 3)
-        trig = np.where(is_book, "book", "trade")
+        trig = pa.DictionaryArray.from_arrays(pa.array(np.where(is_book, 0, 1).astype(np.int8)), TRIGGERS)
         null_book = ~is_book
         yield pa.RecordBatch.from_arrays(
             [
                 pa.array(t, pa.int64()),
-                pa.array(trig, pa.string()),
+                trig,
                 pa.array(bid, pa.float64(), mask=null_book),
                 pa.array(ask, pa.float64(), mask=null_book),
                 pa.array(bid_size, pa.float64(), mask=null_book),

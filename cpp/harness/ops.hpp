@@ -1,0 +1,116 @@
+// Stateful operators of harness.ops as small structs. Each is the C++ twin of the class of the same
+// name in harness/ops/stateful.py or harness/ops/timers.py: same state, same operation order, same bits.
+// Every struct exposes its value as `v` and its validity as `ok`.
+#pragma once
+
+#include <cstdint>
+
+#include "harness/numeric.hpp"
+
+namespace hs {
+
+constexpr std::int64_t NO_TIMER = INT64_MAX;
+
+// floor(a / b) for b > 0 (C++ '/' truncates toward zero; Python '//' floors).
+inline std::int64_t floordiv(std::int64_t a, std::int64_t b) {
+    std::int64_t q = a / b;
+    return (a % b != 0 && a < 0) ? q - 1 : q;
+}
+
+// Time-decayed EWMA: v = w*v + (1-w)*x, w = 2^(-dt/halflife); the first valid sample initialises.
+struct Ewma {
+    double v = 0.0;
+    bool ok = false;
+    std::int64_t t = 0;
+    void step(std::int64_t now, double x, bool xok, double halflife) {
+        if (!xok) return;
+        if (!ok) {
+            v = x;
+            ok = true;
+        } else {
+            const double w = decay_weight(now - t, halflife);
+            v = w * v + (1.0 - w) * x;
+        }
+        t = now;
+    }
+};
+
+// Decayed running sum: s = s*2^(-dt/halflife) + x at each valid sample; the first sample sets s = x.
+struct DecaySum {
+    double v = 0.0;
+    bool ok = false;
+    std::int64_t t = 0;
+    void step(std::int64_t now, double x, bool xok, double halflife) {
+        if (!xok) return;
+        if (!ok) {
+            v = x;
+            ok = true;
+        } else {
+            v = v * decay_weight(now - t, halflife) + x;
+        }
+        t = now;
+    }
+};
+
+// x minus its previous valid value; invalid until two valid samples.
+struct Delta {
+    double v = 0.0;
+    bool ok = false;
+    double prev = 0.0;
+    bool has_prev = false;
+    void step(double x, bool xok) {
+        if (!xok) return;
+        if (has_prev) {
+            v = x - prev;
+            ok = true;
+        }
+        prev = x;
+        has_prev = true;
+    }
+};
+
+// Number of events in which the input was valid; valid (0.0) from the start.
+struct Count {
+    double v = 0.0;
+    bool ok = true;
+    void step(bool xok) {
+        if (xok) v += 1.0;
+    }
+};
+
+// Edge 1.0 when `dur` ns pass after the input's last valid update; each update restarts the countdown.
+struct Timeout {
+    double v = 0.0;
+    bool ok = false;
+    void step(std::int64_t now, bool xok, std::int64_t dur, std::int64_t& due) {
+        ok = false;
+        if (xok) due = now + dur;
+    }
+    void fire() {
+        v = 1.0;
+        ok = true;
+    }
+};
+
+// Edge ticks at multiples of `period` ns after the input's first valid update; value = tick ordinal.
+struct Every {
+    double v = 0.0;
+    bool ok = false;
+    bool started = false;
+    double n = 0.0;
+    void step(std::int64_t now, bool xok, std::int64_t period, std::int64_t& due) {
+        ok = false;
+        if (xok && !started) {
+            started = true;
+            due = (floordiv(now, period) + 1) * period;
+        }
+    }
+    void fire(std::int64_t now, std::int64_t period, std::int64_t& due) {
+        due = now + period;
+        n += 1.0;
+        v = n;
+        ok = true;
+    }
+};
+
+}  // namespace hs

@@ -1,0 +1,498 @@
+"""C++ emission from a circuit's call plan: one struct of state, one straight-line function per trigger and
+per timer, the replay loop, and the C interface (`cpp/harness/kernel_abi.h`) that harness._native runs.
+
+Identifiers in the output are positional (`v12`, `k12` = value and validity of plan node 12, `o12` its
+operator state, `due12` its timer slot); every node gets a comment with its name and operator. Names and
+numbers reach the source only through `harness.codegen.literals`. The same circuit always gives the same
+bytes (no timestamps, no counters, plan order only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.circuit.builder import Circuit
+from harness.circuit.node import Node
+from harness.codegen.literals import cpp_double, cpp_int, cpp_name
+from harness.errors import CircuitError
+
+GENERATOR_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class KernelSource:
+    """Generated C++ for one circuit plus the index layout the runtime uses to talk to it."""
+
+    circuit: str
+    body: str  # everything but the module entry point (which names the module after the content hash)
+    inputs: tuple[str, ...]  # column order of replay
+    triggers: tuple[str, ...]  # trigger codes
+    outputs: tuple[str, ...]
+    params: tuple[str, ...]
+
+    def module_source(self, module: str) -> str:
+        """The complete translation unit for a module called `module`."""
+        name = cpp_name(module, "module name")
+        doc = f'"harness kernel for circuit {cpp_name(self.circuit)}"'
+        return f"{self.body}\nHS_DEFINE_KERNEL_MODULE({name}, HS_API, {doc})\n"
+
+
+def generate(circuit: Circuit) -> KernelSource:
+    """Generate the kernel source of `circuit` (validated first)."""
+    return _Emitter(circuit).emit()
+
+
+class _Emitter:
+    def __init__(self, circuit: Circuit) -> None:
+        self.circuit = circuit
+        self.plan = plan = circuit.plan()
+        self.pos: dict[Node, int] = {n: i for i, n in enumerate(plan.order)}
+        self.inputs = [n for n in plan.order if n.kind == "input"]
+        self.input_index = {n: i for i, n in enumerate(self.inputs)}
+        self.params = list(plan.parameters)
+        self.param_index = {name: j for j, name in enumerate(self.params)}
+        self.triggers = list(plan.triggers)
+        self.outputs = list(plan.outputs)
+
+    # ----- naming ------------------------------------------------------------------------------------
+    def describe(self, node: Node) -> str:
+        """A one-line, sanitised description of a node for a comment."""
+        i = self.pos[node]
+        parts = []
+        for k, v in node.op.params.items():
+            value = (
+                f"param {cpp_name(v.name)}"
+                if isinstance(v, Node)
+                else (cpp_int(v) if isinstance(v, int) else cpp_double(v))
+            )
+            parts.append(f"{cpp_name(k)}={value}")
+        args = ", ".join(
+            ("observe " if obs else "") + (cpp_double(m.op.params["value"]) if m.kind == "const" else f"n{self.pos[m]}")
+            for m, obs in zip(node.inputs, node.observed, strict=True)
+        )
+        conf = f"[{', '.join(parts)}]" if parts else ""
+        return f"n{i} {cpp_name(node.name)} = {cpp_name(node.kind)}{conf}({args})"
+
+    def ref(self, node: Node, local: set[Node]) -> tuple[str, str]:
+        """C++ expressions of (value, validity) of `node` as seen from inside a function."""
+        i = self.pos[node]
+        if node.kind == "const":
+            return cpp_double(node.op.params["value"]), "true"
+        if node.kind == "param":
+            return f"s.p[{self.param_index[node.name]}]", "true"
+        if node in local:
+            return f"v{i}", f"k{i}"
+        if node.op.stateful:
+            return f"s.o{i}.v", f"s.o{i}.ok"
+        return f"s.v{i}", f"s.k{i}"
+
+    def param_exprs(self, node: Node) -> dict[str, str]:
+        out = {}
+        for k, v in node.op.params.items():
+            if isinstance(v, Node):
+                out[k] = f"s.p[{self.param_index[v.name]}]"
+            elif isinstance(v, int):
+                out[k] = cpp_int(v)
+            else:
+                out[k] = cpp_double(v)
+        return out
+
+    # ----- steps -------------------------------------------------------------------------------------
+    def step(self, node: Node, local: set[Node], t: str = "t") -> list[str]:
+        i = self.pos[node]
+        refs = [self.ref(m, local) for m in node.inputs]
+        xs = [r[0] for r in refs]
+        oks = [r[1] for r in refs]
+        p = self.param_exprs(node)
+        stored = self.plan.is_stored(node)
+        comment = f"// {self.describe(node)}{'' if stored else '  [local]'}"
+        try:
+            if node.op.stateful:
+                due = f"s.due{i}" if node.op.timer else ""
+                code = node.op.cpp_step(f"s.o{i}", t, xs, oks, p, due)
+                if node.op.cpp_state is None:
+                    raise NotImplementedError
+                return [comment, code]
+            value, ok = node.op.cpp(xs, p), node.op.cpp_valid(xs, oks, p)
+        except NotImplementedError:
+            raise CircuitError(
+                f"operator {node.kind!r} (node {node.name}) has no C++ form; compile with backend='python' "
+                "or give the operator class cpp()/cpp_step() methods"
+            ) from None
+        if stored:
+            return [comment, f"s.k{i} = {ok};", f"s.v{i} = {value};"]
+        local.add(node)
+        return [comment, f"const bool k{i} = {ok};", f"const double v{i} = {value};"]
+
+    # ----- whole source ------------------------------------------------------------------------------
+    def emit(self) -> KernelSource:
+        c = cpp_name(self.circuit.name, "circuit name")
+        lines: list[str] = [
+            f"// harness kernel for circuit {c}: generated by harness.codegen (generator {GENERATOR_VERSION}).",
+            "// Do not edit: regenerate from the circuit. One function per trigger and per timer, in plan order.",
+            f"// structure {self.circuit.structure_hash()}",
+            "#include <algorithm>",
+            "#include <cstdint>",
+            "#include <cstring>",
+            "#include <limits>",
+            "#include <new>",
+            "",
+            '#include "harness/kernel_abi.h"',
+            '#include "harness/module.hpp"',
+            '#include "harness/numeric.hpp"',
+            '#include "harness/ops.hpp"',
+            "",
+            "#define HS_INF (std::numeric_limits<double>::infinity())",
+            "#define HS_NAN (std::numeric_limits<double>::quiet_NaN())",
+            "",
+            "namespace {",
+            "",
+            *self.emit_state(),
+            *self.emit_static(),
+            *self.emit_begin_event(),
+            *self.emit_timers(),
+            *self.emit_triggers(),
+            *self.emit_interface(),
+            "}  // namespace",
+            "",
+        ]
+        return KernelSource(
+            circuit=self.circuit.name,
+            body="\n".join(lines),
+            inputs=tuple(cpp_name(n.name) for n in self.inputs),
+            triggers=tuple(cpp_name(t) for t in self.triggers),
+            outputs=tuple(cpp_name(o) for o in self.outputs),
+            params=tuple(cpp_name(p) for p in self.params),
+        )
+
+    def emit_state(self) -> list[str]:
+        plan = self.plan
+        lines = ["struct State {", f"    double p[{max(1, len(self.params))}];  // learnable parameters"]
+        for j, name in enumerate(self.params):
+            lines.append(f"    // p[{j}] = {cpp_name(name)}")
+        for node in plan.order:
+            i = self.pos[node]
+            if node.kind in ("const", "param"):
+                continue
+            if node.op.stateful:
+                lines.append(f"    {node.op.cpp_state} o{i};  // {self.describe(node)}")
+                if node.op.timer:
+                    lines.append(f"    std::int64_t due{i} = hs::NO_TIMER;")
+            elif plan.is_stored(node):
+                lines.append(f"    double v{i} = 0.0;  // {self.describe(node)}")
+                lines.append(f"    bool k{i} = false;")
+        lines += ["};", ""]
+        return lines
+
+    def emit_static(self) -> list[str]:
+        lines = [
+            "// nodes computed from constants and parameters only: at start and on every set_params",
+            "void apply_params(State& s) {",
+        ]
+        for node in self.plan.static:
+            lines += ["    " + ln for ln in self.step(node, set())]
+        lines += ["    (void)s;", "}", ""]
+        return lines
+
+    def emit_begin_event(self) -> list[str]:
+        lines = [
+            "// edge-triggered values are invalid in every event but the one that produces them",
+            "inline void begin_event(State& s) {",
+        ]
+        for node in self.plan.edge:
+            i = self.pos[node]
+            if node.op.stateful:
+                lines.append(f"    s.o{i}.ok = false;")
+            elif self.plan.is_stored(node):
+                lines.append(f"    s.k{i} = false;")
+        lines += ["    (void)s;", "}", ""]
+        return lines
+
+    def emit_timers(self) -> list[str]:
+        lines: list[str] = []
+        for tp in self.plan.timers:
+            i = self.pos[tp.node]
+            local: set[Node] = set()
+            lines.append(f"// timer of n{i} {cpp_name(tp.node.name)}")
+            lines.append(f"void timer_{i}(State& s, std::int64_t t) {{")
+            lines.append("    begin_event(s);")
+            lines.append(f"    {tp.node.op.cpp_timer(f's.o{i}', 't', self.param_exprs(tp.node), f's.due{i}')}")
+            for node in tp.steps:
+                lines += ["    " + ln for ln in self.step(node, local)]
+            lines += ["    (void)t;", "}", ""]
+        lines.append("// fire every timer due at or before t: earliest first, ties in plan order")
+        lines.append("inline void fire_due(State& s, std::int64_t t) {")
+        if self.plan.timers:
+            lines.append("    for (;;) {")
+            lines.append("        int which = -1;")
+            lines.append("        std::int64_t best = 0;")
+            for w, tp in enumerate(self.plan.timers):
+                i = self.pos[tp.node]
+                lines.append(
+                    f"        if (s.due{i} <= t && (which < 0 || s.due{i} < best)) {{ which = {w}; best = s.due{i}; }}"
+                )
+            lines.append("        switch (which) {")
+            for w, tp in enumerate(self.plan.timers):
+                i = self.pos[tp.node]
+                lines.append(f"            case {w}: s.due{i} = hs::NO_TIMER; timer_{i}(s, best); break;")
+            lines.append("            default: return;")
+            lines.append("        }")
+            lines.append("    }")
+        else:
+            lines += ["    (void)s;", "    (void)t;"]
+        lines += ["}", ""]
+        return lines
+
+    def trigger_args(self, name: str) -> list[Node]:
+        return [n for n in self.plan.triggers[name].inputs if n.kind == "input"]
+
+    def emit_triggers(self) -> list[str]:
+        lines: list[str] = []
+        for j, name in enumerate(self.triggers):
+            tp = self.plan.triggers[name]
+            args = self.trigger_args(name)
+            params = "".join(f", double in{a}" for a in range(len(args)))
+            lines.append(
+                f"// trigger {j} {cpp_name(name)}: sets {', '.join(cpp_name(n.name) for n in args) or 'nothing'}"
+            )
+            lines.append(f"inline void trigger_{j}(State& s, std::int64_t t{params}) {{")
+            local: set[Node] = set()
+            for a, node in enumerate(args):
+                i = self.pos[node]
+                if self.plan.is_stored(node):
+                    lines.append(f"    s.v{i} = in{a};  // input {cpp_name(node.name)}")
+                    lines.append(f"    s.k{i} = true;")
+                else:
+                    lines.append(f"    const double v{i} = in{a};  // input {cpp_name(node.name)}  [local]")
+                    lines.append(f"    const bool k{i} = true;")
+                    local.add(node)
+            for node in tp.inputs:
+                if node.kind == "event":
+                    i = self.pos[node]
+                    if self.plan.is_stored(node):
+                        lines += [f"    s.v{i} = 1.0;  // event of {cpp_name(name)}", f"    s.k{i} = true;"]
+                    else:
+                        lines += [
+                            f"    const double v{i} = 1.0;  // event of {cpp_name(name)}",
+                            f"    const bool k{i} = true;",
+                        ]
+                        local.add(node)
+            for node in tp.steps:
+                lines += ["    " + ln for ln in self.step(node, local)]
+            lines += ["    (void)t;", "}", ""]
+        return lines
+
+    def dispatch(self) -> list[str]:
+        """switch over trigger codes for `call`: inputs come from the `in` array in trigger order."""
+        lines = ["switch (trig) {"]
+        for j, name in enumerate(self.triggers):
+            call_args = "".join(f", in[{a}]" for a in range(len(self.trigger_args(name))))
+            lines.append(f"    case {j}: trigger_{j}(s, now{call_args}); break;")
+        lines += ["    default: break;", "}"]
+        return lines
+
+    def replay_dispatch(self) -> list[str]:
+        """switch over the (already checked) trigger code of row r inside the replay loop."""
+        lines = ["switch (code) {"]
+        for j, name in enumerate(self.triggers):
+            vals = "".join(f", col{self.input_index[n]}[r]" for n in self.trigger_args(name))
+            lines.append(f"    case {j}: trigger_{j}(s, now{vals}); break;")
+        lines += ["    default: break;", "}"]
+        return lines
+
+    def column_users(self, c: int) -> list[int]:
+        """Codes of the triggers that set input column c."""
+        node = self.inputs[c]
+        return [j for j, name in enumerate(self.triggers) if node in self.trigger_args(name)]
+
+    def emit_replay(self, outs: list[tuple[str, str]]) -> list[str]:
+        """The replay loop: blocks of 64 rows, each checked with bit masks, then run without checks.
+
+        A template over the width of trigger codes and dictionary remapping. The checks (time order,
+        known trigger, a trigger's input columns present and not null) report the first broken rule in
+        row order, and within a row in the order time, trigger, columns: the order of `check_rows`.
+        """
+        n_in, n_trig = len(self.inputs), len(self.triggers)
+        lines = [
+            "// 64 validity bits of an Arrow bitmap starting at bit `start` (only `count` <= 64 of them are read)",
+            "inline std::uint64_t load_bits(const std::uint8_t* bits, std::int64_t start, std::int64_t count) {",
+            "    const std::int64_t first = start >> 3;",
+            "    const std::int64_t last = (start + count - 1) >> 3;",
+            "    std::uint64_t lo = 0;",
+            "    std::uint8_t extra = 0;",
+            "    std::memcpy(&lo, bits + first, static_cast<std::size_t>(std::min<std::int64_t>(8, last - first + 1)));",
+            "    if (last - first == 8) extra = bits[last];",
+            "    const int shift = static_cast<int>(start & 7);",
+            "    std::uint64_t word = shift ? (lo >> shift) | (static_cast<std::uint64_t>(extra) << (64 - shift)) : lo;",
+            "    return count == 64 ? word : word & ((std::uint64_t{1} << count) - 1);",
+            "}",
+            "",
+            "// write the validity word of rows (r & ~63) .. r into an Arrow bitmap (only the bytes that exist)",
+            "inline void flush_bits(std::uint8_t* bits, std::int64_t r, std::uint64_t& acc, std::int64_t n) {",
+            "    const std::int64_t first = (r >> 6) << 3;",
+            "    const std::int64_t bytes = std::min<std::int64_t>(8, ((n + 7) >> 3) - first);",
+            "    std::memcpy(bits + first, &acc, static_cast<std::size_t>(bytes));  // little-endian: Arrow order",
+            "    acc = 0;",
+            "}",
+            "",
+            "inline std::int64_t fail(hs_replay_error* err, std::int64_t r, std::int32_t kind, std::int32_t column) {",
+            "    err->row = r;",
+            "    err->kind = kind;",
+            "    err->column = column;",
+            "    return r;",
+            "}",
+            "",
+            "template <typename Code, bool Remap>",
+            "std::int64_t replay_loop(State& s, std::int64_t n, const std::int64_t* t, std::int64_t prev,",
+            "                         const Code* codes, const std::int32_t* remap, std::int64_t remap_size,",
+            "                         const double* const* columns,",
+            "                         const std::uint8_t* const* valid, const std::int64_t* valid_offset,",
+            "                         double* const* out, std::uint8_t* const* bits, hs_replay_error* err) {",
+        ]
+        for i, node in enumerate(self.inputs):
+            lines.append(f"    const double* const col{i} = columns[{i}];  // {cpp_name(node.name)}")
+        for j, name in enumerate(self.outputs):
+            lines.append(f"    double* const out{j} = out[{j}];  // {cpp_name(name)}")
+            lines.append(f"    std::uint8_t* const bits{j} = bits[{j}];")
+        lines += [
+            "    std::int32_t block_code[64];",
+            "    for (std::int64_t b = 0; b < n; b += 64) {",
+            "        const std::int64_t m = std::min<std::int64_t>(64, n - b);",
+            "        // check the block: one bit per row for each rule",
+            "        std::uint64_t down = 0, unknown = 0;",
+            *[f"        std::uint64_t rows{j} = 0;" for j in range(n_trig)],
+            "        for (std::int64_t k = 0; k < m; ++k) {",
+            "            const std::int64_t now = t[b + k];",
+            "            down |= static_cast<std::uint64_t>(now < prev) << k;",
+            "            prev = now;",
+            "            const std::int64_t idx = static_cast<std::int64_t>(codes[b + k]);",
+            "            std::int32_t code = -1;",
+            "            if (!Remap) code = static_cast<std::int32_t>(idx);",
+            "            else if (idx >= 0 && idx < remap_size) code = remap[idx];",
+            "            block_code[k] = code;",
+            *[f"            rows{j} |= static_cast<std::uint64_t>(code == {j}) << k;" for j in range(n_trig)],
+            "        }",
+            f"        unknown = ~({' | '.join(f'rows{j}' for j in range(n_trig)) or '0'}) & (m == 64 ? ~std::uint64_t{{0}} : (std::uint64_t{{1}} << m) - 1);",
+        ]
+        for c in range(n_in):
+            users = self.column_users(c)
+            need = " | ".join(f"rows{j}" for j in users) or "std::uint64_t{0}"
+            lines += [
+                f"        const std::uint64_t need{c} = {need};",
+                f"        const std::uint64_t bad{c} = col{c} == nullptr ? need{c}",
+                f"            : (valid[{c}] != nullptr ? need{c} & ~load_bits(valid[{c}], valid_offset[{c}] + b, m) : 0);",
+            ]
+        any_bad = " | ".join(["down", "unknown", *[f"bad{c}" for c in range(n_in)]])
+        lines += [
+            f"        const std::uint64_t broken = {any_bad};",
+            "        if (broken != 0) {",
+            "            const int k = __builtin_ctzll(broken);",
+            "            const std::uint64_t bit = std::uint64_t{1} << k;",
+            "            if (down & bit) return fail(err, b + k, HS_ERR_TIME, -1);",
+            "            if (unknown & bit) return fail(err, b + k, HS_ERR_TRIGGER, -1);",
+            *[
+                f"            if (bad{c} & bit) return fail(err, b + k, col{c} == nullptr ? HS_ERR_COLUMN : HS_ERR_NULL, {c});"
+                for c in range(n_in)
+            ],
+            "        }",
+            "        // run the block",
+            *[f"        std::uint64_t acc{j} = 0;" for j in range(len(self.outputs))],
+            "        for (std::int64_t k = 0; k < m; ++k) {",
+            "            const std::int64_t r = b + k;",
+            "            const std::int64_t now = t[r];",
+            "            const std::int32_t code = block_code[k];",
+            *(["            fire_due(s, now);"] if self.plan.timers else []),
+            "            begin_event(s);",
+            *["            " + ln for ln in self.replay_dispatch()],
+            *[self.record(j, v, k) for j, (v, k) in enumerate(outs)],
+            "        }",
+            *[
+                f"        std::memcpy(bits{j} + (b >> 3), &acc{j}, static_cast<std::size_t>((m + 7) >> 3));"
+                for j in range(len(self.outputs))
+            ],
+            "    }",
+            "    (void)columns;",
+            "    (void)out;",
+            "    (void)bits;",
+            "    (void)remap;",
+            "    (void)valid;",
+            "    return n;",
+            "}",
+            "",
+            "std::int64_t k_replay(void* st, std::int64_t n, const std::int64_t* t, std::int64_t last_t,",
+            "                      const void* codes, std::int32_t code_bytes, const std::int32_t* remap,",
+            "                      std::int64_t remap_size,",
+            "                      const double* const* columns, const std::uint8_t* const* valid,",
+            "                      const std::int64_t* valid_offset, double* const* out, std::uint8_t* const* bits,",
+            "                      hs_replay_error* err) {",
+            "    State& s = *static_cast<State*>(st);",
+            "#define HS_LOOP(T, R) replay_loop<T, R>(s, n, t, last_t, static_cast<const T*>(codes), remap, \\",
+            "                                         remap_size, columns, valid, valid_offset, out, bits, err)",
+            "    switch (code_bytes * 2 + (remap != nullptr ? 1 : 0)) {",
+            "        case 2: return HS_LOOP(std::int8_t, false);",
+            "        case 3: return HS_LOOP(std::int8_t, true);",
+            "        case 4: return HS_LOOP(std::int16_t, false);",
+            "        case 5: return HS_LOOP(std::int16_t, true);",
+            "        case 9: return HS_LOOP(std::int32_t, true);",
+            "        default: return HS_LOOP(std::int32_t, false);",
+            "    }",
+            "#undef HS_LOOP",
+            "}",
+            "",
+        ]
+        return lines
+
+    @staticmethod
+    def record(j: int, value: str, ok: str) -> str:
+        """Store output j of row r: its value, and its validity bit into a 64-row register word."""
+        return (
+            f"        out{j}[r] = {value};\n        acc{j} |= static_cast<std::uint64_t>(({ok}) ? 1u : 0u) << (r & 63);"
+        )
+
+    def emit_interface(self) -> list[str]:
+        n_in, n_trig, n_out, n_par = len(self.inputs), len(self.triggers), len(self.outputs), len(self.params)
+        outs = [self.ref(self.plan.outputs[name], set()) for name in self.outputs]
+        lines = [
+            "void k_init(void* st, const double* params) {",
+            "    State* s = new (st) State();",
+            *[f"    s->p[{j}] = params[{j}];" for j in range(n_par)],
+            "    (void)params;",
+            "    apply_params(*s);",
+            "}",
+            "",
+            "void k_set_params(void* st, const double* params) {",
+            "    State& s = *static_cast<State*>(st);",
+            *[f"    s.p[{j}] = params[{j}];" for j in range(n_par)],
+            "    (void)params;",
+            "    apply_params(s);",
+            "}",
+            "",
+            "void k_call(void* st, std::int32_t trig, std::int64_t now, const double* in) {",
+            "    State& s = *static_cast<State*>(st);",
+            "    fire_due(s, now);",
+            "    begin_event(s);",
+            *["    " + ln for ln in self.dispatch()],
+            "    (void)in;",
+            "}",
+            "",
+            "void k_advance(void* st, std::int64_t t) { fire_due(*static_cast<State*>(st), t); }",
+            "",
+            "void k_read(const void* st, double* values, std::uint8_t* valid) {",
+            "    const State& s = *static_cast<const State*>(st);",
+            *[
+                f"    values[{j}] = {v};  // {cpp_name(name)}\n    valid[{j}] = ({k}) ? 1 : 0;"
+                for j, ((v, k), name) in enumerate(zip(outs, self.outputs, strict=True))
+            ],
+            "    (void)s;",
+            "}",
+            "",
+            *self.emit_replay(outs),
+            "const hs_kernel_api HS_API = {",
+            "    HS_KERNEL_ABI,",
+            f"    {n_in}, {n_trig}, {n_out}, {n_par},",
+            "    sizeof(State), alignof(State),",
+            "    &k_init, &k_set_params, &k_call, &k_advance, &k_read, &k_replay,",
+            "};",
+            "",
+        ]
+        return lines

@@ -1,0 +1,48 @@
+"""The one sanitiser of generated C++: identifiers and numbers reach a kernel's source only through here.
+
+Names are re-checked against the builder's rule and refused otherwise; doubles are emitted in their
+shortest round-trip form (`repr`), which the compiler parses back to the same bits; inf and nan are
+named constants. Nothing a user typed is pasted into C++ unchecked.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from harness.errors import CircuitError
+from harness.names import IDENTIFIER
+
+_FLOAT = re.compile(r"-?(\d+\.\d*|\d+)(e[+-]?\d+)?")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def cpp_name(name: object, what: str = "name") -> str:
+    """`name` if it is a plain identifier (safe in comments, strings and identifiers), else CircuitError."""
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name) or len(name) > 256:
+        raise CircuitError(f"code generation refused {what} {name!r}: not an identifier [A-Za-z_][A-Za-z0-9_]*")
+    return name
+
+
+def cpp_double(x: float) -> str:
+    """A C++ double expression that evaluates to exactly `x` (nan: a quiet NaN)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise CircuitError(f"code generation refused the value {x!r}: not a number")
+    x = float(x)
+    if math.isnan(x):
+        return "HS_NAN"
+    if math.isinf(x):
+        return "HS_INF" if x > 0 else "(-HS_INF)"
+    text = repr(x)
+    if not _FLOAT.fullmatch(text):
+        raise CircuitError(f"code generation refused the value {x!r}: unexpected literal {text!r}")
+    return f"({text})" if text.startswith("-") else text
+
+
+def cpp_int(n: int) -> str:
+    """An int64_t literal for `n`."""
+    if isinstance(n, bool) or not isinstance(n, int) or not INT64_MIN <= n <= INT64_MAX:
+        raise CircuitError(f"code generation refused the integer {n!r}: not an int64")
+    if n == INT64_MIN:
+        return "INT64_MIN"
+    return f"INT64_C({n})"

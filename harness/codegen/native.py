@@ -1,0 +1,107 @@
+"""NativeKernel: a generated, compiled kernel behind the shared Kernel interface (backend "cpp")."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from harness.kernel import Kernel
+from harness.replay.events import row_error
+
+INT64_MIN = -(2**63)
+
+if TYPE_CHECKING:
+    from harness.circuit.builder import Circuit
+    from harness.codegen.cache import CacheEntry
+    from harness.codegen.emit import KernelSource
+    from harness.replay.events import EventBatch
+
+_LOADED: dict[Path, ModuleType] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Import the extension module at `path` (once per process)."""
+    with _LOAD_LOCK:
+        module = _LOADED.get(path)
+        if module is None:
+            loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+            spec = importlib.util.spec_from_file_location(name, str(path), loader=loader)
+            assert spec is not None
+            module = importlib.util.module_from_spec(spec)
+            loader.exec_module(module)
+            _LOADED[path] = module
+        return module
+
+
+class NativeKernel(Kernel):
+    """A kernel whose events run in generated C++ (`hs.compile(c)`); replay releases the GIL.
+
+    `source` is the generated C++, `kernel_hash` its cache key, `build` how it was obtained (compiled or
+    loaded from the cache, and how long that took). A kernel is safe to use from several threads (calls
+    are serialised), and parameters change without recompiling.
+    """
+
+    backend = "cpp"
+
+    def __init__(self, circuit: Circuit, source: KernelSource, entry: CacheEntry, module: ModuleType) -> None:
+        super().__init__(circuit)
+        from harness import _native
+
+        if tuple(self.inputs) != source.inputs or tuple(self.outputs) != source.outputs:
+            raise AssertionError("generated kernel layout does not match the plan")
+        self.source: str = source.module_source(entry.module)
+        self.kernel_hash: str = entry.key
+        self.build: dict[str, Any] = {
+            "cache_hit": not entry.built,
+            "seconds": entry.seconds,
+            "module": str(entry.module_path),
+        }
+        self._lock = threading.Lock()
+        self._k = _native.Kernel(module.api, self._param_array())
+
+    def _param_array(self) -> np.ndarray:
+        return np.array([self._params[name] for name in self.plan.parameters], dtype=np.float64)
+
+    def _reset(self) -> None:
+        with self._lock:
+            self._k.reset(self._param_array())
+
+    def _apply_params(self) -> None:
+        with self._lock:
+            self._k.set_params(self._param_array())
+
+    def _call(self, trigger: int, t: int, values: list[float]) -> None:
+        with self._lock:
+            self._k.call(trigger, t, np.asarray(values, dtype=np.float64))
+
+    def _advance(self, t: int) -> None:
+        with self._lock:
+            self._k.advance(t)
+
+    def _value(self, output: int) -> float | None:
+        with self._lock:
+            return self._k.value(output)
+
+    def _run_batch(self, eb: EventBatch, last_t: int | None) -> list[pa.Array]:
+        n = len(eb)
+        n_out = len(self.outputs)
+        out = np.empty((n_out, n), dtype=np.float64)
+        bits = np.zeros((n_out, (n + 7) // 8), dtype=np.uint8)
+        prev = INT64_MIN if last_t is None else last_t
+        with self._lock:
+            done, kind, column = self._k.replay(
+                eb.t, prev, eb.codes, eb.remap, eb.values, eb.bitmaps, eb.bit_offsets, out, bits
+            )
+        if done != n:
+            row_error(eb, self.events_schema, last_t, kind, done, column)
+        return [
+            pa.Array.from_buffers(pa.float64(), n, [pa.py_buffer(bits[j]), pa.py_buffer(out[j])]) for j in range(n_out)
+        ]
