@@ -31,3 +31,22 @@ def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-unt
     for item in items:
         if "bench" in Path(str(item.fspath)).relative_to(ROOT).parts:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def kernel_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One kernel cache for the whole session, so a circuit compiles once however many tests use it.
+
+    Set HARNESS_TEST_KERNEL_CACHE to a directory to keep compiled kernels between test runs.
+    """
+    path = os.environ.get("HARNESS_TEST_KERNEL_CACHE") or str(tmp_path_factory.mktemp("kernel-cache"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HARNESS_KERNEL_CACHE", path)
+    yield Path(path)
+    mp.undo()
+
+
+@pytest.fixture(params=["python", "cpp"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Run a test on the reference interpreter and on the generated C++ kernel."""
+    return request.param

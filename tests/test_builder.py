@@ -37,7 +37,7 @@ def test_operator_overloading_builds_the_right_kinds() -> None:
     assert (1 / a).inputs[0].op.params["value"] == 1.0
 
 
-def test_comparisons_return_zero_or_one() -> None:
+def test_comparisons_return_zero_or_one(backend: str) -> None:
     c, a, b = make()
     for name, node in {
         "lt": a < b,
@@ -48,7 +48,7 @@ def test_comparisons_return_zero_or_one() -> None:
         "ne": ops.ne(a, b),
     }.items():
         c.output(name, node)
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     k.call("ab", t=0, a=1.0, b=2.0)
     assert k.values() == {"lt": 1.0, "le": 1.0, "gt": 0.0, "ge": 0.0, "eq": 0.0, "ne": 1.0}
     k.call("ab", t=1, a=2.0, b=2.0)
@@ -120,7 +120,7 @@ def test_operator_definition_api_double_call_and_validation() -> None:
         ops.timeout(a, 0.0)
 
 
-def test_user_defined_operator_through_the_api() -> None:
+def test_user_defined_operator_through_the_api(backend: str) -> None:
     class Scale(Operator):
         """x * factor, a user-defined stateless operator."""
 
@@ -130,12 +130,15 @@ def test_user_defined_operator_through_the_api() -> None:
         def f(self, p, x):  # type: ignore[no-untyped-def]
             return x * p["factor"]
 
+        def cpp(self, xs, p):  # type: ignore[no-untyped-def]
+            return f"({xs[0]} * {p['factor']})"
+
     c, a, b = make()
     f = c.parameter("f", init=3.0)
     c.output("y", Scale(factor=f)(a))
     with pytest.raises(hs.CircuitError, match=r"scale: parameter factor=-1.0 is out of range: must be > 0"):
         Scale(factor=-1.0)
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     k.call("ab", t=0, a=2.0, b=0.0)
     assert k.value("y") == 6.0
     with pytest.raises(hs.ParamError, match=r"factor=-2.0 \(from parameter 'f'\) is out of range"):
@@ -155,7 +158,7 @@ def test_tunable_parameter_only_where_declared() -> None:
         ops.ewma(a, halflife=neg)
 
 
-def test_tree_sum_and_linear() -> None:
+def test_tree_sum_and_linear(backend: str) -> None:
     c, a, b = make()
     x = c.input("x")
     c.trigger("x", x)
@@ -167,7 +170,7 @@ def test_tree_sum_and_linear() -> None:
     c.output("s", s)
     c.output("lin", lin)
     c.output("lin0", ops.linear([a], [2.0]))
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     k.call("ab", t=0, a=1.0, b=10.0)
     k.call("x", t=1, x=100.0)
     assert k.values() == {"s": 112.0, "lin": 33.0, "lin0": 2.0}
@@ -177,11 +180,11 @@ def test_tree_sum_and_linear() -> None:
         ops.tree_sum([])
 
 
-def test_min_max_variadic_trees() -> None:
+def test_min_max_variadic_trees(backend: str) -> None:
     c, a, b = make()
     c.output("lo", ops.min(a, b, 0.5))
     c.output("hi", ops.max(a, b, 0.5))
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     k.call("ab", t=0, a=3.0, b=-1.0)
     assert k.values() == {"lo": -1.0, "hi": 3.0}
 
@@ -238,11 +241,11 @@ def test_nodes_of_two_circuits_do_not_mix() -> None:
         _ = a1 + "x"
 
 
-def test_parameter_bounds_are_checked_by_set_params() -> None:
+def test_parameter_bounds_are_checked_by_set_params(backend: str) -> None:
     c, a, b = make()
     w = c.parameter("w", init=1.0, lower=0.1, upper=5.0)
     c.output("y", a * w)
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     with pytest.raises(hs.ParamError, match=r"parameter 'w': value -2.0 is outside \[lower=0.1, upper=5.0\]"):
         k.set_params({"w": -2.0})
     with pytest.raises(hs.ParamError, match="value nan must be finite"):

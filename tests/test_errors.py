@@ -24,13 +24,13 @@ def test_unknown_input_in_a_trigger() -> None:
         c.trigger("ok", a)
 
 
-def test_input_that_no_trigger_sets() -> None:
+def test_input_that_no_trigger_sets(backend: str) -> None:
     c = hs.Circuit("e")
     a, b = c.input("a"), c.input("b")
     c.trigger("a", a)
     c.output("o", a + b)
     with pytest.raises(hs.CircuitError, match="input 'b' is not set by any trigger"):
-        hs.compile(c, backend="python")
+        hs.compile(c, backend=backend)
 
 
 def test_cycle_is_reported_with_its_path() -> None:
@@ -47,7 +47,7 @@ def test_cycle_is_reported_with_its_path() -> None:
         c.validate()
 
 
-def test_forward_binding_without_cycle_works_and_unbound_forward_fails() -> None:
+def test_forward_binding_without_cycle_works_and_unbound_forward_fails(backend: str) -> None:
     c = hs.Circuit("fw")
     a = c.input("a")
     c.trigger("a", a)
@@ -56,7 +56,7 @@ def test_forward_binding_without_cycle_works_and_unbound_forward_fails() -> None
     with pytest.raises(hs.CircuitError, match="forward 'later' was declared but never bound"):
         c.validate()
     c.bind(f, a + 1.0)
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     k.call("a", t=0, a=1.0)
     assert k.value("o") == 4.0
     with pytest.raises(hs.CircuitError, match="forward 'later' is already bound"):
@@ -137,68 +137,68 @@ def wide_events(**overrides: object) -> pa.Table:
     return pa.table({k: v for k, v in data.items() if v is not None})
 
 
-def kernel() -> hs.Kernel:
-    return hs.compile(examples.wide_add(), backend="python")
+def kernel(backend: str) -> hs.Kernel:
+    return hs.compile(examples.wide_add(), backend=backend)
 
 
-def test_events_whose_t_decreases() -> None:
+def test_events_whose_t_decreases(backend: str) -> None:
     with pytest.raises(hs.EventsError, match=r"column 't' decreases at row 2 \(5 after 20\).*sorted by time"):
-        kernel().replay(wide_events(t=pa.array([10, 20, 5], pa.int64())))
-    k = kernel()
+        kernel(backend).replay(wide_events(t=pa.array([10, 20, 5], pa.int64())))
+    k = kernel(backend)
     k.replay(wide_events())
     with pytest.raises(hs.EventsError, match=r"decreases at row 0 \(29 after 30\)"):
         k.replay(wide_events(t=pa.array([29, 40, 50], pa.int64())))
     batches = wide_events(t=pa.array([10, 20, 15], pa.int64())).to_batches(max_chunksize=2)
     with pytest.raises(hs.EventsError, match=r"decreases at row 2 \(15 after 20\)"):
-        kernel().replay(batches)
-    k = kernel()
+        kernel(backend).replay(batches)
+    k = kernel(backend)
     k.call("ab", t=100, a=1.0, b=1.0)
     with pytest.raises(hs.EventsError, match="event 'c': t=99 is before the previous event's t=100"):
         k.call("c", t=99, c=1.0)
 
 
-def test_event_naming_an_unknown_trigger() -> None:
+def test_event_naming_an_unknown_trigger(backend: str) -> None:
     with pytest.raises(hs.EventsError, match=r"row 1 names unknown trigger 'zz' \(triggers: ab, c\)"):
-        kernel().replay(wide_events(trigger=["ab", "zz", "ab"]))
+        kernel(backend).replay(wide_events(trigger=["ab", "zz", "ab"]))
     with pytest.raises(hs.EventsError, match=r"row 2 names a null trigger"):
-        kernel().replay(wide_events(trigger=["ab", "c", None]))
+        kernel(backend).replay(wide_events(trigger=["ab", "c", None]))
     with pytest.raises(hs.EventsError, match=r"kernel 'wide_add': unknown trigger 'zz' \(triggers: ab, c\)"):
-        kernel().call("zz", t=0)
+        kernel(backend).call("zz", t=0)
 
 
-def test_event_missing_a_required_input_column() -> None:
+def test_event_missing_a_required_input_column(backend: str) -> None:
     with pytest.raises(hs.EventsError, match="trigger 'c' sets input 'c' but the events have no column 'c'"):
-        kernel().replay(wide_events(c=None))
+        kernel(backend).replay(wide_events(c=None))
     with pytest.raises(hs.EventsError, match=r"row 2 \(trigger 'ab'\) has a null in column 'b'"):
-        kernel().replay(wide_events(b=[2.0, None, None]))
+        kernel(backend).replay(wide_events(b=[2.0, None, None]))
     with pytest.raises(hs.EventsError, match=r"event 'ab' at t=0: missing input 'b' \(it sets: a, b\)"):
-        kernel().call("ab", t=0, a=1.0)
+        kernel(backend).call("ab", t=0, a=1.0)
     with pytest.raises(hs.EventsError, match="event 'ab': 'c' is not an input of this trigger"):
-        kernel().call("ab", t=0, a=1.0, b=2.0, c=3.0)
+        kernel(backend).call("ab", t=0, a=1.0, b=2.0, c=3.0)
 
 
-def test_events_table_column_types_and_missing_time() -> None:
+def test_events_table_column_types_and_missing_time(backend: str) -> None:
     with pytest.raises(hs.EventsError, match="missing column 't'"):
-        kernel().replay(wide_events(t=None))
+        kernel(backend).replay(wide_events(t=None))
     with pytest.raises(hs.EventsError, match="column 't' must be int64 nanoseconds .* got double"):
-        kernel().replay(wide_events(t=[10.0, 20.0, 30.0]))
+        kernel(backend).replay(wide_events(t=[10.0, 20.0, 30.0]))
     with pytest.raises(hs.EventsError, match="input column 'a' must be numeric, got string"):
-        kernel().replay(wide_events(a=["1", None, "3"]))
+        kernel(backend).replay(wide_events(a=["1", None, "3"]))
     with pytest.raises(hs.EventsError, match="column 'trigger' must hold strings"):
-        kernel().replay(wide_events(trigger=[1, 2, 1]))
+        kernel(backend).replay(wide_events(trigger=[1, 2, 1]))
     with pytest.raises(hs.EventsError, match="row 1 has a null in column 't'"):
-        kernel().replay(wide_events(t=pa.array([10, None, 30], pa.int64())))
+        kernel(backend).replay(wide_events(t=pa.array([10, None, 30], pa.int64())))
     with pytest.raises(hs.EventsError, match="events must be a pyarrow Table"):
-        kernel().replay(42)
+        kernel(backend).replay(42)
     with pytest.raises(hs.EventsError, match="t must be an integer time in nanoseconds"):
-        kernel().call("c", t=1.5, c=1.0)
+        kernel(backend).call("c", t=1.5, c=1.0)
     with pytest.raises(hs.EventsError, match="input 'c' must be a number"):
-        kernel().call("c", t=1, c=None)
+        kernel(backend).call("c", t=1, c=None)
 
 
-def test_unknown_output_and_backend() -> None:
+def test_unknown_output_and_backend(backend: str) -> None:
     with pytest.raises(hs.CircuitError, match=r"kernel 'wide_add' has no output 'sum' \(outputs: out\)"):
-        kernel().value("sum")
+        kernel(backend).value("sum")
     with pytest.raises(ValueError, match="unknown backend 'gpu'"):
         hs.compile(examples.wide_add(), backend="gpu")
     with pytest.raises(TypeError, match="compile\\(\\) takes a harness Circuit"):

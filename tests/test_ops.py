@@ -18,12 +18,12 @@ XS = [1.0, 3.0, -2.0, 5.0, 0.5, 4.0, -1.25]
 HL = 0.7
 
 
-def run(build, times=TIMES, xs=XS) -> list[float | None]:  # type: ignore[no-untyped-def]
+def run(build, times=TIMES, xs=XS, backend: str = "python") -> list[float | None]:  # type: ignore[no-untyped-def]
     c = hs.Circuit("one")
     x = c.input("x")
     c.trigger("x", x)
     c.output("y", build(x))
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     out = []
     for t, v in zip(times, xs, strict=True):
         k.call("x", t=t, x=v)
@@ -31,8 +31,8 @@ def run(build, times=TIMES, xs=XS) -> list[float | None]:  # type: ignore[no-unt
     return out
 
 
-def test_ewma_closed_form_on_irregular_timestamps() -> None:
-    got = run(lambda x: ops.ewma(x, HL))
+def test_ewma_closed_form_on_irregular_timestamps(backend: str) -> None:
+    got = run(lambda x: ops.ewma(x, HL), backend=backend)
     t = np.array(TIMES) / 1e9
     for n in range(len(TIMES)):
         # v_n = x_0 2^-(t_n-t_0)/h + sum_{i>=1} x_i (2^-(t_n-t_i)/h - 2^-(t_n-t_{i-1})/h)
@@ -44,8 +44,8 @@ def test_ewma_closed_form_on_irregular_timestamps() -> None:
     assert got[5] == got[4]  # same timestamp: dt = 0, weight 1, no move
 
 
-def test_decay_sum_closed_form_on_irregular_timestamps() -> None:
-    got = run(lambda x: ops.decay_sum(x, HL))
+def test_decay_sum_closed_form_on_irregular_timestamps(backend: str) -> None:
+    got = run(lambda x: ops.decay_sum(x, HL), backend=backend)
     t = np.array(TIMES) / 1e9
     for n in range(len(TIMES)):
         expected = sum(XS[i] * 2 ** (-(t[n] - t[i]) / HL) for i in range(n + 1))
@@ -53,12 +53,12 @@ def test_decay_sum_closed_form_on_irregular_timestamps() -> None:
     assert got[5] == got[4] + 4.0  # equal timestamps simply add
 
 
-def test_delta_and_count() -> None:
-    assert run(ops.delta) == [None, 2.0, -5.0, 7.0, -4.5, 3.5, -5.25]
-    assert run(ops.count) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+def test_delta_and_count(backend: str) -> None:
+    assert run(ops.delta, backend=backend) == [None, 2.0, -5.0, 7.0, -4.5, 3.5, -5.25]
+    assert run(ops.count, backend=backend) == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
 
 
-def test_stateful_ops_skip_invalid_samples() -> None:
+def test_stateful_ops_skip_invalid_samples(backend: str) -> None:
     c = hs.Circuit("skip")
     x, g = c.input("x"), c.input("g")
     c.trigger("x", x)
@@ -68,7 +68,7 @@ def test_stateful_ops_skip_invalid_samples() -> None:
     c.output("e", ops.ewma(picked, 1.0))
     c.output("n", ops.count(picked))
     c.output("d", ops.delta(gated))
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     k.call("g", t=0, g=1.0)
     k.call("x", t=S, x=2.0)
     assert (k.value("e"), k.value("n")) == (None, 0.0)  # picked is invalid (timeout not fired)
@@ -100,8 +100,8 @@ def test_stateful_ops_skip_invalid_samples() -> None:
         (abs, -0.0, 0.0),
     ],
 )
-def test_ieee_special_values_are_values_not_errors(build, x: float, expected: float) -> None:  # type: ignore[no-untyped-def]
-    (got,) = run(build, times=[0], xs=[x])
+def test_ieee_special_values_are_values_not_errors(build, x: float, expected: float, backend: str) -> None:  # type: ignore[no-untyped-def]
+    (got,) = run(build, times=[0], xs=[x], backend=backend)
     assert got is not None
     assert (math.isnan(got) and math.isnan(expected)) or got == expected
 
@@ -127,12 +127,12 @@ def test_numeric_helpers_follow_ieee_like_numpy() -> None:
                 assert agree(nm.div(float(a), float(b)), float(np.divide(a, b))), (a, b)
 
 
-def test_replay_result_records_nulls_for_invalid() -> None:
+def test_replay_result_records_nulls_for_invalid(backend: str) -> None:
     c = hs.Circuit("nulls")
     x = c.input("x")
     c.trigger("x", x)
     c.output("d", ops.delta(x))
-    r = hs.compile(c, backend="python").replay(
+    r = hs.compile(c, backend=backend).replay(
         pa.table({"t": pa.array([0, 1], pa.int64()), "trigger": ["x", "x"], "x": [1.0, 4.0]})
     )
     assert r.column("d").to_pylist() == [None, 3.0]

@@ -8,14 +8,14 @@ import harness as hs
 from harness import examples
 
 
-def test_add_two_numbers() -> None:
-    k = hs.compile(examples.add_two(), backend="python")
+def test_add_two_numbers(backend: str) -> None:
+    k = hs.compile(examples.add_two(), backend=backend)
     k.call("ab", t=10, a=1.0, b=2.0)
     assert k.value("sum") == 3.0
 
 
-def test_wide_trigger_add_values() -> None:
-    k = hs.compile(examples.wide_add(), backend="python")
+def test_wide_trigger_add_values(backend: str) -> None:
+    k = hs.compile(examples.wide_add(), backend=backend)
     k.call("ab", t=10, a=1.0, b=2.0)
     assert k.value("out") is None  # c never set
     k.call("c", t=20, c=5.0)
@@ -35,7 +35,7 @@ def test_wide_trigger_add_call_plan_of_c_is_only_out() -> None:
     assert plan.is_stored(ab)  # read by trigger c, where it does not run
 
 
-def test_wide_trigger_add_replay_matches_calls() -> None:
+def test_wide_trigger_add_replay_matches_calls(backend: str) -> None:
     events = pa.table(
         {
             "t": pa.array([10, 20, 30], pa.int64()),
@@ -45,7 +45,7 @@ def test_wide_trigger_add_replay_matches_calls() -> None:
             "c": [None, 5.0, None],
         }
     )
-    result = hs.compile(examples.wide_add(), backend="python").replay(events)
+    result = hs.compile(examples.wide_add(), backend=backend).replay(events)
     assert result.column_names == ["t", "out"]
     assert result.column("t").to_pylist() == [10, 20, 30]
     assert result.column("out").to_pylist() == [None, 8.0, 10.0]

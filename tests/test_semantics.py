@@ -48,12 +48,12 @@ ROWS = [
 ]
 
 
-def test_validity_invalid_inputs_give_null_never_zero() -> None:
+def test_validity_invalid_inputs_give_null_never_zero(backend: str) -> None:
     c, m = market()
     c.output("mid", m["mid"])
     c.output("notional", m["size"] * m["mid"])
     c.output("ew", ops.ewma(m["mid"], 1.0))
-    r = hs.compile(c, backend="python").replay(events(ROWS))
+    r = hs.compile(c, backend=backend).replay(events(ROWS))
     assert r.column("mid").to_pylist() == [None, 100.0, 100.0, 101.0, 101.0]
     # row 0: the trade arrives before any book: mid invalid, so the product is invalid (null, not 0)
     assert r.column("notional").to_pylist() == [None, 200.0, -100.0, -101.0, 303.0]
@@ -61,21 +61,21 @@ def test_validity_invalid_inputs_give_null_never_zero() -> None:
     assert r.column("notional").null_count == 1
 
 
-def test_select_validity_follows_the_chosen_branch() -> None:
+def test_select_validity_follows_the_chosen_branch(backend: str) -> None:
     c, m = market()
     c.output("s", ops.select(m["size"] > 0.0, m["size"], m["mid"]))
-    r = hs.compile(c, backend="python").replay(events(ROWS))
+    r = hs.compile(c, backend=backend).replay(events(ROWS))
     # row 0: size > 0 picks size (valid) although mid is invalid; rows 2-3: size < 0 picks mid
     assert r.column("s").to_pylist() == [2.0, 2.0, 100.0, 101.0, 3.0]
 
 
-def test_edge_triggered_outputs_are_valid_only_in_their_event() -> None:
+def test_edge_triggered_outputs_are_valid_only_in_their_event(backend: str) -> None:
     c, m = market()
     c.output("trade_flag", m["trade"].event)
     c.output("trade_size", m["size"] * m["trade"].event)  # edge propagates through stateless ops
     c.output("last_size", m["size"] * 1.0)  # a level output keeps its value
     c.output("n_trades", ops.count(m["trade"]))
-    r = hs.compile(c, backend="python").replay(events(ROWS))
+    r = hs.compile(c, backend=backend).replay(events(ROWS))
     assert r.column("trade_flag").to_pylist() == [1.0, None, 1.0, None, 1.0]
     assert r.column("trade_size").to_pylist() == [2.0, None, -1.0, None, 3.0]
     assert r.column("last_size").to_pylist() == [2.0, 2.0, -1.0, -1.0, 3.0]
@@ -84,7 +84,7 @@ def test_edge_triggered_outputs_are_valid_only_in_their_event() -> None:
     assert c.outputs["trade_size"] in plan.edge and c.outputs["last_size"] not in plan.edge
 
 
-def test_observed_inputs_are_read_but_do_not_trigger() -> None:
+def test_observed_inputs_are_read_but_do_not_trigger(backend: str) -> None:
     c, m = market()
     signal = m["size"] * hs.observe(m["mid"])
     c.output("signal", signal)
@@ -92,15 +92,15 @@ def test_observed_inputs_are_read_but_do_not_trigger() -> None:
     assert signal not in plan.triggers["book"].steps
     assert signal in plan.triggers["trade"].steps
     assert plan.is_stored(m["mid"])  # read by trade events, computed by book events
-    r = hs.compile(c, backend="python").replay(events(ROWS))
+    r = hs.compile(c, backend=backend).replay(events(ROWS))
     # book events do not update it (level output keeps the last trade's value)
     assert r.column("signal").to_pylist() == [None, None, -100.0, -100.0, 303.0]
 
 
-def test_ewma_of_an_observed_input_needs_a_trigger() -> None:
+def test_ewma_of_an_observed_input_needs_a_trigger(backend: str) -> None:
     c, m = market()
     c.output("x", ops.ewma(m["size"] + hs.observe(m["mid"]), 1.0))
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     k.replay(events(ROWS))
     assert k.value("x") is not None
 
@@ -123,7 +123,8 @@ class Trace(Operator):
         return xs[0]
 
 
-def timer_circuit() -> hs.Circuit:
+def timer_circuit(traced: bool = True) -> hs.Circuit:
+    """Two timeouts on x (1 s, 0.25 s) and two on y due at the same time; `traced` adds Trace operators."""
     c = hs.Circuit("timers")
     x, y = c.input("x"), c.input("y")
     c.trigger("x", x)
@@ -132,10 +133,12 @@ def timer_circuit() -> hs.Circuit:
     early = ops.timeout(x, 0.25)
     tie_a = ops.timeout(y, 0.5)
     tie_b = ops.timeout(y * 2.0, 0.5)
-    c.output("late", Trace(tag=1.0)(late))
-    c.output("early", Trace(tag=2.0)(early))
-    c.output("tie_a", Trace(tag=3.0)(tie_a))
-    c.output("tie_b", Trace(tag=4.0)(tie_b))
+    if traced:  # Trace is a Python-only test operator
+        c.output("late", Trace(tag=1.0)(late))
+        c.output("early", Trace(tag=2.0)(early))
+        c.output("tie_a", Trace(tag=3.0)(tie_a))
+        c.output("tie_b", Trace(tag=4.0)(tie_b))
+    c.output("ties", ops.count(tie_a) * 10.0 + ops.count(tie_b))
     c.output("late_count", ops.count(late))
     c.output("late_edge", late)
     c.output("y_seen", y + hs.observe(ops.count(early)))
@@ -166,8 +169,8 @@ def test_timer_due_before_an_event_fires_first() -> None:
     assert Trace.log[0] == (S // 4, 2.0)
 
 
-def test_timer_outputs_are_edge_and_rescheduling_replaces() -> None:
-    k = hs.compile(timer_circuit(), backend="python")
+def test_timer_outputs_are_edge_and_rescheduling_replaces(backend: str) -> None:
+    k = hs.compile(timer_circuit(traced=False), backend=backend)
     k.call("x", t=0, x=1.0)
     k.call("x", t=S // 2, x=1.0)  # restarts both countdowns: late now due at 1.5 s
     k.advance(S + S // 4)
@@ -177,16 +180,18 @@ def test_timer_outputs_are_edge_and_rescheduling_replaces() -> None:
     assert k.value("late_edge") == 1.0  # valid in the timer's own event ...
     k.call("y", t=2 * S, y=0.0)
     assert k.value("late_edge") is None  # ... and invalid in the next one
+    k.advance(2 * S + S // 2)  # both y timeouts are due at 2.5 s: both fire
+    assert k.value("ties") == 11.0
 
 
-def test_every_ticks_on_a_time_grid() -> None:
+def test_every_ticks_on_a_time_grid(backend: str) -> None:
     c = hs.Circuit("grid")
     x = c.input("x")
     c.trigger("x", x)
     tick = ops.every(x, 0.5)
     c.output("ticks", ops.count(tick))
     c.output("x_at_tick", x * tick)
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     k.call("x", t=S // 10, x=3.0)  # first update at 0.1 s: ticks at 0.5, 1.0, 1.5 ...
     k.advance(S // 2)
     assert (k.value("ticks"), k.value("x_at_tick")) == (1.0, 3.0)
@@ -196,14 +201,14 @@ def test_every_ticks_on_a_time_grid() -> None:
     assert k.value("ticks") == 4.0
 
 
-def test_static_nodes_follow_set_params_without_events() -> None:
+def test_static_nodes_follow_set_params_without_events(backend: str) -> None:
     c = hs.Circuit("p")
     x = c.input("x")
     c.trigger("x", x)
     w = c.parameter("w", init=0.0)
     c.output("ew", ops.exp(w))
     c.output("y", x * ops.exp(w))
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     assert k.value("ew") == 1.0 and k.value("y") is None
     k.call("x", t=0, x=2.0)
     assert k.value("y") == 2.0
@@ -215,13 +220,13 @@ def test_static_nodes_follow_set_params_without_events() -> None:
     assert k.value("y") == pytest.approx(6.0)
 
 
-def test_tunable_halflife_changes_at_run_time_and_reset_starts_over() -> None:
+def test_tunable_halflife_changes_at_run_time_and_reset_starts_over(backend: str) -> None:
     c = hs.Circuit("hl")
     x = c.input("x")
     c.trigger("x", x)
     hl = c.parameter("hl", init=1.0, lower=0.01)
     c.output("e", ops.ewma(x, halflife=hl))
-    k = hs.compile(c, backend="python")
+    k = hs.compile(c, backend=backend)
     k.call("x", t=0, x=0.0)
     k.call("x", t=S, x=1.0)
     assert k.value("e") == 0.5
@@ -234,17 +239,17 @@ def test_tunable_halflife_changes_at_run_time_and_reset_starts_over() -> None:
         k.set_params({"hl": 0.0})
 
 
-def test_replay_accepts_batches_and_carries_state() -> None:
+def test_replay_accepts_batches_and_carries_state(backend: str) -> None:
     c, m = market()
     c.output("ew", ops.ewma(m["mid"], 2.0))
     c.output("ps", ops.decay_sum(m["size"], 1.0))
     table = events(ROWS)
-    whole = hs.compile(c, backend="python").replay(table)
-    k = hs.compile(c, backend="python")
+    whole = hs.compile(c, backend=backend).replay(table)
+    k = hs.compile(c, backend=backend)
     parts = [k.replay(b) for b in table.to_batches(max_chunksize=2)]
     assert pa.concat_tables(parts).equals(whole)
-    assert hs.compile(c, backend="python").replay(iter(table.to_batches(max_chunksize=1))).equals(whole)
-    empty = hs.compile(c, backend="python").replay(table.slice(0, 0))
+    assert hs.compile(c, backend=backend).replay(iter(table.to_batches(max_chunksize=1))).equals(whole)
+    empty = hs.compile(c, backend=backend).replay(table.slice(0, 0))
     assert empty.num_rows == 0 and empty.column_names == ["t", "ew", "ps"]
 
 

@@ -1,15 +1,26 @@
 """Compile generated kernels into Python extension modules with CMake + Ninja (one translation unit each).
 
-Several kernels build as targets of one CMake project, so a batch pays for one configure step and
-compiles in parallel. Kernels include only the C API of Python, never pybind11's headers: the bindings
-live in harness._native, built once at install time.
+CMake with `pybind11_add_module(... MODULE NO_EXTRAS ...)` decides how a module is compiled and linked.
+Configuring CMake costs about a second, so it runs once per toolchain: on a probe module, whose exact
+compile and link commands (read back with `ninja -t commands`) become a template. Later kernels are built
+by Ninja from that template, several in parallel, in a fraction of the time. Without Ninja, or when the
+template cannot be made, every build runs the full CMake project.
+
+Kernels include only the C API of Python, never pybind11's headers: the bindings live in harness._native,
+built once at install time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+import shlex
+import shutil
 import subprocess
 import sysconfig
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +28,9 @@ from harness.codegen.toolchain import Toolchain
 from harness.errors import HarnessError
 
 EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+PROBE = "hs_probe_module"
+TEMPLATE_VERSION = "1"
+log = logging.getLogger("harness.codegen")
 
 
 class CompileError(HarnessError):
@@ -45,13 +59,39 @@ foreach(module {modules})
 endforeach()
 """
 
+PROBE_SOURCE = """\
+// probe module: CMake's compile and link commands for it become the template of every kernel build
+#include "harness/module.hpp"
+#include "harness/numeric.hpp"
+#include "harness/ops.hpp"
+namespace {
+const hs_kernel_api HS_API = {};
+}
+HS_DEFINE_KERNEL_MODULE(hs_probe_module, HS_API, "probe")
+"""
 
-def build_modules(units: list[BuildUnit], workdir: Path, tc: Toolchain) -> dict[str, Path]:
-    """Build `units` in `workdir`; return module name -> path of the built extension module."""
+
+def build_modules(
+    units: list[BuildUnit], workdir: Path, tc: Toolchain, template_dir: Path | None = None
+) -> dict[str, Path]:
+    """Build `units` in `workdir`; return module name -> path of the built extension module.
+
+    With `template_dir` (a directory shared by builds, e.g. the kernel cache) the CMake-derived command
+    template is kept there and reused; without it every call runs the full CMake project.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / "src"
-    src.mkdir(parents=True, exist_ok=True)
+    src.mkdir(exist_ok=True)
     for unit in units:
         (src / f"{unit.module}.cpp").write_text(unit.source)
+    template = _template(tc, template_dir) if template_dir is not None and tc.generator == "Ninja" else None
+    if template is not None:
+        return _build_from_template(units, workdir, tc, template)
+    return _build_with_cmake(units, workdir, tc)
+
+
+def _build_with_cmake(units: list[BuildUnit], workdir: Path, tc: Toolchain) -> dict[str, Path]:
+    src = workdir / "src"
     (workdir / "CMakeLists.txt").write_text(
         CMAKE_TEMPLATE.format(
             flags=" ".join(tc.flags),
@@ -74,9 +114,86 @@ def build_modules(units: list[BuildUnit], workdir: Path, tc: Toolchain) -> dict[
         f"-Dpybind11_DIR={tc.pybind11_dir}",
         f"-DPython_EXECUTABLE={tc.python}",
     ]
-    _run(configure, "CMake configure", units, src)
+    _run(configure, "CMake configure", units, src, cwd=workdir)
     jobs = str(max(1, min(len(units), os.cpu_count() or 1)))
-    _run([tc.cmake, "--build", str(build), "--parallel", jobs], "compile", units, src)
+    _run([tc.cmake, "--build", str(build), "--parallel", jobs], "compile", units, src, cwd=workdir)
+    return _outputs(units, build)
+
+
+def _build_from_template(units: list[BuildUnit], workdir: Path, tc: Toolchain, template: dict) -> dict[str, Path]:
+    build = workdir / "build"
+    build.mkdir(exist_ok=True)
+    lines = ["rule run", "  command = $cmd", "  description = $desc", ""]
+    for unit in units:
+
+        def fill(text: str, module: str = unit.module) -> str:
+            return text.replace("{WORK}", workdir.as_posix()).replace(PROBE, module).replace("$", "$$")
+
+        obj = fill(template["object"])
+        (build / obj).parent.mkdir(parents=True, exist_ok=True)
+        lines += [
+            f"build {obj}: run {fill('{WORK}/src/' + PROBE + '.cpp')}",
+            f"  cmd = {fill(template['compile'])}",
+            f"  desc = compile {unit.module}",
+            f"build {fill(template['output'])}: run {obj}",
+            f"  cmd = {fill(template['link'])}",
+            f"  desc = link {unit.module}",
+            "",
+        ]
+    (build / "build.ninja").write_text("\n".join(lines))
+    jobs = str(max(1, min(len(units), os.cpu_count() or 1)))
+    _run([tc.make_program, "-C", str(build), "-j", jobs], "compile", units, workdir / "src", cwd=workdir)
+    return _outputs(units, build)
+
+
+def _template(tc: Toolchain, template_dir: Path) -> dict | None:
+    """The compile/link command template of this toolchain: read it, or make it with one CMake probe."""
+    key = hashlib.sha256(f"{TEMPLATE_VERSION}\n{tc.fingerprint}\n{tc.cmake}\n{tc.make_program}".encode()).hexdigest()
+    path = template_dir / ".toolchains" / f"{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    probe_dir = template_dir / ".toolchains" / f"probe.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    try:
+        unit = BuildUnit(PROBE, PROBE_SOURCE)
+        (probe_dir / "src").mkdir(parents=True)
+        (probe_dir / "src" / f"{PROBE}.cpp").write_text(unit.source)
+        _build_with_cmake([unit], probe_dir, tc)
+        out = subprocess.run(
+            [tc.make_program, "-C", str(probe_dir / "build"), "-t", "commands", PROBE],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        template = _parse_commands(out, probe_dir)
+    except (CompileError, OSError, subprocess.CalledProcessError, ValueError) as e:
+        log.warning("no build template for this toolchain (%s); every kernel build runs CMake", e)
+        return None
+    finally:
+        shutil.rmtree(probe_dir, ignore_errors=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(template, indent=2))
+    tmp.replace(path)
+    return template
+
+
+def _parse_commands(text: str, probe_dir: Path) -> dict:
+    """Turn `ninja -t commands` of the probe (one compile, one link line) into a template."""
+    commands = [ln for ln in text.splitlines() if ln.strip()]
+    work = probe_dir.as_posix()
+    if len(commands) != 2 or work.count(PROBE) or any("{WORK}" in c for c in commands):
+        raise ValueError(f"unexpected probe build commands: {commands}")
+    compile_cmd, link_cmd = (c.replace(work, "{WORK}") for c in commands)
+    tokens = shlex.split(compile_cmd)
+    obj = tokens[tokens.index("-o") + 1] if "-o" in tokens else ""
+    output = f"{PROBE}{EXT_SUFFIX}"
+    if f"-o {obj}" not in compile_cmd or output not in link_cmd or f"{{WORK}}/src/{PROBE}.cpp" not in compile_cmd:
+        raise ValueError(f"unexpected probe build commands: {commands}")
+    return {"compile": compile_cmd, "link": link_cmd, "object": obj, "output": output}
+
+
+def _outputs(units: list[BuildUnit], build: Path) -> dict[str, Path]:
     out = {}
     for unit in units:
         path = build / f"{unit.module}{EXT_SUFFIX}"
@@ -86,9 +203,9 @@ def build_modules(units: list[BuildUnit], workdir: Path, tc: Toolchain) -> dict[
     return out
 
 
-def _run(cmd: list[str], what: str, units: list[BuildUnit], src: Path) -> None:
+def _run(cmd: list[str], what: str, units: list[BuildUnit], src: Path, cwd: Path) -> None:
     env = {**os.environ, "CLICOLOR_FORCE": "0", "CMAKE_COLOR_DIAGNOSTICS": "OFF"}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     if result.returncode != 0:
         output = (result.stdout + "\n" + result.stderr).strip()
         lines = output.splitlines()

@@ -149,7 +149,7 @@ class KernelCache:
             build_units = [BuildUnit(module_name(k), src) for k, src in units.items()]
             log.info("compiling %d kernel(s) with %s %s", len(build_units), tc.cxx_version, " ".join(tc.flags))
             try:
-                modules = build_modules(build_units, tmp / "work", tc)
+                modules = build_modules(build_units, tmp / "work", tc, template_dir=self.root)
             except CompileError as e:
                 kept = []
                 for key, src in units.items():

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from harness import examples
 from harness.codegen.build import BuildUnit, build_modules
 from harness.codegen.native import load_module
 from harness.codegen.toolchain import toolchain
-from harness.streams import l1_batches, l1_events
+from harness.streams import l1_events
 
 N = int(os.environ.get("HARNESS_BENCH_EVENTS", "10000000"))
 N_REFERENCE = 100_000
@@ -82,7 +81,7 @@ def test_generated_kernel_replay(benchmark, kernel: hs.Kernel, events: pa.Table,
 
 def test_generated_kernel_loop_only(benchmark, kernel: hs.Kernel, arrays) -> None:  # type: ignore[no-untyped-def]
     """The native loop alone, on the same decoded arrays the hand-written loop gets."""
-    k = kernel._k  # noqa: SLF001 - the raw native kernel, to time the generated loop by itself
+    k = kernel._k
     cols = [arrays[name] for name in kernel.inputs]
     out = np.empty((1, N))
     bits = np.zeros((1, (N + 7) // 8), np.uint8)
