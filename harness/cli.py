@@ -1,5 +1,6 @@
-"""The `harness` command. For now its main job is a demo: the seed scenarios and a synthetic L1 circuit
-replayed through the reference interpreter (the full Hydra/MLflow pipeline replaces it later)."""
+"""The `harness` command. For now its main job is a demo: the seed scenarios, then a synthetic L1 circuit
+replayed by its generated C++ kernel and checked against the reference interpreter (the full Hydra/MLflow
+pipeline replaces it later)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from harness import examples
 from harness.errors import HarnessError
 from harness.kernel import compile
 from harness.streams import l1_batches
+
+REFERENCE_EVENTS = 20_000  # the reference interpreter replays only the first events (it is slow)
 
 
 def seed_scenarios(console: Console) -> bool:
@@ -49,30 +52,52 @@ def seed_scenarios(console: Console) -> bool:
 
 
 def l1_demo(console: Console, events: int, seed: int, out: Path | None, draw: Path | None) -> None:
-    """Replay `events` synthetic L1 events through the l1_pressure circuit and summarise the output."""
+    """Replay synthetic L1 events through the l1_pressure circuit: the generated C++ kernel on all of them,
+    the reference interpreter on the first ones, and check that both agree on every shared row."""
     circuit = examples.l1_pressure()
-    kernel = compile(circuit, backend="python")
     if draw is not None:
         circuit.draw(draw)
         console.print(f"circuit drawing written to {draw}")
-    chunk = max(1, min(50_000, events))
+    with console.status("generating and compiling the C++ kernel (cached after the first run)..."):
+        start = time.perf_counter()
+        kernel = compile(circuit)
+        compile_s = time.perf_counter() - start
+    reference = compile(circuit, backend="python")
+    n_ref = min(events, REFERENCE_EVENTS)
+    chunk = max(1, min(1_000_000, events))
     results: list[pa.Table] = []
-    start = time.perf_counter()
+    ref_results: list[pa.Table] = []
+    native_s = ref_s = 0.0
     with Progress(
-        TextColumn("replay (reference)"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
     ) as progress:
         task = progress.add_task("replay", total=events)
+        done = 0
         for batch in l1_batches(events, seed=seed, chunk=chunk):
+            t0 = time.perf_counter()
             results.append(kernel.replay(batch))
+            native_s += time.perf_counter() - t0
+            if done < n_ref:
+                part = batch.slice(0, n_ref - done)
+                t0 = time.perf_counter()
+                ref_results.append(reference.replay(part))
+                ref_s += time.perf_counter() - t0
+            done += batch.num_rows
             progress.advance(task, batch.num_rows)
-    elapsed = time.perf_counter() - start
     result = pa.concat_tables(results) if results else kernel.replay([])
+    agree = not ref_results or result.slice(0, n_ref).equals(pa.concat_tables(ref_results))
     col = result.column("out")
     values = col.drop_null().to_numpy()
     summary = Table(title=f"l1_pressure on {events:,} synthetic events (seed {seed})")
     summary.add_column("measure")
     summary.add_column("value", justify="right")
-    summary.add_row("events/s (reference interpreter)", f"{events / elapsed:,.0f}" if elapsed > 0 else "-")
+    hit = "cache hit" if kernel.build["cache_hit"] else "compiled"
+    summary.add_row("C++ kernel", f"{hit} in {compile_s:.2f} s ({kernel.kernel_hash[:12]})")
+    summary.add_row("events/s, generated C++", f"{events / native_s:,.0f}" if native_s > 0 else "-")
+    summary.add_row(
+        f"events/s, reference interpreter ({n_ref:,} events)", f"{n_ref / ref_s:,.0f}" if ref_s > 0 else "-"
+    )
+    summary.add_row("C++ equals reference on shared rows", "[green]yes" if agree else "[red]NO")
     summary.add_row("rows with a valid output", f"{len(values):,} of {len(col):,}")
     if len(values):
         summary.add_row("output mean / std", f"{values.mean():+.4f} / {values.std():.4f}")
@@ -83,6 +108,8 @@ def l1_demo(console: Console, events: int, seed: int, out: Path | None, draw: Pa
         pq.write_table(result, tmp)
         tmp.replace(out)  # publish only a complete file
         console.print(f"replay result written to {out}")
+    if not agree:
+        raise HarnessError("the C++ kernel and the reference interpreter disagree")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     demo = sub.add_parser("demo", help="seed scenarios + synthetic L1 replay (the default)")
     for p in (parser, demo):
-        p.add_argument("--events", type=int, default=20_000, help="synthetic events to replay (default 20000)")
+        p.add_argument("--events", type=int, default=1_000_000, help="synthetic events to replay (default 1000000)")
         p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream (default 0)")
         p.add_argument("--out", type=Path, default=None, help="write the replay result to this parquet file")
         p.add_argument("--draw", type=Path, default=None, help="draw the circuit to this .dot/.svg file")

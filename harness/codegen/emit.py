@@ -260,20 +260,20 @@ class _Emitter:
             for a, node in enumerate(args):
                 i = self.pos[node]
                 if self.plan.is_stored(node):
-                    lines.append(f"    s.v{i} = in{a};  // input {cpp_name(node.name)}")
+                    lines.append(f"    s.v{i} = in{a};  // {self.describe(node)}")
                     lines.append(f"    s.k{i} = true;")
                 else:
-                    lines.append(f"    const double v{i} = in{a};  // input {cpp_name(node.name)}  [local]")
+                    lines.append(f"    const double v{i} = in{a};  // {self.describe(node)}  [local]")
                     lines.append(f"    const bool k{i} = true;")
                     local.add(node)
             for node in tp.inputs:
                 if node.kind == "event":
                     i = self.pos[node]
                     if self.plan.is_stored(node):
-                        lines += [f"    s.v{i} = 1.0;  // event of {cpp_name(name)}", f"    s.k{i} = true;"]
+                        lines += [f"    s.v{i} = 1.0;  // {self.describe(node)}", f"    s.k{i} = true;"]
                     else:
                         lines += [
-                            f"    const double v{i} = 1.0;  // event of {cpp_name(name)}",
+                            f"    const double v{i} = 1.0;  // {self.describe(node)}  [local]",
                             f"    const bool k{i} = true;",
                         ]
                         local.add(node)
