@@ -26,7 +26,9 @@ BACKENDS = ("cpp", "python")
 def compile(circuit: Circuit, backend: str = "cpp", **options: Any) -> Kernel:
     """Validate `circuit` and build a kernel: backend "cpp" (generated C++) or "python" (reference).
 
-    C++ options: `opt` ("O2" default, "O3", or "native" = -O3 -march=native) and `cache_dir`
+    C++ options: `opt` ("O2" default, "O3", or "native" = -O3 -march=native), `vector_math` (False
+    default: bit-exact with the reference; True or "outputs": output tanh/exp/log through libmvec a
+    block of rows at a time, ~1e-15 relative; "all": decay weights too) and `cache_dir`
     (default `$HARNESS_KERNEL_CACHE` or the user cache dir).
     """
     from harness.circuit.builder import Circuit

@@ -33,7 +33,20 @@ struct Ewma {
         }
         t = now;
     }
+    void step_w(std::int64_t now, double x, bool xok, double w) {
+        if (!xok) return;
+        if (!ok) {
+            v = x;
+            ok = true;
+        } else {
+            v = w * v + (1.0 - w) * x;
+        }
+        t = now;
+    }
 };
+
+// Ewma::step_w and DecaySum::step_w take the decay weight precomputed for this sample (vector_math
+// kernels compute a block of weights at once); otherwise identical to step.
 
 // Decayed running sum: s = s*2^(-dt/halflife) + x at each valid sample; the first sample sets s = x.
 struct DecaySum {
@@ -47,6 +60,16 @@ struct DecaySum {
             ok = true;
         } else {
             v = v * decay_weight(now - t, halflife) + x;
+        }
+        t = now;
+    }
+    void step_w(std::int64_t now, double x, bool xok, double w) {
+        if (!xok) return;
+        if (!ok) {
+            v = x;
+            ok = true;
+        } else {
+            v = v * w + x;
         }
         t = now;
     }

@@ -206,6 +206,10 @@ class Operator:
     # Expressions arrive as C++ source: `xs` are input values, `oks` their validity flags, `p` maps each
     # parameter to a C++ expression (a literal, or the runtime slot of a learnable parameter).
     cpp_state: ClassVar[str | None] = None  # stateful: a struct of cpp/harness/ops.hpp with members v, ok
+    # vector_math kernels: a unary function applied in place to an array (cpp/harness/vecmath.hpp), and
+    # for decays the parameter whose weight 2^(-dt/param) can be precomputed for a block of samples
+    vector_cpp: ClassVar[str | None] = None
+    vector_weight: ClassVar[str | None] = None
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         """Stateless: a C++ expression computing the output from the input expressions."""

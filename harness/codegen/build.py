@@ -56,6 +56,7 @@ foreach(module {modules})
   pybind11_add_module(${{module}} MODULE NO_EXTRAS src/${{module}}.cpp)
   target_include_directories(${{module}} PRIVATE "{include}")
   target_compile_options(${{module}} PRIVATE ${{HS_FLAGS}})
+  target_link_libraries(${{module}} PRIVATE {libs})
 endforeach()
 """
 
@@ -97,6 +98,7 @@ def _build_with_cmake(units: list[BuildUnit], workdir: Path, tc: Toolchain) -> d
             flags=" ".join(tc.flags),
             modules=" ".join(u.module for u in units),
             include=tc.include_dir.as_posix(),
+            libs=" ".join(tc.link_libs),
         )
     )
     build = workdir / "build"

@@ -59,6 +59,7 @@ class NativeKernel(Kernel):
             raise AssertionError("generated kernel layout does not match the plan")
         self.source: str = source.module_source(entry.module)
         self.kernel_hash: str = entry.key
+        self.vector_math: str | None = source.vector_math
         self.build: dict[str, Any] = {
             "cache_hit": not entry.built,
             "seconds": entry.seconds,

@@ -6,6 +6,7 @@ runtime headers, another Python) builds a new kernel instead of loading a stale 
 
 from __future__ import annotations
 
+import ctypes.util
 import functools
 import hashlib
 import os
@@ -45,6 +46,7 @@ class Toolchain:
     opt: str
     flags: tuple[str, ...]
     cpu: str
+    link_libs: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:
@@ -53,6 +55,7 @@ class Toolchain:
             [
                 f"cxx={self.cxx} {self.cxx_version}",
                 f"flags={' '.join(self.flags)}",
+                f"libs={' '.join(self.link_libs)}",
                 f"cpu={self.cpu}",
                 f"pybind11={self.pybind11_version}",
                 f"python={self.python_abi}",
@@ -114,11 +117,22 @@ def _cpu_model() -> str:
     return f"{model} flags:{hashlib.sha256(flags.encode()).hexdigest()[:16]}"
 
 
+def vector_math_available() -> str | None:
+    """None when vector_math kernels can be built here, else the reason they cannot."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return f"vector_math needs an x86-64 CPU (this is {platform.machine()})"
+    if ctypes.util.find_library("mvec") is None:
+        return "vector_math needs glibc's libmvec (glibc >= 2.35 on Linux), which was not found"
+    return None
+
+
 @functools.cache
-def toolchain(opt: str = "O2") -> Toolchain:
-    """Detect the toolchain once per process and optimisation level ("O2", "O3" or "native")."""
+def toolchain(opt: str = "O2", vector_math: bool = False) -> Toolchain:
+    """Detect the toolchain once per process, optimisation level ("O2", "O3" or "native") and math mode."""
     if opt not in OPT_FLAGS:
         raise ToolchainError(f"unknown optimisation level {opt!r}; choose one of {', '.join(OPT_FLAGS)}")
+    if vector_math and (reason := vector_math_available()) is not None:
+        raise ToolchainError(reason)
     cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
     if cxx is None:
         raise ToolchainError("a C++ compiler is needed to build kernels and none was found (set CXX)")
@@ -144,6 +158,7 @@ def toolchain(opt: str = "O2") -> Toolchain:
         include_dir=include,
         headers_digest=_headers_digest(include),
         opt=opt,
-        flags=OPT_FLAGS[opt] + COMMON_FLAGS,
+        flags=OPT_FLAGS[opt] + COMMON_FLAGS + (("-DHS_VECTOR_MATH",) if vector_math else ()),
         cpu=_cpu_model() if opt == "native" else platform.machine(),
+        link_libs=("mvec",) if vector_math else (),
     )

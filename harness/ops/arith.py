@@ -99,6 +99,8 @@ class Exp(Stateless):
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::exp({xs[0]})"
 
+    vector_cpp = "hs::vec::exp"  # in-place over an array: vector_math kernels apply it to output blocks
+
 
 class Log(Stateless):
     """Natural log: -inf at 0, nan below 0."""
@@ -110,6 +112,8 @@ class Log(Stateless):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::log({xs[0]})"
+
+    vector_cpp = "hs::vec::log"  # in-place over an array: vector_math kernels apply it to output blocks
 
 
 class Sqrt(Stateless):
@@ -134,6 +138,8 @@ class Tanh(Stateless):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::tanh({xs[0]})"
+
+    vector_cpp = "hs::vec::tanh"  # in-place over an array: vector_math kernels apply it to output blocks
 
 
 class Sigmoid(Stateless):

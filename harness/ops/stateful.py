@@ -43,6 +43,10 @@ class Ewma(Operator):
         return state["v"]
 
     cpp_state = "hs::Ewma"
+    vector_weight = "halflife"  # vector_math kernels precompute the decay weight 2^(-dt/halflife) per block
+
+    def cpp_step_weighted(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], w: str) -> str:
+        return f"{s}.step_w({t}, {xs[0]}, {oks[0]}, {w});"
 
     def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
         return f"{s}.step({t}, {xs[0]}, {oks[0]}, {p['halflife']});"
@@ -74,6 +78,10 @@ class DecaySum(Operator):
         return state["v"]
 
     cpp_state = "hs::DecaySum"
+    vector_weight = "halflife"  # vector_math kernels precompute the decay weight 2^(-dt/halflife) per block
+
+    def cpp_step_weighted(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], w: str) -> str:
+        return f"{s}.step_w({t}, {xs[0]}, {oks[0]}, {w});"
 
     def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
         return f"{s}.step({t}, {xs[0]}, {oks[0]}, {p['halflife']});"
