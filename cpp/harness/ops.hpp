@@ -18,20 +18,13 @@ inline std::int64_t floordiv(std::int64_t a, std::int64_t b) {
 }
 
 // Time-decayed EWMA: v = w*v + (1-w)*x, w = 2^(-dt/halflife); the first valid sample initialises.
+// step_w takes the weight precomputed for this sample (vector_math kernels compute a block at once).
 struct Ewma {
     double v = 0.0;
     bool ok = false;
     std::int64_t t = 0;
     void step(std::int64_t now, double x, bool xok, double halflife) {
-        if (!xok) return;
-        if (!ok) {
-            v = x;
-            ok = true;
-        } else {
-            const double w = decay_weight(now - t, halflife);
-            v = w * v + (1.0 - w) * x;
-        }
-        t = now;
+        if (xok) step_w(now, x, true, ok ? decay_weight(now - t, halflife) : 1.0);
     }
     void step_w(std::int64_t now, double x, bool xok, double w) {
         if (!xok) return;
@@ -45,23 +38,14 @@ struct Ewma {
     }
 };
 
-// Ewma::step_w and DecaySum::step_w take the decay weight precomputed for this sample (vector_math
-// kernels compute a block of weights at once); otherwise identical to step.
-
 // Decayed running sum: s = s*2^(-dt/halflife) + x at each valid sample; the first sample sets s = x.
+// step_w takes the weight precomputed for this sample.
 struct DecaySum {
     double v = 0.0;
     bool ok = false;
     std::int64_t t = 0;
     void step(std::int64_t now, double x, bool xok, double halflife) {
-        if (!xok) return;
-        if (!ok) {
-            v = x;
-            ok = true;
-        } else {
-            v = v * decay_weight(now - t, halflife) + x;
-        }
-        t = now;
+        if (xok) step_w(now, x, true, ok ? decay_weight(now - t, halflife) : 1.0);
     }
     void step_w(std::int64_t now, double x, bool xok, double w) {
         if (!xok) return;

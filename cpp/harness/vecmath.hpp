@@ -49,22 +49,16 @@ inline bool have_avx2() {
 #define HS_VEC_DISPATCH(NAME)
 #endif
 
-inline void exp2(double* x, std::int64_t n) {
-    HS_VEC_DISPATCH(exp2)
-    for (std::int64_t i = 0; i < n; ++i) x[i] = std::exp2(x[i]);
-}
-inline void tanh(double* x, std::int64_t n) {
-    HS_VEC_DISPATCH(tanh)
-    for (std::int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
-}
-inline void exp(double* x, std::int64_t n) {
-    HS_VEC_DISPATCH(exp)
-    for (std::int64_t i = 0; i < n; ++i) x[i] = std::exp(x[i]);
-}
-inline void log(double* x, std::int64_t n) {
-    HS_VEC_DISPATCH(log)
-    for (std::int64_t i = 0; i < n; ++i) x[i] = std::log(x[i]);
-}
+#define HS_VEC_FUNCTION(NAME)                                                   \
+    inline void NAME(double* x, std::int64_t n) {                               \
+        HS_VEC_DISPATCH(NAME)                                                   \
+        for (std::int64_t i = 0; i < n; ++i) x[i] = std::NAME(x[i]);            \
+    }
+HS_VEC_FUNCTION(exp2)
+HS_VEC_FUNCTION(tanh)
+HS_VEC_FUNCTION(exp)
+HS_VEC_FUNCTION(log)
+#undef HS_VEC_FUNCTION
 #undef HS_VEC_DISPATCH
 
 }  // namespace hs::vec
