@@ -22,6 +22,7 @@ def test_plan_orders_steps_topologically_and_marks_ephemeral_locals() -> None:
     assert names.index("ewma") > names.index("div")  # mid before its ewma
     assert book.steps[-1] is c.outputs["dev"]
     assert plan.triggers["trade"].steps == (c.outputs["flow"],)
+    assert plan.triggers["trade"].step_names == [c.outputs["flow"].name]
     half_sum = mid.inputs[0]
     assert not plan.is_stored(half_sum)  # bid + ask only feeds mid in the same event: a local
     assert not plan.is_stored(spread)

@@ -260,3 +260,42 @@ def test_dead_nodes_are_not_planned() -> None:
     plan = c.plan()
     assert unused not in plan.order
     assert plan.triggers["trade"].steps == ()
+
+
+class OneShot(Operator):
+    """Test operator: a positive sample arms a timer 1 s later, a negative one cancels it."""
+
+    kind, arity, stateful, timer, edge = "one_shot", 1, True, True, True
+
+    def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
+        return {}, None
+
+    def ref_step(
+        self, state: Any, ctx: StepContext, p: Mapping[str, float], xs: Sequence[float | None]
+    ) -> float | None:
+        if xs[0] is not None:
+            if xs[0] > 0:
+                ctx.schedule(ctx.t + S)
+            else:
+                ctx.cancel()
+        return None
+
+    def ref_timer(self, state: Any, ctx: StepContext, p: Mapping[str, float]) -> float | None:
+        return 1.0
+
+
+def test_operators_can_cancel_their_timer_and_must_schedule_in_the_future() -> None:
+    c = hs.Circuit("cancel")
+    x = c.input("x")
+    c.trigger("x", x)
+    c.output("fired", ops.count(OneShot()(x)))
+    k = hs.compile(c, backend="python")
+    k.call("x", t=0, x=1.0)
+    k.call("x", t=S // 2, x=-1.0)  # cancels the pending timer
+    k.advance(3 * S)
+    assert k.value("fired") == 0.0
+    k.call("x", t=3 * S, x=1.0)
+    k.advance(5 * S)
+    assert k.value("fired") == 1.0
+    with pytest.raises(RuntimeError, match="strictly after the current time"):
+        StepContext(10, lambda at: None).schedule(10)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,8 +286,3 @@ class Circuit:
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def is_finite_number(x: object) -> bool:
-    """True for int/float (not bool) values that are finite."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
