@@ -233,6 +233,7 @@ class _Emitter:
             '#include "harness/module.hpp"',
             '#include "harness/numeric.hpp"',
             '#include "harness/ops.hpp"',
+            '#include "harness/replay.hpp"',
             *(['#include "harness/vecmath.hpp"'] if self.vector else []),
             "",
             "#define HS_INF (std::numeric_limits<double>::infinity())",
@@ -429,27 +430,6 @@ class _Emitter:
         """
         n_in, n_trig = len(self.inputs), len(self.triggers)
         lines = [
-            "// 64 validity bits of an Arrow bitmap starting at bit `start` (only `count` <= 64 of them are read)",
-            "inline std::uint64_t load_bits(const std::uint8_t* bits, std::int64_t start, std::int64_t count) {",
-            "    const std::int64_t first = start >> 3;",
-            "    const std::int64_t last = (start + count - 1) >> 3;",
-            "    std::uint64_t lo = 0;",
-            "    std::uint8_t extra = 0;",
-            "    std::memcpy(&lo, bits + first, static_cast<std::size_t>(std::min<std::int64_t>(8, last - first + 1)));",
-            "    if (last - first == 8) extra = bits[last];",
-            "    const int shift = static_cast<int>(start & 7);",
-            "    std::uint64_t word = shift ? (lo >> shift) | (static_cast<std::uint64_t>(extra) << (64 - shift)) : lo;",
-            "    return count == 64 ? word : word & ((std::uint64_t{1} << count) - 1);",
-            "}",
-            "",
-            "// write the validity word of rows (r & ~63) .. r into an Arrow bitmap (only the bytes that exist)",
-            "inline void flush_bits(std::uint8_t* bits, std::int64_t r, std::uint64_t& acc, std::int64_t n) {",
-            "    const std::int64_t first = (r >> 6) << 3;",
-            "    const std::int64_t bytes = std::min<std::int64_t>(8, ((n + 7) >> 3) - first);",
-            "    std::memcpy(bits + first, &acc, static_cast<std::size_t>(bytes));  // little-endian: Arrow order",
-            "    acc = 0;",
-            "}",
-            "",
             "inline std::int64_t fail(hs_replay_error* err, std::int64_t r, std::int32_t kind, std::int32_t column) {",
             "    err->row = r;",
             "    err->kind = kind;",
@@ -473,32 +453,22 @@ class _Emitter:
             lines.append(f"    double w{self.pos[node]}[64];  // decay weights of n{self.pos[node]} for this block")
         lines += [
             *(["    Pre pre{};"] if self.pre else []),
-            "    std::int32_t block_code[64];",
             "    for (std::int64_t b = 0; b < n; b += 64) {",
             "        const std::int64_t m = std::min<std::int64_t>(64, n - b);",
             "        // check the block: one bit per row for each rule",
-            "        std::uint64_t down = 0, unknown = 0;",
-            *[f"        std::uint64_t rows{j} = 0;" for j in range(n_trig)],
-            "        for (std::int64_t k = 0; k < m; ++k) {",
-            "            const std::int64_t now = t[b + k];",
-            "            down |= static_cast<std::uint64_t>(now < prev) << k;",
-            "            prev = now;",
-            "            const std::int64_t idx = static_cast<std::int64_t>(codes[b + k]);",
-            "            std::int32_t code = -1;",
-            "            if (!Remap) code = static_cast<std::int32_t>(idx);",
-            "            else if (idx >= 0 && idx < remap_size) code = remap[idx];",
-            "            block_code[k] = code;",
-            *[f"            rows{j} |= static_cast<std::uint64_t>(code == {j}) << k;" for j in range(n_trig)],
-            "        }",
-            f"        unknown = ~({' | '.join(f'rows{j}' for j in range(n_trig)) or '0'}) & (m == 64 ? ~std::uint64_t{{0}} : (std::uint64_t{{1}} << m) - 1);",
+            "        const std::uint64_t down = hs::time_decreases(t + b, m, prev);",
+            "        prev = t[b + m - 1];",
+            f"        std::uint64_t rows[{max(1, n_trig)}];",
+            "        std::uint64_t unknown;",
+            f"        hs::trigger_masks<{max(1, n_trig)}, Code, Remap>(codes + b, m, remap, remap_size, rows, unknown);",
         ]
         for c in range(n_in):
             users = self.column_users(c)
-            need = " | ".join(f"rows{j}" for j in users) or "std::uint64_t{0}"
+            need = " | ".join(f"rows[{j}]" for j in users) or "std::uint64_t{0}"
             lines += [
                 f"        const std::uint64_t need{c} = {need};",
                 f"        const std::uint64_t bad{c} = col{c} == nullptr ? need{c}",
-                f"            : (valid[{c}] != nullptr ? need{c} & ~load_bits(valid[{c}], valid_offset[{c}] + b, m) : 0);",
+                f"            : (valid[{c}] != nullptr ? need{c} & ~hs::load_bits(valid[{c}], valid_offset[{c}] + b, m) : 0);",
             ]
         any_bad = " | ".join(["down", "unknown", *[f"bad{c}" for c in range(n_in)]])
         lines += [
@@ -519,7 +489,7 @@ class _Emitter:
             "        for (std::int64_t k = 0; k < m; ++k) {",
             "            const std::int64_t r = b + k;",
             "            const std::int64_t now = t[r];",
-            "            const std::int32_t code = block_code[k];",
+            "            const std::int32_t code = Remap ? remap[codes[r]] : static_cast<std::int32_t>(codes[r]);",
             *(["            fire_due(s, now);"] if self.plan.timers else []),
             "            begin_event(s);",
             *["            " + ln for ln in self.replay_dispatch()],
@@ -572,7 +542,7 @@ class _Emitter:
         for node, codes in self.pre.items():
             i = self.pos[node]
             hl = self.param_exprs(node)[node.op.vector_weight]
-            match = " || ".join(f"block_code[k] == {c}" for c in codes)
+            match = " || ".join(f"((rows[{c}] >> k) & 1)" for c in codes)
             lines += [
                 f"        {{  // weights 2^(-dt/halflife) of n{i} {cpp_name(node.name)}",
                 f"            std::int64_t last = s.o{i}.t;",

@@ -11,6 +11,7 @@
 #include "harness/module.hpp"
 #include "harness/numeric.hpp"
 #include "harness/ops.hpp"
+#include "harness/replay.hpp"
 
 #define HS_INF (std::numeric_limits<double>::infinity())
 #define HS_NAN (std::numeric_limits<double>::quiet_NaN())
@@ -101,27 +102,6 @@ void k_read(const void* st, double* values, std::uint8_t* valid) {
     (void)s;
 }
 
-// 64 validity bits of an Arrow bitmap starting at bit `start` (only `count` <= 64 of them are read)
-inline std::uint64_t load_bits(const std::uint8_t* bits, std::int64_t start, std::int64_t count) {
-    const std::int64_t first = start >> 3;
-    const std::int64_t last = (start + count - 1) >> 3;
-    std::uint64_t lo = 0;
-    std::uint8_t extra = 0;
-    std::memcpy(&lo, bits + first, static_cast<std::size_t>(std::min<std::int64_t>(8, last - first + 1)));
-    if (last - first == 8) extra = bits[last];
-    const int shift = static_cast<int>(start & 7);
-    std::uint64_t word = shift ? (lo >> shift) | (static_cast<std::uint64_t>(extra) << (64 - shift)) : lo;
-    return count == 64 ? word : word & ((std::uint64_t{1} << count) - 1);
-}
-
-// write the validity word of rows (r & ~63) .. r into an Arrow bitmap (only the bytes that exist)
-inline void flush_bits(std::uint8_t* bits, std::int64_t r, std::uint64_t& acc, std::int64_t n) {
-    const std::int64_t first = (r >> 6) << 3;
-    const std::int64_t bytes = std::min<std::int64_t>(8, ((n + 7) >> 3) - first);
-    std::memcpy(bits + first, &acc, static_cast<std::size_t>(bytes));  // little-endian: Arrow order
-    acc = 0;
-}
-
 inline std::int64_t fail(hs_replay_error* err, std::int64_t r, std::int32_t kind, std::int32_t column) {
     err->row = r;
     err->kind = kind;
@@ -140,35 +120,23 @@ std::int64_t replay_loop(State& s, std::int64_t n, const std::int64_t* t, std::i
     const double* const col2 = columns[2];  // c
     double* const out0 = out[0];  // out
     std::uint8_t* const bits0 = bits[0];
-    std::int32_t block_code[64];
     for (std::int64_t b = 0; b < n; b += 64) {
         const std::int64_t m = std::min<std::int64_t>(64, n - b);
         // check the block: one bit per row for each rule
-        std::uint64_t down = 0, unknown = 0;
-        std::uint64_t rows0 = 0;
-        std::uint64_t rows1 = 0;
-        for (std::int64_t k = 0; k < m; ++k) {
-            const std::int64_t now = t[b + k];
-            down |= static_cast<std::uint64_t>(now < prev) << k;
-            prev = now;
-            const std::int64_t idx = static_cast<std::int64_t>(codes[b + k]);
-            std::int32_t code = -1;
-            if (!Remap) code = static_cast<std::int32_t>(idx);
-            else if (idx >= 0 && idx < remap_size) code = remap[idx];
-            block_code[k] = code;
-            rows0 |= static_cast<std::uint64_t>(code == 0) << k;
-            rows1 |= static_cast<std::uint64_t>(code == 1) << k;
-        }
-        unknown = ~(rows0 | rows1) & (m == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << m) - 1);
-        const std::uint64_t need0 = rows0;
+        const std::uint64_t down = hs::time_decreases(t + b, m, prev);
+        prev = t[b + m - 1];
+        std::uint64_t rows[2];
+        std::uint64_t unknown;
+        hs::trigger_masks<2, Code, Remap>(codes + b, m, remap, remap_size, rows, unknown);
+        const std::uint64_t need0 = rows[0];
         const std::uint64_t bad0 = col0 == nullptr ? need0
-            : (valid[0] != nullptr ? need0 & ~load_bits(valid[0], valid_offset[0] + b, m) : 0);
-        const std::uint64_t need1 = rows0;
+            : (valid[0] != nullptr ? need0 & ~hs::load_bits(valid[0], valid_offset[0] + b, m) : 0);
+        const std::uint64_t need1 = rows[0];
         const std::uint64_t bad1 = col1 == nullptr ? need1
-            : (valid[1] != nullptr ? need1 & ~load_bits(valid[1], valid_offset[1] + b, m) : 0);
-        const std::uint64_t need2 = rows1;
+            : (valid[1] != nullptr ? need1 & ~hs::load_bits(valid[1], valid_offset[1] + b, m) : 0);
+        const std::uint64_t need2 = rows[1];
         const std::uint64_t bad2 = col2 == nullptr ? need2
-            : (valid[2] != nullptr ? need2 & ~load_bits(valid[2], valid_offset[2] + b, m) : 0);
+            : (valid[2] != nullptr ? need2 & ~hs::load_bits(valid[2], valid_offset[2] + b, m) : 0);
         const std::uint64_t broken = down | unknown | bad0 | bad1 | bad2;
         if (broken != 0) {
             const int k = __builtin_ctzll(broken);
@@ -184,7 +152,7 @@ std::int64_t replay_loop(State& s, std::int64_t n, const std::int64_t* t, std::i
         for (std::int64_t k = 0; k < m; ++k) {
             const std::int64_t r = b + k;
             const std::int64_t now = t[r];
-            const std::int32_t code = block_code[k];
+            const std::int32_t code = Remap ? remap[codes[r]] : static_cast<std::int32_t>(codes[r]);
             begin_event(s);
             switch (code) {
                 case 0: trigger_0(s, now, col0[r], col1[r]); break;
