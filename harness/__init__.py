@@ -2,7 +2,7 @@
 
 from harness import ops, streams
 from harness.circuit import Circuit, Node, Trigger, observe
-from harness.errors import CircuitError, EventsError, HarnessError, ParamError
+from harness.errors import CircuitError, DataError, EventsError, HarnessError, ParamError
 from harness.kernel import Kernel, compile
 
 __version__ = "0.1.0"
@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Circuit",
     "CircuitError",
+    "DataError",
     "EventsError",
     "HarnessError",
     "Kernel",

@@ -17,3 +17,7 @@ class EventsError(HarnessError, ValueError):
 
 class ParamError(CircuitError):
     """A parameter value is out of range or names no parameter of the circuit."""
+
+
+class DataError(HarnessError, ValueError):
+    """A data file is unreadable or breaks its format: the message names the file, the row and the rule."""
