@@ -34,6 +34,59 @@ const double* f64_data(const py::array& a, const char* what, py::ssize_t n) {
     return static_cast<const double*>(a.data());
 }
 
+// Growable storage behind an hs_rows sink (replay with timer rows).
+struct RowsSink {
+    hs_rows rows{};
+    std::vector<int64_t> t;
+    std::vector<int32_t> source;
+    std::vector<std::vector<double>> values;
+    std::vector<std::vector<uint8_t>> valid;
+    std::vector<double*> value_ptrs;
+    std::vector<uint8_t*> valid_ptrs;
+
+    RowsSink(size_t n_outputs, int64_t cap) : values(n_outputs), valid(n_outputs) {
+        rows.owner = this;
+        rows.grow = &RowsSink::grow_cb;
+        resize(std::max<int64_t>(cap, 16));
+    }
+    void resize(int64_t cap) {
+        t.resize(static_cast<size_t>(cap));
+        source.resize(static_cast<size_t>(cap));
+        value_ptrs.clear();
+        valid_ptrs.clear();
+        for (size_t j = 0; j < values.size(); ++j) {
+            values[j].resize(static_cast<size_t>(cap));
+            valid[j].resize(static_cast<size_t>(cap));
+            value_ptrs.push_back(values[j].data());
+            valid_ptrs.push_back(valid[j].data());
+        }
+        rows.cap = cap;
+        rows.t = t.data();
+        rows.source = source.data();
+        rows.values = value_ptrs.data();
+        rows.valid = valid_ptrs.data();
+    }
+    static int grow_cb(hs_rows* r) {
+        try {
+            static_cast<RowsSink*>(r->owner)->resize(r->cap * 2);
+            return 1;
+        } catch (const std::bad_alloc&) {
+            return 0;
+        }
+    }
+};
+
+template <typename T>
+py::array_t<T> to_numpy(const std::vector<T>& v, int64_t n) {
+    py::array_t<T> out(static_cast<py::ssize_t>(n));
+    std::copy(v.begin(), v.begin() + n, out.mutable_data());
+    return out;
+}
+
+py::tuple error_tuple(int64_t done, const hs_replay_error& e) {
+    return py::make_tuple(done, e.kind, e.column, e.code, e.a, e.b);
+}
+
 class Kernel {
    public:
     Kernel(py::capsule api, py::array params) : owner_(api) {
@@ -50,23 +103,47 @@ class Kernel {
         size_t size = (api_->state_size + align - 1) / align * align;
         state_ = std::aligned_alloc(align, size == 0 ? align : size);
         if (state_ == nullptr) throw std::bad_alloc();
-        reset(params);
+        api_->init(state_, f64_data(params, "params", api_->n_params));
+        live_ = true;
     }
-    ~Kernel() { std::free(state_); }
+    ~Kernel() {
+        if (live_) api_->destroy(state_);
+        std::free(state_);
+    }
     Kernel(const Kernel&) = delete;
     Kernel& operator=(const Kernel&) = delete;
 
-    void reset(py::array params) { api_->init(state_, f64_data(params, "params", api_->n_params)); }
+    void reset(py::array params) {
+        const double* p = f64_data(params, "params", api_->n_params);
+        if (live_) api_->destroy(state_);
+        live_ = false;
+        api_->init(state_, p);
+        live_ = true;
+    }
     void set_params(py::array params) { api_->set_params(state_, f64_data(params, "params", api_->n_params)); }
 
-    void call(int32_t trigger, int64_t t, py::array inputs) {
+    // One event; returns (0, ...) or (error kind, column, code, a, b) like replay.
+    py::tuple call(int32_t trigger, int64_t t, py::array scalars, py::list lists) {
         if (trigger < 0 || static_cast<uint32_t>(trigger) >= api_->n_triggers) {
             throw std::out_of_range("trigger index out of range");
         }
-        api_->call(state_, trigger, t, f64_data(inputs, "inputs", 0));
+        std::vector<const double*> list_ptrs;
+        std::vector<int64_t> sizes;
+        for (auto item : lists) {
+            py::array a = item.cast<py::array>();
+            list_ptrs.push_back(f64_data(a, "list input", 0));
+            sizes.push_back(a.shape(0));
+        }
+        hs_replay_error e{-1, HS_ERR_NONE, -1, 0, 0.0, 0.0};
+        api_->call(state_, trigger, t, f64_data(scalars, "inputs", 0), list_ptrs.data(), sizes.data(), &e);
+        return error_tuple(0, e);
     }
 
-    void advance(int64_t t) { api_->advance(state_, t); }
+    py::tuple advance(int64_t t) {
+        hs_replay_error e{-1, HS_ERR_NONE, -1, 0, 0.0, 0.0};
+        api_->advance(state_, t, &e);
+        return error_tuple(0, e);
+    }
 
     std::optional<double> value(uint32_t j) const {
         if (j >= api_->n_outputs) throw std::out_of_range("output index out of range");
@@ -77,10 +154,13 @@ class Kernel {
         return v[j];
     }
 
-    // Runs a batch; returns (rows done, error kind, error column). On an error the state is restored to
-    // what it was before the call, so a failed batch changes nothing.
+    // Runs a batch. Without timer rows it writes into `out` / `bits` (one row per event) and returns
+    // (rows done, error kind, column, code, a, b). With timer rows (`out` is None) it returns that tuple
+    // plus (t, source, values[outputs, rows], valid[outputs, rows]) of the recorded rows. On an error the
+    // kernel has restored its state, so a failed batch changes nothing.
     py::tuple replay(py::array t, int64_t last_t, py::array codes, py::object remap, py::list columns,
-                     py::list bitmaps, std::vector<int64_t> bit_offsets, py::array out, py::array bits) {
+                     py::list offsets, py::list bitmaps, std::vector<int64_t> bit_offsets, py::object out_obj,
+                     py::object bits_obj) {
         if (!py::isinstance<py::array_t<int64_t>>(t) || t.ndim() != 1 || !(t.flags() & py::array::c_style)) {
             throw std::invalid_argument("t: expected a contiguous 1-d int64 array");
         }
@@ -102,24 +182,27 @@ class Kernel {
             remap_size = remap_arr.size();
         }
         const size_t n_in = api_->n_inputs;
-        if (columns.size() != n_in || bitmaps.size() != n_in || bit_offsets.size() != n_in) {
-            throw std::invalid_argument("columns/bitmaps/bit_offsets: expected one entry per input");
-        }
-        const py::ssize_t nbytes = (n + 7) / 8;
-        const py::ssize_t n_out = api_->n_outputs;
-        if (!py::isinstance<py::array_t<double>>(out) || out.ndim() != 2 || out.shape(0) != n_out ||
-            out.shape(1) != n || !(out.flags() & py::array::c_style) || !out.writeable()) {
-            throw std::invalid_argument("out: expected a writable C-contiguous float64 array (outputs, rows)");
-        }
-        if (!py::isinstance<py::array_t<uint8_t>>(bits) || bits.ndim() != 2 || bits.shape(0) != n_out ||
-            bits.shape(1) != nbytes || !(bits.flags() & py::array::c_style) || !bits.writeable()) {
-            throw std::invalid_argument("bits: expected a writable C-contiguous uint8 array (outputs, ceil(rows/8))");
+        if (columns.size() != n_in || offsets.size() != n_in || bitmaps.size() != n_in || bit_offsets.size() != n_in) {
+            throw std::invalid_argument("columns/offsets/bitmaps/bit_offsets: expected one entry per input");
         }
         std::vector<const double*> cols(n_in, nullptr);
+        std::vector<const int32_t*> offs(n_in, nullptr);
         std::vector<const uint8_t*> valid(n_in, nullptr);
         std::vector<py::buffer_info> keep;
         for (size_t i = 0; i < n_in; ++i) {
-            if (!columns[i].is_none()) cols[i] = f64_data(columns[i].cast<py::array>(), "column", n);
+            const bool is_list = !offsets[i].is_none();
+            if (is_list) {
+                py::array o = offsets[i].cast<py::array>();
+                if (!py::isinstance<py::array_t<int32_t>>(o) || o.ndim() != 1 || o.shape(0) != n + 1 ||
+                    !(o.flags() & py::array::c_style)) {
+                    throw std::invalid_argument("offsets: expected contiguous int32 arrays of length rows + 1");
+                }
+                offs[i] = static_cast<const int32_t*>(o.data());
+            }
+            if (!columns[i].is_none()) {
+                py::array c = columns[i].cast<py::array>();
+                cols[i] = f64_data(c, "column", is_list ? (n > 0 ? offs[i][n] : 0) : n);
+            }
             if (!bitmaps[i].is_none()) {
                 keep.push_back(bitmaps[i].cast<py::buffer>().request());
                 if (keep.back().size * keep.back().itemsize * 8 < bit_offsets[i] + n) {
@@ -127,6 +210,39 @@ class Kernel {
                 }
                 valid[i] = static_cast<const uint8_t*>(keep.back().ptr);
             }
+        }
+        const int64_t* times = static_cast<const int64_t*>(t.data());
+        const void* code_ptr = codes.data();
+        hs_replay_error error{-1, HS_ERR_NONE, -1, 0, 0.0, 0.0};
+        const py::ssize_t n_out = api_->n_outputs;
+        if (out_obj.is_none()) {  // timer rows: a growable sink
+            RowsSink sink(static_cast<size_t>(n_out), n + n / 4 + 16);
+            int64_t done;
+            {
+                py::gil_scoped_release release;
+                done = api_->replay(state_, n, times, last_t, code_ptr, code_bytes, remap_ptr, remap_size, cols.data(),
+                                    offs.data(), valid.data(), bit_offsets.data(), nullptr, nullptr, &sink.rows, &error);
+            }
+            const int64_t m = sink.rows.n;
+            py::array_t<double> values({n_out, static_cast<py::ssize_t>(m)});
+            py::array_t<uint8_t> ok({n_out, static_cast<py::ssize_t>(m)});
+            for (py::ssize_t j = 0; j < n_out; ++j) {
+                std::copy(sink.values[j].begin(), sink.values[j].begin() + m, values.mutable_data(j, 0));
+                std::copy(sink.valid[j].begin(), sink.valid[j].begin() + m, ok.mutable_data(j, 0));
+            }
+            return py::make_tuple(done, error.kind, error.column, error.code, error.a, error.b, to_numpy(sink.t, m),
+                                  to_numpy(sink.source, m), values, ok);
+        }
+        py::array out = out_obj.cast<py::array>();
+        py::array bits = bits_obj.cast<py::array>();
+        const py::ssize_t nbytes = (n + 7) / 8;
+        if (!py::isinstance<py::array_t<double>>(out) || out.ndim() != 2 || out.shape(0) != n_out ||
+            out.shape(1) != n || !(out.flags() & py::array::c_style) || !out.writeable()) {
+            throw std::invalid_argument("out: expected a writable C-contiguous float64 array (outputs, rows)");
+        }
+        if (!py::isinstance<py::array_t<uint8_t>>(bits) || bits.ndim() != 2 || bits.shape(0) != n_out ||
+            bits.shape(1) != nbytes || !(bits.flags() & py::array::c_style) || !bits.writeable()) {
+            throw std::invalid_argument("bits: expected a writable C-contiguous uint8 array (outputs, ceil(rows/8))");
         }
         std::vector<double*> outs(n_out);
         std::vector<uint8_t*> out_valid(n_out);
@@ -136,19 +252,14 @@ class Kernel {
             outs[j] = out_base + j * n;
             out_valid[j] = bits_base + j * nbytes;
         }
-        const int64_t* times = static_cast<const int64_t*>(t.data());
-        const void* code_ptr = codes.data();
-        hs_replay_error error{-1, HS_ERR_NONE, -1};
         int64_t done;
         {
             py::gil_scoped_release release;
-            std::vector<unsigned char> saved(static_cast<unsigned char*>(state_),
-                                             static_cast<unsigned char*>(state_) + api_->state_size);
-            done = api_->replay(state_, n, times, last_t, code_ptr, code_bytes, remap_ptr, remap_size, cols.data(), valid.data(),
-                                bit_offsets.data(), outs.data(), out_valid.data(), &error);
-            if (done != n) std::memcpy(state_, saved.data(), saved.size());
+            done = api_->replay(state_, n, times, last_t, code_ptr, code_bytes, remap_ptr, remap_size, cols.data(),
+                                offs.data(), valid.data(), bit_offsets.data(), outs.data(), out_valid.data(), nullptr,
+                                &error);
         }
-        return py::make_tuple(done, error.kind, error.column);
+        return error_tuple(done, error);
     }
 
     uint32_t n_inputs() const { return api_->n_inputs; }
@@ -161,6 +272,7 @@ class Kernel {
     py::capsule owner_;
     const hs_kernel_api* api_ = nullptr;
     void* state_ = nullptr;
+    bool live_ = false;
 };
 
 // One pass over a batch of events: how many rows each trigger has, and the first row whose trigger sets an

@@ -6,13 +6,15 @@ keep their state in plain dicts, and timers sit in a dict scanned for the earlie
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from harness.circuit.node import Node
-from harness.circuit.operator import StepContext
+from harness.circuit.operator import OperatorError, StepContext
+from harness.errors import EventsError
 from harness.kernel import Kernel
 from harness.replay.events import check_rows
 
@@ -67,12 +69,18 @@ class ReferenceKernel(Kernel):
     # ----- running -----------------------------------------------------------------------------------
     def _step(self, node: Node, t: int) -> None:
         i = self._pos[node]
-        xs = [self._vals[self._pos[m]] for m in node.inputs]
-        p = self._node_params(node)
-        if node.op.stateful:
-            self._vals[i] = node.op.ref_step(self._states[i], self._context(i, t), p, xs)
+        if node.op.reads_state:
+            xs = [self._states[self._pos[m]] for m in node.inputs]
         else:
-            self._vals[i] = node.op.ref(p, xs)
+            xs = [self._vals[self._pos[m]] for m in node.inputs]
+        p = self._node_params(node)
+        try:
+            if node.op.stateful:
+                self._vals[i] = node.op.ref_step(self._states[i], self._context(i, t), p, xs)
+            else:
+                self._vals[i] = node.op.ref(p, xs)
+        except OperatorError as e:
+            raise _NodeFailed(self._operator_failure(i, e.code, e.a, e.b)) from None
 
     def _context(self, i: int, t: int) -> StepContext:
         def schedule(at: int | None) -> None:
@@ -88,6 +96,14 @@ class ReferenceKernel(Kernel):
             self._vals[i] = None
 
     def _advance(self, t: int) -> None:
+        saved = self._snapshot()
+        try:
+            self._fire_due(t)
+        except _NodeFailed as failed:
+            self._restore(saved)
+            raise EventsError(f"advance to t={t}: {failed.describe()}") from None
+
+    def _fire_due(self, t: int) -> None:
         """Fire every timer due at or before `t`, earliest first (ties: plan order)."""
         while self._timers:
             i, at = min(self._timers.items(), key=lambda kv: (kv[1], kv[0]))
@@ -101,8 +117,22 @@ class ReferenceKernel(Kernel):
             for step in tp.steps:
                 self._step(step, at)
 
-    def _call(self, trigger: int, t: int, values: list[float]) -> None:
-        self._advance(t)
+    def _call(self, trigger: int, t: int, values: list[Any]) -> None:
+        saved = self._snapshot()
+        try:
+            self._event(trigger, t, values)
+        except _NodeFailed as failed:
+            self._restore(saved)
+            raise EventsError(f"event {self.triggers[trigger]!r} at t={t}: {failed.describe()}") from None
+
+    def _snapshot(self) -> Any:
+        return copy.deepcopy((self._vals, self._states, self._timers))
+
+    def _restore(self, saved: Any) -> None:
+        self._vals, self._states, self._timers = saved
+
+    def _event(self, trigger: int, t: int, values: list[Any]) -> None:
+        self._fire_due(t)
         self._begin_event()
         tp = self._trigger_plans[trigger]
         it = iter(values)
@@ -119,16 +149,47 @@ class ReferenceKernel(Kernel):
         n = len(eb)
         out = np.zeros((len(self.outputs), n))
         valid = np.zeros((len(self.outputs), n), dtype=bool)
-        columns = {name: col.tolist() for name, col in zip(self.inputs, eb.values, strict=True) if col is not None}
+        columns = {
+            name: _column_values(col, offsets)
+            for name, col, offsets in zip(self.inputs, eb.values, eb.offsets, strict=True)
+            if col is not None
+        }
         times = eb.t.tolist()
         codes = codes_arr.tolist()
+        saved = self._snapshot()
         for r in range(n):
             code = codes[r]
             values = [columns[name][r] for name in self.trigger_inputs[self.triggers[code]]]
-            self._call(code, times[r], values)
+            try:
+                self._event(code, times[r], values)
+            except _NodeFailed as failed:
+                self._restore(saved)
+                raise EventsError(
+                    f"events: row {eb.offset + r} (t={times[r]}, trigger {self.triggers[code]!r}): {failed.describe()}"
+                ) from None
             for j, i in enumerate(self._out_pos):
                 v = self._vals[i]
                 if v is not None:
                     out[j, r] = v
                     valid[j, r] = True
         return [pa.array(out[j], type=pa.float64(), mask=~valid[j]) for j in range(len(self.outputs))]
+
+
+def _column_values(values: np.ndarray, offsets: np.ndarray | None) -> list[Any]:
+    """Python values of an input column: floats, or lists of floats for a list column."""
+    if offsets is None:
+        return values.tolist()
+    flat = values.tolist()
+    bounds = offsets.tolist()
+    return [flat[bounds[r] : bounds[r + 1]] for r in range(len(bounds) - 1)]
+
+
+class _NodeFailed(Exception):
+    """An OperatorError raised while running a node (turned into an EventsError with the row)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+    def describe(self) -> str:
+        return self.text

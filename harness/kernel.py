@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from harness.circuit.leaves import is_list_input
 from harness.errors import CircuitError, EventsError, ParamError
 from harness.replay.events import EventBatch, EventSchema, iter_batches, prepare_batch
 
@@ -64,7 +65,8 @@ class Kernel:
         self.trigger_inputs: dict[str, tuple[str, ...]] = {
             name: tuple(n.name for n in tp.inputs if n.kind == "input") for name, tp in plan.triggers.items()
         }
-        self.events_schema = EventSchema(self.triggers, self.trigger_inputs, self.inputs)
+        self.list_inputs = frozenset(n.name for n in plan.order if is_list_input(n))
+        self.events_schema = EventSchema(self.triggers, self.trigger_inputs, self.inputs, self.list_inputs)
         self._params: dict[str, float] = {name: node.op.params["init"] for name, node in plan.parameters.items()}
         self._last_t: int | None = None
 
@@ -139,6 +141,9 @@ class Kernel:
                     f"event {trigger!r} at t={t}: missing input {name!r} (it sets: {', '.join(expected)})"
                 )
             v = inputs[name]
+            if name in self.list_inputs:
+                values.append(_number_list(v, f"event {trigger!r} at t={t}: input {name!r}"))
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
                 raise EventsError(f"event {trigger!r} at t={t}: input {name!r} must be a number, got {v!r}")
             values.append(float(v))
@@ -195,6 +200,11 @@ class Kernel:
         self._last_t = None
         self._reset()
 
+    def _operator_failure(self, position: int, code: int, a: float, b: float) -> str:
+        """The words for an operator error raised by the node at plan `position` (same in every backend)."""
+        node = self.plan.order[position]
+        return f"{node.kind} node {node.name}: {node.op.error_message(code, a, b)}"
+
     # ----- backend hooks -----------------------------------------------------------------------------
     def _call(self, trigger: int, t: int, values: list[float]) -> None:
         raise NotImplementedError
@@ -215,3 +225,15 @@ class Kernel:
 
     def _reset(self) -> None:
         raise NotImplementedError
+
+
+def _number_list(value: object, what: str) -> list[float]:
+    """A list input's value for `call`: a sequence of numbers, as floats."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise EventsError(f"{what} must be a list of numbers, got {value!r}")
+    out = []
+    for x in value:  # type: ignore[attr-defined]
+        if isinstance(x, bool) or not isinstance(x, (int, float, np.floating, np.integer)):
+            raise EventsError(f"{what} must be a list of numbers, got an element {x!r}")
+        out.append(float(x))
+    return out

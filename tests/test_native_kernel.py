@@ -115,6 +115,7 @@ def test_replay_releases_the_gil() -> None:
         np.array([0, 1], np.int32),
         [events.column(n).chunk(0).to_numpy(zero_copy_only=False) for n in k.inputs],
         [None] * len(k.inputs),
+        [None] * len(k.inputs),
         [0] * len(k.inputs),
         np.empty((1, events.num_rows)),
         np.zeros((1, (events.num_rows + 7) // 8), np.uint8),

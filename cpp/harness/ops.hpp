@@ -11,6 +11,28 @@ namespace hs {
 
 constexpr std::int64_t NO_TIMER = INT64_MAX;
 
+// A list input's value in one event: `size` doubles at `data` (views into the events' Arrow buffers).
+struct ListView {
+    const double* data = nullptr;
+    std::int64_t size = 0;
+};
+
+// The first error an operator raised in the current event (node = plan position, -1: none). The codes,
+// and the numbers a and b, are the operator's own (OperatorError in its Python spec).
+struct OpError {
+    std::int32_t node = -1;
+    std::int32_t code = 0;
+    double a = 0.0;
+    double b = 0.0;
+    void set(std::int32_t c, double x, double y) {
+        if (code == 0) {
+            code = c;
+            a = x;
+            b = y;
+        }
+    }
+};
+
 // floor(a / b) for b > 0 (C++ '/' truncates toward zero; Python '//' floors).
 inline std::int64_t floordiv(std::int64_t a, std::int64_t b) {
     std::int64_t q = a / b;

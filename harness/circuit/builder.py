@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.circuit.leaves import ConstOp, EventOp, ForwardOp, InputOp, ParamOp
+from harness.circuit.leaves import ConstOp, EventOp, ForwardOp, InputOp, ParamOp, is_list_input
 from harness.circuit.node import Node, Observed
 from harness.circuit.operator import Operator
 from harness.errors import CircuitError
@@ -61,10 +61,11 @@ class Circuit:
         )
 
     # ----- declarations -----------------------------------------------------------------------------
-    def input(self, name: str) -> Node:
-        """Declare a float64 input; some trigger must set it."""
+    def input(self, name: str, *, list: bool = False) -> Node:
+        """Declare a float64 input (`list=True`: a list of float64 per event, e.g. the level updates of
+        one order-book message); some trigger must set it."""
         check_name(name, "input", reserved=RESERVED)
-        node = self._leaf(InputOp(), name, f"input:{name}")
+        node = self._leaf(InputOp(list=int(bool(list))), name, f"input:{name}")
         self.inputs[name] = node
         return node
 
@@ -120,6 +121,8 @@ class Circuit:
                 "output names must be unique"
             )
         target = self._as_node(f"output {name!r}", node)
+        if is_list_input(target):
+            raise CircuitError(f"output {name!r}: {target.name!r} is a list input; record a number derived from it")
         self.outputs[name] = target
         self._changed()
         return target
@@ -207,6 +210,18 @@ class Circuit:
                 )
             observed.append(obs)
         op.check_arity(len(nodes))
+        for i, (n, obs) in enumerate(zip(nodes, observed, strict=True)):
+            if is_list_input(n) != (i in op.list_inputs) or (obs and is_list_input(n)):
+                if is_list_input(n):
+                    raise CircuitError(
+                        f"{op.kind}: input {i} ({n.name}) is a list input; only operators that take lists "
+                        "(such as hs.lib.book) read list inputs, and they may not observe them"
+                    )
+                raise CircuitError(
+                    f"{op.kind}: input {i} must be a list input (c.input(name, list=True)), got {n.name}"
+                )
+            if op.reads_state and not n.op.stateful:
+                raise CircuitError(f"{op.kind}: input {i} must be a stateful node, got {n.name} ({n.kind})")
         for pname, pnode in op.params.items():
             if isinstance(pnode, Node) and pnode.circuit is not self:
                 raise CircuitError(

@@ -18,11 +18,19 @@ def _not_nan(x: float) -> bool:
 
 
 class InputOp(Operator):
-    """An external float64 value set by the triggers that list it."""
+    """An external float64 value set by the triggers that list it (list=1: a list of float64 per event,
+    read only by operators that take lists, such as the order book)."""
 
     kind = "input"
     arity = 0
     leaf = True
+    params_spec = {"list": Param(rule="0 or 1", check=lambda v: v in (0, 1), default=0, integer=True)}
+
+
+def is_list_input(node: object) -> bool:
+    """True for an input declared with `c.input(name, list=True)`."""
+    op = getattr(node, "op", None)
+    return isinstance(op, InputOp) and op.params["list"] == 1
 
 
 class ConstOp(Operator):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.circuit.node import Node, Observed
-from harness.errors import CircuitError
+from harness.errors import CircuitError, HarnessError
 from harness.names import IDENTIFIER
 
 if TYPE_CHECKING:
@@ -37,6 +37,19 @@ class Param:
     default: Any = REQUIRED
     tunable: bool = False
     integer: bool = False
+    choices: tuple[str, ...] = ()  # a string parameter: one of these identifiers
+
+
+class OperatorError(HarnessError):
+    """Raised by an operator's reference semantics when an event breaks its rule (e.g. a crossed book).
+
+    `code`, `a` and `b` are what the C++ form reports too; `Operator.error_message` turns them into words,
+    so both backends give the same message.
+    """
+
+    def __init__(self, code: int, a: float = 0.0, b: float = 0.0) -> None:
+        super().__init__(f"operator error {code} ({a}, {b})")
+        self.code, self.a, self.b = code, a, b
 
 
 def positive(x: float) -> bool:
@@ -77,6 +90,9 @@ class Operator:
     timer: ClassVar[bool] = False  # may schedule timer callbacks (ref_timer)
     leaf: ClassVar[bool] = False  # made by the Circuit builder only (input, const, param, event)
     differentiable: ClassVar[bool] = False
+    list_inputs: ClassVar[tuple[int, ...]] = ()  # positions that take list inputs (one value list per event)
+    reads_state: ClassVar[bool] = False  # reads the state of its (stateful) input node, not its value
+    can_fail: ClassVar[bool] = False  # may raise OperatorError (C++: sets the kernel's error record)
 
     def __init__(self, **params: Any) -> None:
         if not IDENTIFIER.fullmatch(self.kind or ""):
@@ -105,6 +121,11 @@ class Operator:
     def _validate_one(self, name: str, decl: Param, value: Any) -> Any:
         if isinstance(value, Observed):
             value = value.node
+        if decl.choices:
+            if not isinstance(value, str) or value not in decl.choices:
+                options = ", ".join(repr(c) for c in decl.choices)
+                raise CircuitError(f"{self.kind}: parameter {name}={value!r} must be one of {options}")
+            return value
         if isinstance(value, Node):
             if value.kind != "param":
                 raise CircuitError(
@@ -137,8 +158,8 @@ class Operator:
         """Check rules that involve several parameters (e.g. lo <= hi); override where needed."""
 
     @staticmethod
-    def param_value(v: Any) -> float:
-        """The current value of a parameter: a number, or a parameter node's initial value."""
+    def param_value(v: Any) -> Any:
+        """The current value of a parameter: a number or choice, or a parameter node's initial value."""
         return v.op.params["init"] if isinstance(v, Node) else v
 
     def param_key(self) -> str:
@@ -202,10 +223,15 @@ class Operator:
         """Timer callback at `ctx.t`; return the new value."""
         raise NotImplementedError(f"{self.kind} has no timer")
 
+    def error_message(self, code: int, a: float, b: float) -> str:
+        """Words for an OperatorError (code, a, b) raised by this operator."""
+        return f"error {code} ({a!r}, {b!r})"
+
     # ----- C++ form (used by harness.codegen) -----------------------------------------------------------
     # Expressions arrive as C++ source: `xs` are input values, `oks` their validity flags, `p` maps each
     # parameter to a C++ expression (a literal, or the runtime slot of a learnable parameter).
     cpp_state: ClassVar[str | None] = None  # stateful: a struct of cpp/harness/ops.hpp with members v, ok
+    cpp_includes: ClassVar[tuple[str, ...]] = ()  # extra runtime headers, e.g. ("harness/book.hpp",)
     # vector_math kernels: a unary function applied in place to an array (cpp/harness/vecmath.hpp), and
     # for decays the parameter whose weight 2^(-dt/param) can be precomputed for a block of samples
     vector_cpp: ClassVar[str | None] = None

@@ -19,6 +19,7 @@ import heapq
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.circuit.leaves import is_list_input
 from harness.errors import CircuitError
 
 if TYPE_CHECKING:
@@ -149,6 +150,15 @@ def build_plan(c: Circuit) -> CircuitPlan:
             for m in step.inputs:
                 if m.kind not in ("const", "param") and key not in runs[m]:
                     stored.add(m)
+
+    for node in stored:
+        if is_list_input(node):
+            reader = next((step for _, steps in plans for step in steps if node in step.inputs), None)
+            raise CircuitError(
+                f"circuit {c.name!r}: list input {node.name!r} is read in an event that does not set it"
+                + (f" (by {reader.name})" if reader is not None else "")
+                + "; list inputs exist only in their own events"
+            )
 
     param_users: dict[str, list[tuple[Node, str]]] = {name: [] for name in c.parameters}
     for node in order:

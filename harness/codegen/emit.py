@@ -9,15 +9,18 @@ bytes (no timestamps, no counters, plan order only).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from harness.circuit.builder import Circuit
+from harness.circuit.leaves import is_list_input
 from harness.circuit.node import Node
 from harness.codegen.literals import cpp_double, cpp_int, cpp_name
 from harness.errors import CircuitError
 
 GENERATOR_VERSION = "1"
 VECTOR_MATH_LEVELS = ("outputs", "all")
+_HEADER = re.compile(r"harness/[a-z_]+\.hpp")
 
 
 def vector_math_level(value: bool | str | None) -> str | None:
@@ -76,6 +79,7 @@ class _Emitter:
         if vector_math:
             self.plan_vector_math()
         self.stored = (set(plan.stored) | set(self.deferred.values())) - set(self.deferred)
+        self.can_fail = any(n.op.can_fail for n in plan.order)
 
     def is_stored(self, node: Node) -> bool:
         """Stored in `State` (the plan's rule, plus the inputs of deferred output functions)."""
@@ -138,6 +142,8 @@ class _Emitter:
         """A one-line, sanitised description of a node for a comment."""
         i = self.pos[node]
         parts = []
+        if node.kind == "input":
+            return f"n{i} {cpp_name(node.name)} = input{'[list]' if is_list_input(node) else ''}()"
         for k, v in node.op.params.items():
             value = (
                 f"param {cpp_name(v.name)}"
@@ -166,23 +172,25 @@ class _Emitter:
         return f"s.v{i}", f"s.k{i}"
 
     def param_exprs(self, node: Node) -> dict[str, str]:
+        """C++ expressions of the numeric parameters of `node` (choice parameters are read by the operator)."""
         out = {}
         for k, v in node.op.params.items():
             if isinstance(v, Node):
                 out[k] = f"s.p[{self.param_index[v.name]}]"
+            elif isinstance(v, str):
+                continue
             elif isinstance(v, int):
                 out[k] = cpp_int(v)
             else:
                 out[k] = cpp_double(v)
         return out
 
-    # ----- steps -------------------------------------------------------------------------------------
     def step(self, node: Node, local: set[Node], t: str = "t") -> list[str]:
         i = self.pos[node]
         if node in self.deferred:
             return [f"// {self.describe(node)}  [vector math: applied to each block of recorded rows]"]
         refs = [self.ref(m, local) for m in node.inputs]
-        xs = [r[0] for r in refs]
+        xs = [f"s.o{self.pos[m]}" for m in node.inputs] if node.op.reads_state else [r[0] for r in refs]
         oks = [r[1] for r in refs]
         p = self.param_exprs(node)
         stored = self.is_stored(node)
@@ -199,8 +207,12 @@ class _Emitter:
                         comment + "  [vector math: weight precomputed per block]",
                         f"if constexpr (UsePre) {weighted} else {code}",
                     ]
+                if node.op.can_fail:
+                    return [comment, code, f"if (s.err.code != 0 && s.err.node < 0) s.err.node = {i};"]
                 return [comment, code]
             value, ok = node.op.cpp(xs, p), node.op.cpp_valid(xs, oks, p)
+            if node.op.can_fail:
+                raise CircuitError(f"operator {node.kind!r}: a stateless operator cannot fail in C++")
         except NotImplementedError:
             raise CircuitError(
                 f"operator {node.kind!r} (node {node.name}) has no C++ form; compile with backend='python' "
@@ -235,6 +247,7 @@ class _Emitter:
             '#include "harness/ops.hpp"',
             '#include "harness/replay.hpp"',
             *(['#include "harness/vecmath.hpp"'] if self.vector else []),
+            *[f'#include "{h}"' for h in self.includes()],
             "",
             "#define HS_INF (std::numeric_limits<double>::infinity())",
             "#define HS_NAN (std::numeric_limits<double>::quiet_NaN())",
@@ -245,6 +258,7 @@ class _Emitter:
             *self.emit_pre(),
             *self.emit_static(),
             *self.emit_begin_event(),
+            *self.emit_record(),
             *self.emit_timers(),
             *self.emit_triggers(),
             *self.emit_interface(),
@@ -261,14 +275,23 @@ class _Emitter:
             params=tuple(cpp_name(p) for p in self.params),
         )
 
+    def includes(self) -> list[str]:
+        """Runtime headers the circuit's operators need beyond the common ones (e.g. the order book)."""
+        headers = {h for node in self.plan.order for h in node.op.cpp_includes}
+        for h in headers:
+            if not _HEADER.fullmatch(h):
+                raise CircuitError(f"code generation refused the include {h!r}")
+        return sorted(headers)
+
     def emit_state(self) -> list[str]:
         plan = self.plan
         lines = ["struct State {", f"    double p[{max(1, len(self.params))}];  // learnable parameters"]
         for j, name in enumerate(self.params):
             lines.append(f"    // p[{j}] = {cpp_name(name)}")
+        lines.append("    hs::OpError err;  // the first operator error of the current event")
         for node in plan.order:
             i = self.pos[node]
-            if node.kind in ("const", "param"):
+            if node.kind in ("const", "param") or is_list_input(node):
                 continue
             if node.op.stateful:
                 lines.append(f"    {node.op.cpp_state} o{i};  // {self.describe(node)}")
@@ -326,8 +349,12 @@ class _Emitter:
             for node in tp.steps:
                 lines += ["    " + ln for ln in self.step(node, local)]
             lines += ["    (void)t;", "}", ""]
-        lines.append("// fire every timer due at or before t: earliest first, ties in plan order")
-        lines.append("inline void fire_due(State& s, std::int64_t t) {")
+        lines += [
+            "// fire every timer due at or before t: earliest first, ties in plan order. With a row sink, record",
+            "// a row after each firing. Returns 0, HS_ERR_OPERATOR (s.err says which) or HS_ERR_MEMORY.",
+            "template <bool Rows>",
+            "inline std::int32_t fire_due(State& s, std::int64_t t, hs_rows* rows) {",
+        ]
         if self.plan.timers:
             lines.append("    for (;;) {")
             lines.append("        int which = -1;")
@@ -341,11 +368,15 @@ class _Emitter:
             for w, tp in enumerate(self.plan.timers):
                 i = self.pos[tp.node]
                 lines.append(f"            case {w}: s.due{i} = hs::NO_TIMER; timer_{i}(s, best); break;")
-            lines.append("            default: return;")
+            lines.append("            default: return HS_ERR_NONE;")
+            lines.append("        }")
+            lines.append("        if (s.err.code != 0) return HS_ERR_OPERATOR;")
+            lines.append("        if constexpr (Rows) {")
+            lines.append("            if (!record_row(s, rows, best, -(which + 1))) return HS_ERR_MEMORY;")
             lines.append("        }")
             lines.append("    }")
         else:
-            lines += ["    (void)s;", "    (void)t;"]
+            lines += ["    (void)s;", "    (void)t;", "    (void)rows;", "    return HS_ERR_NONE;"]
         lines += ["}", ""]
         return lines
 
@@ -357,7 +388,9 @@ class _Emitter:
         for j, name in enumerate(self.triggers):
             tp = self.plan.triggers[name]
             args = self.trigger_args(name)
-            params = "".join(f", double in{a}" for a in range(len(args)))
+            params = "".join(
+                f", hs::ListView in{a}" if is_list_input(n) else f", double in{a}" for a, n in enumerate(args)
+            )
             lines.append(
                 f"// trigger {j} {cpp_name(name)}: sets {', '.join(cpp_name(n.name) for n in args) or 'nothing'}"
             )
@@ -373,7 +406,8 @@ class _Emitter:
                     lines.append(f"    s.v{i} = in{a};  // {self.describe(node)}")
                     lines.append(f"    s.k{i} = true;")
                 else:
-                    lines.append(f"    const double v{i} = in{a};  // {self.describe(node)}  [local]")
+                    typ = "hs::ListView" if is_list_input(node) else "double"
+                    lines.append(f"    const {typ} v{i} = in{a};  // {self.describe(node)}  [local]")
                     lines.append(f"    const bool k{i} = true;")
                     local.add(node)
             for node in tp.inputs:
@@ -399,10 +433,18 @@ class _Emitter:
         return f"trigger_{j}<{'true' if use_pre else 'false'}>(s, pre, now"
 
     def dispatch(self) -> list[str]:
-        """switch over trigger codes for `call`: inputs come from the `in` array in trigger order."""
+        """switch over trigger codes for `call`: scalar inputs from `in`, list inputs from `lists`/`sizes`."""
         lines = ["switch (trig) {"]
         for j, name in enumerate(self.triggers):
-            call_args = "".join(f", in[{a}]" for a in range(len(self.trigger_args(name))))
+            args, si, li = [], 0, 0
+            for node in self.trigger_args(name):
+                if is_list_input(node):
+                    args.append(f"hs::ListView{{lists[{li}], sizes[{li}]}}")
+                    li += 1
+                else:
+                    args.append(f"in[{si}]")
+                    si += 1
+            call_args = "".join(f", {a}" for a in args)
             lines.append(f"    case {j}: {self.call_trigger(j, False)}{call_args}); break;")
         lines += ["    default: break;", "}"]
         return lines
@@ -411,8 +453,14 @@ class _Emitter:
         """switch over the (already checked) trigger code of row r inside the replay loop."""
         lines = ["switch (code) {"]
         for j, name in enumerate(self.triggers):
-            vals = "".join(f", col{self.input_index[n]}[r]" for n in self.trigger_args(name))
-            lines.append(f"    case {j}: {self.call_trigger(j, True)}{vals}); break;")
+            vals = []
+            for n in self.trigger_args(name):
+                c = self.input_index[n]
+                if is_list_input(n):
+                    vals.append(f"hs::ListView{{col{c} + off{c}[r], off{c}[r + 1] - off{c}[r]}}")
+                else:
+                    vals.append(f"col{c}[r]")
+            lines.append(f"    case {j}: {self.call_trigger(j, True)}{''.join(', ' + v for v in vals)}); break;")
         lines += ["    default: break;", "}"]
         return lines
 
@@ -424,31 +472,28 @@ class _Emitter:
     def emit_replay(self, outs: list[tuple[str, str]]) -> list[str]:
         """The replay loop: blocks of 64 rows, each checked with bit masks, then run without checks.
 
-        A template over the width of trigger codes and dictionary remapping. The checks (time order,
+        A template over the width of trigger codes, dictionary remapping, and recording into a row sink
+        (a row after every event and timer firing) instead of one row per event. The checks (time order,
         known trigger, a trigger's input columns present and not null) report the first broken rule in
         row order, and within a row in the order time, trigger, columns: the order of `check_rows`.
         """
         n_in, n_trig = len(self.inputs), len(self.triggers)
+        timers = bool(self.plan.timers)
         lines = [
-            "inline std::int64_t fail(hs_replay_error* err, std::int64_t r, std::int32_t kind, std::int32_t column) {",
-            "    err->row = r;",
-            "    err->kind = kind;",
-            "    err->column = column;",
-            "    return r;",
-            "}",
-            "",
-            "template <typename Code, bool Remap>",
+            "template <typename Code, bool Remap, bool Rows>",
             "std::int64_t replay_loop(State& s, std::int64_t n, const std::int64_t* t, std::int64_t prev,",
             "                         const Code* codes, const std::int32_t* remap, std::int64_t remap_size,",
-            "                         const double* const* columns,",
+            "                         const double* const* columns, const std::int32_t* const* list_offsets,",
             "                         const std::uint8_t* const* valid, const std::int64_t* valid_offset,",
-            "                         double* const* out, std::uint8_t* const* bits, hs_replay_error* err) {",
+            "                         double* const* out, std::uint8_t* const* bits, hs_rows* rows, hs_replay_error* err) {",
         ]
         for i, node in enumerate(self.inputs):
             lines.append(f"    const double* const col{i} = columns[{i}];  // {cpp_name(node.name)}")
+            if is_list_input(node):
+                lines.append(f"    const std::int32_t* const off{i} = list_offsets[{i}];")
         for j, name in enumerate(self.outputs):
-            lines.append(f"    double* const out{j} = out[{j}];  // {cpp_name(name)}")
-            lines.append(f"    std::uint8_t* const bits{j} = bits[{j}];")
+            lines.append(f"    double* const out{j} = Rows ? nullptr : out[{j}];  // {cpp_name(name)}")
+            lines.append(f"    std::uint8_t* const bits{j} = Rows ? nullptr : bits[{j}];")
         for node in self.pre:
             lines.append(f"    double w{self.pos[node]}[64];  // decay weights of n{self.pos[node]} for this block")
         lines += [
@@ -458,13 +503,13 @@ class _Emitter:
             "        // check the block: one bit per row for each rule",
             "        const std::uint64_t down = hs::time_decreases(t + b, m, prev);",
             "        prev = t[b + m - 1];",
-            f"        std::uint64_t rows[{max(1, n_trig)}];",
+            f"        std::uint64_t rows_of[{max(1, n_trig)}];",
             "        std::uint64_t unknown;",
-            f"        hs::trigger_masks<{max(1, n_trig)}, Code, Remap>(codes + b, m, remap, remap_size, rows, unknown);",
+            f"        hs::trigger_masks<{max(1, n_trig)}, Code, Remap>(codes + b, m, remap, remap_size, rows_of, unknown);",
         ]
         for c in range(n_in):
             users = self.column_users(c)
-            need = " | ".join(f"rows[{j}]" for j in users) or "std::uint64_t{0}"
+            need = " | ".join(f"rows_of[{j}]" for j in users) or "std::uint64_t{0}"
             lines += [
                 f"        const std::uint64_t need{c} = {need};",
                 f"        const std::uint64_t bad{c} = col{c} == nullptr ? need{c}",
@@ -490,24 +535,41 @@ class _Emitter:
             "            const std::int64_t r = b + k;",
             "            const std::int64_t now = t[r];",
             "            const std::int32_t code = Remap ? remap[codes[r]] : static_cast<std::int32_t>(codes[r]);",
-            *(["            fire_due(s, now);"] if self.plan.timers else []),
+            *(
+                [
+                    "            if (const std::int32_t status = fire_due<Rows>(s, now, rows); status != HS_ERR_NONE) {",
+                    "                return status == HS_ERR_OPERATOR ? fail_op(err, r, s.err) : fail(err, r, status, -1);",
+                    "            }",
+                ]
+                if timers
+                else []
+            ),
             "            begin_event(s);",
             *["            " + ln for ln in self.replay_dispatch()],
-            *[self.record(j, v, k) for j, (v, k) in enumerate(outs)],
+            *(["            if (s.err.code != 0) return fail_op(err, r, s.err);"] if self.can_fail else []),
+            "            if constexpr (Rows) {",
+            "                if (!record_row(s, rows, now, code)) return fail(err, r, HS_ERR_MEMORY, -1);",
+            "            } else {",
+            *["    " + self.record(j, v, k) for j, (v, k) in enumerate(outs)],
+            "            }",
             "        }",
+            "        if constexpr (!Rows) {",
             *[
-                f"        std::memcpy(bits{j} + (b >> 3), &acc{j}, static_cast<std::size_t>((m + 7) >> 3));"
+                f"            std::memcpy(bits{j} + (b >> 3), &acc{j}, static_cast<std::size_t>((m + 7) >> 3));"
                 for j in range(len(self.outputs))
             ],
             *[
-                f"        {self.plan.outputs[name].op.vector_cpp}(out{j} + b, m);  // {cpp_name(name)}: vector math"
+                f"            {self.plan.outputs[name].op.vector_cpp}(out{j} + b, m);  // {cpp_name(name)}: vector math"
                 for j, name in enumerate(self.outputs)
                 if self.plan.outputs[name] in self.deferred
             ],
+            "        }",
             "    }",
             "    (void)columns;",
+            "    (void)list_offsets;",
             "    (void)out;",
             "    (void)bits;",
+            "    (void)rows;",
             "    (void)remap;",
             "    (void)valid;",
             "    return n;",
@@ -515,22 +577,29 @@ class _Emitter:
             "",
             "std::int64_t k_replay(void* st, std::int64_t n, const std::int64_t* t, std::int64_t last_t,",
             "                      const void* codes, std::int32_t code_bytes, const std::int32_t* remap,",
-            "                      std::int64_t remap_size,",
-            "                      const double* const* columns, const std::uint8_t* const* valid,",
+            "                      std::int64_t remap_size, const double* const* columns,",
+            "                      const std::int32_t* const* list_offsets, const std::uint8_t* const* valid,",
             "                      const std::int64_t* valid_offset, double* const* out, std::uint8_t* const* bits,",
-            "                      hs_replay_error* err) {",
+            "                      hs_rows* rows, hs_replay_error* err) {",
             "    State& s = *static_cast<State*>(st);",
-            "#define HS_LOOP(T, R) replay_loop<T, R>(s, n, t, last_t, static_cast<const T*>(codes), remap, \\",
-            "                                         remap_size, columns, valid, valid_offset, out, bits, err)",
+            "    const State saved = s;  // a failed batch changes nothing: restore this",
+            "    std::int64_t done;",
+            "#define HS_LOOP(T, R) (rows != nullptr ? replay_loop<T, R, true>(s, n, t, last_t, static_cast<const T*>(codes), \\",
+            "        remap, remap_size, columns, list_offsets, valid, valid_offset, out, bits, rows, err) \\",
+            "    : replay_loop<T, R, false>(s, n, t, last_t, static_cast<const T*>(codes), remap, remap_size, columns, \\",
+            "        list_offsets, valid, valid_offset, out, bits, rows, err))",
             "    switch (code_bytes * 2 + (remap != nullptr ? 1 : 0)) {",
-            "        case 2: return HS_LOOP(std::int8_t, false);",
-            "        case 3: return HS_LOOP(std::int8_t, true);",
-            "        case 4: return HS_LOOP(std::int16_t, false);",
-            "        case 5: return HS_LOOP(std::int16_t, true);",
-            "        case 9: return HS_LOOP(std::int32_t, true);",
-            "        default: return HS_LOOP(std::int32_t, false);",
+            "        case 2: done = HS_LOOP(std::int8_t, false); break;",
+            "        case 3: done = HS_LOOP(std::int8_t, true); break;",
+            "        case 4: done = HS_LOOP(std::int16_t, false); break;",
+            "        case 5: done = HS_LOOP(std::int16_t, true); break;",
+            "        case 9: done = HS_LOOP(std::int32_t, true); break;",
+            "        default: done = HS_LOOP(std::int32_t, false); break;",
             "    }",
             "#undef HS_LOOP",
+            "    if (done != n) s = saved;",
+            "    s.err = hs::OpError{};",
+            "    return done;",
             "}",
             "",
         ]
@@ -542,7 +611,7 @@ class _Emitter:
         for node, codes in self.pre.items():
             i = self.pos[node]
             hl = self.param_exprs(node)[node.op.vector_weight]
-            match = " || ".join(f"((rows[{c}] >> k) & 1)" for c in codes)
+            match = " || ".join(f"((rows_of[{c}] >> k) & 1)" for c in codes)
             lines += [
                 f"        {{  // weights 2^(-dt/halflife) of n{i} {cpp_name(node.name)}",
                 f"            std::int64_t last = s.o{i}.t;",
@@ -563,9 +632,46 @@ class _Emitter:
     @staticmethod
     def record(j: int, value: str, ok: str) -> str:
         """Store output j of row r: its value, and its validity bit into a 64-row register word."""
-        return (
-            f"        out{j}[r] = {value};\n        acc{j} |= static_cast<std::uint64_t>(({ok}) ? 1u : 0u) << (r & 63);"
-        )
+        return f"            out{j}[r] = {value};\n            acc{j} |= static_cast<std::uint64_t>(({ok}) ? 1u : 0u) << k;"
+
+    def output_reads(self) -> list[tuple[str, str]]:
+        """(value, validity) of each output read from the state (deferred outputs: the scalar function)."""
+        reads = []
+        for name in self.outputs:
+            y = self.plan.outputs[name]
+            v, k = self.ref(self.deferred.get(y, y), set())
+            reads.append((y.op.cpp([v], self.param_exprs(y)), k) if y in self.deferred else (v, k))
+        return reads
+
+    def emit_record(self) -> list[str]:
+        """record_row: append the current outputs to a row sink (replay with timer rows)."""
+        lines = [
+            "inline std::int64_t fail(hs_replay_error* err, std::int64_t r, std::int32_t kind, std::int32_t column) {",
+            "    err->row = r;",
+            "    err->kind = kind;",
+            "    err->column = column;",
+            "    return r;",
+            "}",
+            "",
+            "inline std::int64_t fail_op(hs_replay_error* err, std::int64_t r, const hs::OpError& e) {",
+            "    err->code = e.code;",
+            "    err->a = e.a;",
+            "    err->b = e.b;",
+            "    return fail(err, r, HS_ERR_OPERATOR, e.node);",
+            "}",
+            "",
+            "// append the current outputs as a row at time t (source: trigger code, or -(k+1) for timer k)",
+            "inline bool record_row(const State& s, hs_rows* rows, std::int64_t t, std::int32_t source) {",
+            "    if (rows->n == rows->cap && !rows->grow(rows)) return false;",
+            "    const std::int64_t i = rows->n++;",
+            "    rows->t[i] = t;",
+            "    rows->source[i] = source;",
+        ]
+        for j, (v, k) in enumerate(self.output_reads()):
+            lines.append(f"    rows->values[{j}][i] = {v};")
+            lines.append(f"    rows->valid[{j}][i] = ({k}) ? 1 : 0;")
+        lines += ["    (void)s;", "    return true;", "}", ""]
+        return lines
 
     def emit_interface(self) -> list[str]:
         n_in, n_trig, n_out, n_par = len(self.inputs), len(self.triggers), len(self.outputs), len(self.params)
@@ -573,10 +679,9 @@ class _Emitter:
             self.ref(self.deferred.get(self.plan.outputs[name], self.plan.outputs[name]), set())
             for name in self.outputs
         ]
-        reads = [
-            (y.op.cpp([v], self.param_exprs(y)), k) if y in self.deferred else (v, k)
-            for y, (v, k) in zip((self.plan.outputs[name] for name in self.outputs), outs, strict=True)
-        ]
+        guarded = self.can_fail or bool(
+            self.plan.timers and any(n.op.can_fail for tp in self.plan.timers for n in tp.steps)
+        )
         lines = [
             "void k_init(void* st, const double* params) {",
             "    State* s = new (st) State();",
@@ -585,6 +690,8 @@ class _Emitter:
             "    apply_params(*s);",
             "}",
             "",
+            "void k_destroy(void* st) { static_cast<State*>(st)->~State(); }",
+            "",
             "void k_set_params(void* st, const double* params) {",
             "    State& s = *static_cast<State*>(st);",
             *[f"    s.p[{j}] = params[{j}];" for j in range(n_par)],
@@ -592,22 +699,45 @@ class _Emitter:
             "    apply_params(s);",
             "}",
             "",
-            "void k_call(void* st, std::int32_t trig, std::int64_t now, const double* in) {",
+            "std::int32_t k_call(void* st, std::int32_t trig, std::int64_t now, const double* in,",
+            "                    const double* const* lists, const std::int64_t* sizes, hs_replay_error* err) {",
             "    State& s = *static_cast<State*>(st);",
+            *(["    const State saved = s;  // an operator error changes nothing: restore this"] if guarded else []),
             *(["    Pre pre{};"] if self.pre else []),
-            "    fire_due(s, now);",
-            "    begin_event(s);",
-            *["    " + ln for ln in self.dispatch()],
+            "    std::int32_t status = fire_due<false>(s, now, nullptr);",
+            "    if (status == HS_ERR_NONE) {",
+            "        begin_event(s);",
+            *["        " + ln for ln in self.dispatch()],
+            "        if (s.err.code != 0) status = HS_ERR_OPERATOR;",
+            "    }",
+            "    if (status != HS_ERR_NONE) {",
+            "        fail_op(err, 0, s.err);",
+            *(["        s = saved;"] if guarded else []),
+            "    }",
+            "    s.err = hs::OpError{};",
             "    (void)in;",
+            "    (void)lists;",
+            "    (void)sizes;",
+            "    return status;",
             "}",
             "",
-            "void k_advance(void* st, std::int64_t t) { fire_due(*static_cast<State*>(st), t); }",
+            "std::int32_t k_advance(void* st, std::int64_t t, hs_replay_error* err) {",
+            "    State& s = *static_cast<State*>(st);",
+            *(["    const State saved = s;"] if guarded else []),
+            "    const std::int32_t status = fire_due<false>(s, t, nullptr);",
+            "    if (status != HS_ERR_NONE) {",
+            "        fail_op(err, 0, s.err);",
+            *(["        s = saved;"] if guarded else []),
+            "    }",
+            "    s.err = hs::OpError{};",
+            "    return status;",
+            "}",
             "",
             "void k_read(const void* st, double* values, std::uint8_t* valid) {",
             "    const State& s = *static_cast<const State*>(st);",
             *[
                 f"    values[{j}] = {v};  // {cpp_name(name)}\n    valid[{j}] = ({k}) ? 1 : 0;"
-                for j, ((v, k), name) in enumerate(zip(reads, self.outputs, strict=True))
+                for j, ((v, k), name) in enumerate(zip(self.output_reads(), self.outputs, strict=True))
             ],
             "    (void)s;",
             "}",
@@ -617,7 +747,7 @@ class _Emitter:
             "    HS_KERNEL_ABI,",
             f"    {n_in}, {n_trig}, {n_out}, {n_par},",
             "    sizeof(State), alignof(State),",
-            "    &k_init, &k_set_params, &k_call, &k_advance, &k_read, &k_replay,",
+            "    &k_init, &k_destroy, &k_set_params, &k_call, &k_advance, &k_read, &k_replay,",
             "};",
             "",
         ]

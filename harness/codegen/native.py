@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from harness.errors import EventsError
 from harness.kernel import Kernel
-from harness.replay.events import row_error
+from harness.replay.events import ERR_MEMORY, ERR_OPERATOR, row_error
 
 INT64_MIN = -(2**63)
 
@@ -79,30 +80,57 @@ class NativeKernel(Kernel):
         with self._lock:
             self._k.set_params(self._param_array())
 
-    def _call(self, trigger: int, t: int, values: list[float]) -> None:
+    def _call(self, trigger: int, t: int, values: list[Any]) -> None:
+        scalars = np.asarray([v for v in values if not isinstance(v, list)], dtype=np.float64)
+        lists = [np.asarray(v, dtype=np.float64) for v in values if isinstance(v, list)]
         with self._lock:
-            self._k.call(trigger, t, np.asarray(values, dtype=np.float64))
+            _, kind, column, code, a, b = self._k.call(trigger, t, scalars, lists)
+        if kind:
+            raise EventsError(
+                f"event {self.triggers[trigger]!r} at t={t}: {self._operator_failure(column, code, a, b)}"
+            )
 
     def _advance(self, t: int) -> None:
         with self._lock:
-            self._k.advance(t)
+            _, kind, column, code, a, b = self._k.advance(t)
+        if kind:
+            raise EventsError(f"advance to t={t}: {self._operator_failure(column, code, a, b)}")
 
     def _value(self, output: int) -> float | None:
         with self._lock:
             return self._k.value(output)
+
+    def _native_replay(self, eb: EventBatch, last_t: int | None, out: Any, bits: Any) -> tuple:
+        prev = INT64_MIN if last_t is None else last_t
+        with self._lock:
+            result = self._k.replay(
+                eb.t, prev, eb.codes, eb.remap, eb.values, eb.offsets, eb.bitmaps, eb.bit_offsets, out, bits
+            )
+        done, kind, column, code, a, b = result[:6]
+        if done != len(eb):
+            if kind == ERR_OPERATOR:
+                row = eb.offset + done
+                trigger = self.triggers[int(eb.trigger[done])]
+                raise EventsError(
+                    f"events: row {row} (t={int(eb.t[done])}, trigger {trigger!r}): "
+                    f"{self._operator_failure(column, code, a, b)}"
+                )
+            if kind == ERR_MEMORY:
+                raise MemoryError("replay: out of memory for the recorded rows")
+            row_error(eb, self.events_schema, last_t, kind, done, column)
+        return result
 
     def _run_batch(self, eb: EventBatch, last_t: int | None) -> list[pa.Array]:
         n = len(eb)
         n_out = len(self.outputs)
         out = np.empty((n_out, n), dtype=np.float64)
         bits = np.zeros((n_out, (n + 7) // 8), dtype=np.uint8)
-        prev = INT64_MIN if last_t is None else last_t
-        with self._lock:
-            done, kind, column = self._k.replay(
-                eb.t, prev, eb.codes, eb.remap, eb.values, eb.bitmaps, eb.bit_offsets, out, bits
-            )
-        if done != n:
-            row_error(eb, self.events_schema, last_t, kind, done, column)
+        self._native_replay(eb, last_t, out, bits)
         return [
             pa.Array.from_buffers(pa.float64(), n, [pa.py_buffer(bits[j]), pa.py_buffer(out[j])]) for j in range(n_out)
         ]
+
+    def _run_batch_rows(self, eb: EventBatch, last_t: int | None) -> tuple[np.ndarray, np.ndarray, list[pa.Array]]:
+        *_, t, source, values, valid = self._native_replay(eb, last_t, None, None)
+        arrays = [pa.array(values[j], type=pa.float64(), mask=valid[j] == 0) for j in range(len(self.outputs))]
+        return t, source, arrays

@@ -24,16 +24,23 @@ from harness import _native
 from harness.errors import EventsError
 
 # row error kinds (shared with cpp/harness/kernel_abi.h)
-ERR_TIME, ERR_TRIGGER, ERR_NULL, ERR_COLUMN = 1, 2, 3, 4
+ERR_TIME, ERR_TRIGGER, ERR_NULL, ERR_COLUMN, ERR_OPERATOR, ERR_MEMORY = 1, 2, 3, 4, 5, 6
 
 
 class EventSchema:
     """What a kernel expects of events: trigger names (codes are their positions) and the inputs each sets."""
 
-    def __init__(self, triggers: list[str], trigger_inputs: dict[str, tuple[str, ...]], inputs: list[str]) -> None:
+    def __init__(
+        self,
+        triggers: list[str],
+        trigger_inputs: dict[str, tuple[str, ...]],
+        inputs: list[str],
+        list_inputs: frozenset[str] = frozenset(),
+    ) -> None:
         self.triggers = list(triggers)
         self.trigger_inputs = dict(trigger_inputs)
         self.inputs = list(inputs)  # column order of the kernel
+        self.list_inputs = frozenset(list_inputs)  # inputs that hold a list of numbers per event
         # required[code, i]: does the trigger with this code set input i?
         self.required = np.array(
             [[name in trigger_inputs[t] for name in self.inputs] for t in self.triggers], dtype=np.uint8
@@ -49,6 +56,7 @@ class EventBatch:
     remap: np.ndarray | None  # int32: dictionary index -> trigger code (-1 = unknown)
     trigger_column: pa.Array  # the original column, to name an unknown trigger in an error
     values: list[np.ndarray | None]  # float64 per kernel input (None: no such column); unspecified under nulls
+    offsets: list[np.ndarray | None]  # int32 list offsets (len + 1) for list inputs, None for scalar inputs
     bitmaps: list[pa.Buffer | None]  # Arrow validity bitmap per kernel input (None: no nulls)
     bit_offsets: list[int]
     offset: int  # row number of the first row within the whole replay
@@ -98,19 +106,26 @@ def prepare_batch(batch: pa.RecordBatch, schema: EventSchema, offset: int) -> Ev
     trig = batch.column("trigger")
     codes, remap = _trigger_codes(trig, schema.triggers, offset)
     values: list[np.ndarray | None] = []
+    offsets: list[np.ndarray | None] = []
     bitmaps: list[pa.Buffer | None] = []
     bit_offsets: list[int] = []
     for name in schema.inputs:
         if name in names:
             col = batch.column(name)
-            values.append(_input_column(col, name))
+            if name in schema.list_inputs:
+                vals, offs = _list_column(col, name, offset)
+            else:
+                vals, offs = _input_column(col, name), None
+            values.append(vals)
+            offsets.append(offs)
             bitmaps.append(col.buffers()[0] if col.null_count else None)
             bit_offsets.append(col.offset)
         else:
             values.append(None)
+            offsets.append(None)
             bitmaps.append(None)
             bit_offsets.append(0)
-    return EventBatch(t, codes, remap, trig, values, bitmaps, bit_offsets, offset)
+    return EventBatch(t, codes, remap, trig, values, offsets, bitmaps, bit_offsets, offset)
 
 
 def check_rows(eb: EventBatch, schema: EventSchema, last_t: int | None) -> np.ndarray:
@@ -213,9 +228,33 @@ def _trigger_codes(col: pa.Array, triggers: list[str], offset: int) -> tuple[np.
     return codes.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False), None
 
 
+def _list_column(col: pa.Array, name: str, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 child values, int32 offsets of each row into them) of a list input column, zero-copy for
+    list<float64> without nulls inside the lists."""
+    typ = col.type
+    if pa.types.is_large_list(typ):
+        col = col.cast(pa.list_(typ.value_type))
+        typ = col.type
+    if not pa.types.is_list(typ):
+        raise EventsError(f"events: input column {name!r} must hold lists of numbers, got {typ}")
+    child = col.values
+    if child.null_count:
+        starts = col.offsets.to_numpy()
+        null_at = int(np.flatnonzero(child.is_null().to_numpy(zero_copy_only=False))[0])
+        row = int(np.searchsorted(starts, null_at, side="right") - 1)
+        raise EventsError(f"events: row {offset + row} has a null inside the list in column {name!r}")
+    values = _input_column(child, name)
+    offs = col.offsets.to_numpy()
+    if offs.dtype != np.int32:
+        offs = offs.astype(np.int32)
+    return values, offs
+
+
 def _input_column(col: pa.Array, name: str) -> np.ndarray:
     """float64 values of an input column (unspecified under nulls); zero-copy for float64 columns."""
     typ = col.type
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        raise EventsError(f"events: input column {name!r} must be numeric, got {typ} (a list)")
     if typ == pa.float64():
         return np.frombuffer(col.buffers()[1], dtype=np.float64, count=col.offset + len(col))[col.offset :]
     if not (pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_boolean(typ)):

@@ -91,7 +91,9 @@ def test_generated_kernel_loop_only(benchmark, kernel: hs.Kernel, arrays) -> Non
     def run() -> None:
         kernel.reset()
         bits[:] = 0
-        done, _, _ = k.replay(arrays["t"], -(2**63), arrays["trig"], None, cols, no_nulls, [0] * len(cols), out, bits)
+        done = k.replay(
+            arrays["t"], -(2**63), arrays["trig"], None, cols, no_nulls, no_nulls, [0] * len(cols), out, bits
+        )[0]
         assert done == N
 
     benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)

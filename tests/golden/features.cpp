@@ -22,6 +22,7 @@ struct State {
     double p[2];  // learnable parameters
     // p[0] = w
     // p[1] = hl
+    hs::OpError err;  // the first operator error of the current event
     double v2 = 0.0;  // n2 clock = input()
     bool k2 = false;
     hs::Ewma o5;  // n5 ewma_ccf76effc7 = ewma[halflife=param hl](n0)
@@ -51,6 +52,36 @@ inline void begin_event(State& s) {
     (void)s;
 }
 
+inline std::int64_t fail(hs_replay_error* err, std::int64_t r, std::int32_t kind, std::int32_t column) {
+    err->row = r;
+    err->kind = kind;
+    err->column = column;
+    return r;
+}
+
+inline std::int64_t fail_op(hs_replay_error* err, std::int64_t r, const hs::OpError& e) {
+    err->code = e.code;
+    err->a = e.a;
+    err->b = e.b;
+    return fail(err, r, HS_ERR_OPERATOR, e.node);
+}
+
+// append the current outputs as a row at time t (source: trigger code, or -(k+1) for timer k)
+inline bool record_row(const State& s, hs_rows* rows, std::int64_t t, std::int32_t source) {
+    if (rows->n == rows->cap && !rows->grow(rows)) return false;
+    const std::int64_t i = rows->n++;
+    rows->t[i] = t;
+    rows->source[i] = source;
+    rows->values[0][i] = s.v15;
+    rows->valid[0][i] = (s.k15) ? 1 : 0;
+    rows->values[1][i] = s.o17.v;
+    rows->valid[1][i] = (s.o17.ok) ? 1 : 0;
+    rows->values[2][i] = s.v19;
+    rows->valid[2][i] = (s.k19) ? 1 : 0;
+    (void)s;
+    return true;
+}
+
 // timer of n16 timeout_4f7e87e613
 void timer_16(State& s, std::int64_t t) {
     begin_event(s);
@@ -60,15 +91,21 @@ void timer_16(State& s, std::int64_t t) {
     (void)t;
 }
 
-// fire every timer due at or before t: earliest first, ties in plan order
-inline void fire_due(State& s, std::int64_t t) {
+// fire every timer due at or before t: earliest first, ties in plan order. With a row sink, record
+// a row after each firing. Returns 0, HS_ERR_OPERATOR (s.err says which) or HS_ERR_MEMORY.
+template <bool Rows>
+inline std::int32_t fire_due(State& s, std::int64_t t, hs_rows* rows) {
     for (;;) {
         int which = -1;
         std::int64_t best = 0;
         if (s.due16 <= t && (which < 0 || s.due16 < best)) { which = 0; best = s.due16; }
         switch (which) {
             case 0: s.due16 = hs::NO_TIMER; timer_16(s, best); break;
-            default: return;
+            default: return HS_ERR_NONE;
+        }
+        if (s.err.code != 0) return HS_ERR_OPERATOR;
+        if constexpr (Rows) {
+            if (!record_row(s, rows, best, -(which + 1))) return HS_ERR_MEMORY;
         }
     }
 }
@@ -131,6 +168,8 @@ void k_init(void* st, const double* params) {
     apply_params(*s);
 }
 
+void k_destroy(void* st) { static_cast<State*>(st)->~State(); }
+
 void k_set_params(void* st, const double* params) {
     State& s = *static_cast<State*>(st);
     s.p[0] = params[0];
@@ -139,19 +178,38 @@ void k_set_params(void* st, const double* params) {
     apply_params(s);
 }
 
-void k_call(void* st, std::int32_t trig, std::int64_t now, const double* in) {
+std::int32_t k_call(void* st, std::int32_t trig, std::int64_t now, const double* in,
+                    const double* const* lists, const std::int64_t* sizes, hs_replay_error* err) {
     State& s = *static_cast<State*>(st);
-    fire_due(s, now);
-    begin_event(s);
-    switch (trig) {
-        case 0: trigger_0(s, now, in[0], in[1]); break;
-        case 1: trigger_1(s, now, in[0]); break;
-        default: break;
+    std::int32_t status = fire_due<false>(s, now, nullptr);
+    if (status == HS_ERR_NONE) {
+        begin_event(s);
+        switch (trig) {
+            case 0: trigger_0(s, now, in[0], in[1]); break;
+            case 1: trigger_1(s, now, in[0]); break;
+            default: break;
+        }
+        if (s.err.code != 0) status = HS_ERR_OPERATOR;
     }
+    if (status != HS_ERR_NONE) {
+        fail_op(err, 0, s.err);
+    }
+    s.err = hs::OpError{};
     (void)in;
+    (void)lists;
+    (void)sizes;
+    return status;
 }
 
-void k_advance(void* st, std::int64_t t) { fire_due(*static_cast<State*>(st), t); }
+std::int32_t k_advance(void* st, std::int64_t t, hs_replay_error* err) {
+    State& s = *static_cast<State*>(st);
+    const std::int32_t status = fire_due<false>(s, t, nullptr);
+    if (status != HS_ERR_NONE) {
+        fail_op(err, 0, s.err);
+    }
+    s.err = hs::OpError{};
+    return status;
+}
 
 void k_read(const void* st, double* values, std::uint8_t* valid) {
     const State& s = *static_cast<const State*>(st);
@@ -164,43 +222,36 @@ void k_read(const void* st, double* values, std::uint8_t* valid) {
     (void)s;
 }
 
-inline std::int64_t fail(hs_replay_error* err, std::int64_t r, std::int32_t kind, std::int32_t column) {
-    err->row = r;
-    err->kind = kind;
-    err->column = column;
-    return r;
-}
-
-template <typename Code, bool Remap>
+template <typename Code, bool Remap, bool Rows>
 std::int64_t replay_loop(State& s, std::int64_t n, const std::int64_t* t, std::int64_t prev,
                          const Code* codes, const std::int32_t* remap, std::int64_t remap_size,
-                         const double* const* columns,
+                         const double* const* columns, const std::int32_t* const* list_offsets,
                          const std::uint8_t* const* valid, const std::int64_t* valid_offset,
-                         double* const* out, std::uint8_t* const* bits, hs_replay_error* err) {
+                         double* const* out, std::uint8_t* const* bits, hs_rows* rows, hs_replay_error* err) {
     const double* const col0 = columns[0];  // price
     const double* const col1 = columns[1];  // size
     const double* const col2 = columns[2];  // clock
-    double* const out0 = out[0];  // signal
-    std::uint8_t* const bits0 = bits[0];
-    double* const out1 = out[1];  // quiet
-    std::uint8_t* const bits1 = bits[1];
-    double* const out2 = out[2];  // clock_seen
-    std::uint8_t* const bits2 = bits[2];
+    double* const out0 = Rows ? nullptr : out[0];  // signal
+    std::uint8_t* const bits0 = Rows ? nullptr : bits[0];
+    double* const out1 = Rows ? nullptr : out[1];  // quiet
+    std::uint8_t* const bits1 = Rows ? nullptr : bits[1];
+    double* const out2 = Rows ? nullptr : out[2];  // clock_seen
+    std::uint8_t* const bits2 = Rows ? nullptr : bits[2];
     for (std::int64_t b = 0; b < n; b += 64) {
         const std::int64_t m = std::min<std::int64_t>(64, n - b);
         // check the block: one bit per row for each rule
         const std::uint64_t down = hs::time_decreases(t + b, m, prev);
         prev = t[b + m - 1];
-        std::uint64_t rows[2];
+        std::uint64_t rows_of[2];
         std::uint64_t unknown;
-        hs::trigger_masks<2, Code, Remap>(codes + b, m, remap, remap_size, rows, unknown);
-        const std::uint64_t need0 = rows[0];
+        hs::trigger_masks<2, Code, Remap>(codes + b, m, remap, remap_size, rows_of, unknown);
+        const std::uint64_t need0 = rows_of[0];
         const std::uint64_t bad0 = col0 == nullptr ? need0
             : (valid[0] != nullptr ? need0 & ~hs::load_bits(valid[0], valid_offset[0] + b, m) : 0);
-        const std::uint64_t need1 = rows[0];
+        const std::uint64_t need1 = rows_of[0];
         const std::uint64_t bad1 = col1 == nullptr ? need1
             : (valid[1] != nullptr ? need1 & ~hs::load_bits(valid[1], valid_offset[1] + b, m) : 0);
-        const std::uint64_t need2 = rows[1];
+        const std::uint64_t need2 = rows_of[1];
         const std::uint64_t bad2 = col2 == nullptr ? need2
             : (valid[2] != nullptr ? need2 & ~hs::load_bits(valid[2], valid_offset[2] + b, m) : 0);
         const std::uint64_t broken = down | unknown | bad0 | bad1 | bad2;
@@ -221,27 +272,37 @@ std::int64_t replay_loop(State& s, std::int64_t n, const std::int64_t* t, std::i
             const std::int64_t r = b + k;
             const std::int64_t now = t[r];
             const std::int32_t code = Remap ? remap[codes[r]] : static_cast<std::int32_t>(codes[r]);
-            fire_due(s, now);
+            if (const std::int32_t status = fire_due<Rows>(s, now, rows); status != HS_ERR_NONE) {
+                return status == HS_ERR_OPERATOR ? fail_op(err, r, s.err) : fail(err, r, status, -1);
+            }
             begin_event(s);
             switch (code) {
                 case 0: trigger_0(s, now, col0[r], col1[r]); break;
                 case 1: trigger_1(s, now, col2[r]); break;
                 default: break;
             }
-        out0[r] = s.v15;
-        acc0 |= static_cast<std::uint64_t>((s.k15) ? 1u : 0u) << (r & 63);
-        out1[r] = s.o17.v;
-        acc1 |= static_cast<std::uint64_t>((s.o17.ok) ? 1u : 0u) << (r & 63);
-        out2[r] = s.v19;
-        acc2 |= static_cast<std::uint64_t>((s.k19) ? 1u : 0u) << (r & 63);
+            if constexpr (Rows) {
+                if (!record_row(s, rows, now, code)) return fail(err, r, HS_ERR_MEMORY, -1);
+            } else {
+                out0[r] = s.v15;
+            acc0 |= static_cast<std::uint64_t>((s.k15) ? 1u : 0u) << k;
+                out1[r] = s.o17.v;
+            acc1 |= static_cast<std::uint64_t>((s.o17.ok) ? 1u : 0u) << k;
+                out2[r] = s.v19;
+            acc2 |= static_cast<std::uint64_t>((s.k19) ? 1u : 0u) << k;
+            }
         }
-        std::memcpy(bits0 + (b >> 3), &acc0, static_cast<std::size_t>((m + 7) >> 3));
-        std::memcpy(bits1 + (b >> 3), &acc1, static_cast<std::size_t>((m + 7) >> 3));
-        std::memcpy(bits2 + (b >> 3), &acc2, static_cast<std::size_t>((m + 7) >> 3));
+        if constexpr (!Rows) {
+            std::memcpy(bits0 + (b >> 3), &acc0, static_cast<std::size_t>((m + 7) >> 3));
+            std::memcpy(bits1 + (b >> 3), &acc1, static_cast<std::size_t>((m + 7) >> 3));
+            std::memcpy(bits2 + (b >> 3), &acc2, static_cast<std::size_t>((m + 7) >> 3));
+        }
     }
     (void)columns;
+    (void)list_offsets;
     (void)out;
     (void)bits;
+    (void)rows;
     (void)remap;
     (void)valid;
     return n;
@@ -249,29 +310,36 @@ std::int64_t replay_loop(State& s, std::int64_t n, const std::int64_t* t, std::i
 
 std::int64_t k_replay(void* st, std::int64_t n, const std::int64_t* t, std::int64_t last_t,
                       const void* codes, std::int32_t code_bytes, const std::int32_t* remap,
-                      std::int64_t remap_size,
-                      const double* const* columns, const std::uint8_t* const* valid,
+                      std::int64_t remap_size, const double* const* columns,
+                      const std::int32_t* const* list_offsets, const std::uint8_t* const* valid,
                       const std::int64_t* valid_offset, double* const* out, std::uint8_t* const* bits,
-                      hs_replay_error* err) {
+                      hs_rows* rows, hs_replay_error* err) {
     State& s = *static_cast<State*>(st);
-#define HS_LOOP(T, R) replay_loop<T, R>(s, n, t, last_t, static_cast<const T*>(codes), remap, \
-                                         remap_size, columns, valid, valid_offset, out, bits, err)
+    const State saved = s;  // a failed batch changes nothing: restore this
+    std::int64_t done;
+#define HS_LOOP(T, R) (rows != nullptr ? replay_loop<T, R, true>(s, n, t, last_t, static_cast<const T*>(codes), \
+        remap, remap_size, columns, list_offsets, valid, valid_offset, out, bits, rows, err) \
+    : replay_loop<T, R, false>(s, n, t, last_t, static_cast<const T*>(codes), remap, remap_size, columns, \
+        list_offsets, valid, valid_offset, out, bits, rows, err))
     switch (code_bytes * 2 + (remap != nullptr ? 1 : 0)) {
-        case 2: return HS_LOOP(std::int8_t, false);
-        case 3: return HS_LOOP(std::int8_t, true);
-        case 4: return HS_LOOP(std::int16_t, false);
-        case 5: return HS_LOOP(std::int16_t, true);
-        case 9: return HS_LOOP(std::int32_t, true);
-        default: return HS_LOOP(std::int32_t, false);
+        case 2: done = HS_LOOP(std::int8_t, false); break;
+        case 3: done = HS_LOOP(std::int8_t, true); break;
+        case 4: done = HS_LOOP(std::int16_t, false); break;
+        case 5: done = HS_LOOP(std::int16_t, true); break;
+        case 9: done = HS_LOOP(std::int32_t, true); break;
+        default: done = HS_LOOP(std::int32_t, false); break;
     }
 #undef HS_LOOP
+    if (done != n) s = saved;
+    s.err = hs::OpError{};
+    return done;
 }
 
 const hs_kernel_api HS_API = {
     HS_KERNEL_ABI,
     3, 2, 3, 2,
     sizeof(State), alignof(State),
-    &k_init, &k_set_params, &k_call, &k_advance, &k_read, &k_replay,
+    &k_init, &k_destroy, &k_set_params, &k_call, &k_advance, &k_read, &k_replay,
 };
 
 }  // namespace

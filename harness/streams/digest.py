@@ -1,0 +1,167 @@
+"""Content digests of event tables: sha256 over normalised values, independent of chunking and of the process.
+
+What is hashed: the column names and logical types (a dictionary column counts as `dictionary<T>`, whatever
+its index type), then the rows in windows of `WINDOW` rows taken by row index over the whole stream (so the
+digest does not depend on how the input is split into chunks or batches), column by column: the validity
+(only whether each slot is null; values under nulls are ignored), fixed-width values as little-endian bytes
+(NaNs canonical), strings and binaries as lengths + bytes, dictionary columns as their decoded values, list
+columns as their lengths (offsets rebased at 0) + their flattened values, structs field by field. Schema
+metadata (read stats, ...) is not hashed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from harness.errors import HarnessError
+
+WINDOW = 65536
+_VERSION = b"harness.digest/1"
+
+
+def _type_name(typ: pa.DataType) -> str:
+    if pa.types.is_dictionary(typ):
+        return f"dictionary<{_type_name(typ.value_type)}>"
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return f"{type(typ).__name__}<{_type_name(typ.value_type)}>"
+    if pa.types.is_struct(typ):
+        return "struct<" + ",".join(f"{f.name}:{_type_name(f.type)}" for f in typ) + ">"
+    return str(typ)
+
+
+_STRINGS = (pa.string(), pa.binary(), pa.large_string(), pa.large_binary())
+
+
+def _byte_width(typ: pa.DataType) -> int:
+    """Bytes per value of a fixed-width type (0 for other types)."""
+    try:
+        bits = typ.bit_width
+    except ValueError:
+        return 0
+    return bits // 8 if bits % 8 == 0 else 0
+
+
+class _Hasher:
+    def __init__(self) -> None:
+        self.h = hashlib.sha256(_VERSION)
+
+    def put(self, tag: bytes, data: bytes | memoryview = b"") -> None:
+        self.h.update(tag + len(data).to_bytes(8, "little"))
+        self.h.update(data)
+
+    def array(self, arr: pa.Array) -> None:
+        typ = arr.type
+        if pa.types.is_dictionary(typ):
+            self.array(arr.dictionary_decode())
+            return
+        n = len(arr)
+        valid = None
+        if arr.null_count:
+            valid = arr.is_valid().to_numpy(zero_copy_only=False)
+            self.put(b"V", np.packbits(valid, bitorder="little").tobytes())
+        else:
+            self.put(b"v")
+        if pa.types.is_boolean(typ):
+            self.put(
+                b"b", np.packbits(arr.fill_null(False).to_numpy(zero_copy_only=False), bitorder="little").tobytes()
+            )
+        elif pa.types.is_null(typ):
+            self.put(b"0")
+        elif pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+            lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            self.put(b"L", lengths.tobytes())
+            self.array(arr.flatten())
+        elif pa.types.is_struct(typ):
+            for child in arr.flatten():  # children with the struct's nulls applied
+                self.array(child)
+        elif typ in _STRINGS:
+            wide = typ in (pa.large_string(), pa.large_binary())
+            buffers = arr.buffers()
+            if n == 0 or buffers[1] is None:
+                self.put(b"S")
+                self.put(b"s")
+                return
+            offsets = np.frombuffer(buffers[1], dtype=np.int64 if wide else np.int32)[arr.offset : arr.offset + n + 1]
+            lengths = np.diff(offsets).astype(np.int64)
+            data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
+            values = data[offsets[0] : offsets[-1]]
+            if valid is not None:  # drop the bytes under nulls
+                values = values[np.repeat(valid, lengths)]
+                lengths[~valid] = 0
+            self.put(b"S", lengths.tobytes())
+            self.put(b"s", values.tobytes())
+        elif _byte_width(typ) and len(arr.buffers()) == 2:
+            width = _byte_width(typ)
+            raw = np.frombuffer(arr.buffers()[1], dtype=np.uint8)[arr.offset * width : (arr.offset + n) * width]
+            values = raw.reshape(n, width).copy()
+            if pa.types.is_floating(typ):
+                floats = values.view(f"<f{width}").reshape(n)
+                floats[np.isnan(floats)] = np.nan
+            if valid is not None:
+                values[~valid] = 0
+            self.put(b"F", values.tobytes())
+        else:
+            raise HarnessError(f"digest: cannot hash a column of type {typ}")
+
+
+def _batches(events: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch | pa.Table]) -> Iterator[pa.RecordBatch]:
+    if isinstance(events, pa.Table):
+        yield from events.to_batches()
+    elif isinstance(events, pa.RecordBatch):
+        yield events
+    else:
+        for item in events:
+            yield from _batches(item)
+
+
+def digest(events: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch | pa.Table]) -> str:
+    """sha256 hex digest of the normalised content of `events` (see the module docstring)."""
+    if isinstance(events, pa.Table | pa.RecordBatch):
+        schema = events.schema
+        batches: Iterator[pa.RecordBatch] = _batches(events)
+    else:
+        batches = _batches(events)
+        first = next(batches, None)
+        if first is None:
+            raise HarnessError("digest: an empty iterable of batches has no schema")
+        schema = first.schema
+        batches = _chain(first, batches)
+    h = _Hasher()
+    for f in schema:
+        h.put(b"N", f.name.encode())
+        h.put(b"T", _type_name(f.type).encode())
+    pending: list[pa.RecordBatch] = []
+    held = 0
+    rows = 0
+    for batch in batches:
+        if batch.schema.names != schema.names or batch.schema.types != schema.types:
+            raise HarnessError(f"digest: a batch's schema differs from the first one's: {batch.schema}")
+        pending.append(batch)
+        held += batch.num_rows
+        while held >= WINDOW:
+            table = pa.Table.from_batches(pending, schema=schema)
+            _window(h, table.slice(0, WINDOW))
+            rest = table.slice(WINDOW)
+            pending, held = rest.to_batches(), rest.num_rows
+            rows += WINDOW
+    if held:
+        _window(h, pa.Table.from_batches(pending, schema=schema))
+        rows += held
+    h.put(b"R", rows.to_bytes(8, "little"))
+    return h.h.hexdigest()
+
+
+def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    yield first
+    yield from rest
+
+
+def _window(h: _Hasher, table: pa.Table) -> None:
+    h.put(b"W", table.num_rows.to_bytes(8, "little"))
+    for col in table.columns:
+        h.array(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
