@@ -1,6 +1,6 @@
 """harness: an experiment harness for event-driven signal circuits (see README.md and DESIGN notes)."""
 
-from harness import ops, streams
+from harness import lib, ops, streams
 from harness.circuit import Circuit, Node, Trigger, observe
 from harness.errors import CircuitError, DataError, EventsError, HarnessError, ParamError
 from harness.kernel import Kernel, compile
@@ -18,6 +18,7 @@ __all__ = [
     "ParamError",
     "Trigger",
     "compile",
+    "lib",
     "observe",
     "ops",
     "streams",

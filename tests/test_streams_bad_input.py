@@ -13,7 +13,9 @@ import pyarrow as pa
 import pytest
 
 from harness.errors import DataError, HarnessError
-from harness.streams import binance, csvread, tardis
+from harness.streams import binance_dump as binance
+from harness.streams import csvread
+from harness.streams import tardis_csv as tardis
 
 BOOK_HEAD = "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount"
 TRADES_HEAD = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount"

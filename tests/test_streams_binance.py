@@ -14,7 +14,9 @@ import pyarrow.csv as pacsv
 import pytest
 
 from harness.errors import DataError, HarnessError
-from harness.streams import binance, csvread, schema, tardis
+from harness.streams import binance_dump as binance
+from harness.streams import csvread, schema
+from harness.streams import tardis_csv as tardis
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 DAY = REAL / "derived" / "binance-futures_2024-08-08"

@@ -10,8 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from harness.errors import DataError
-from harness.streams import binance, cache, csvread, schema, tardis
-from harness.streams.digest import digest
+from harness.streams import binance_dump as binance
+from harness.streams import cache, csvread, schema
+from harness.streams import tardis_csv as tardis
+from harness.streams.content_digest import digest
 
 TRADES_HEAD = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount"
 BOOK_HEAD = "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount"

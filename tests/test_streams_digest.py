@@ -12,8 +12,9 @@ import pyarrow as pa
 import pytest
 
 from harness.errors import HarnessError
-from harness.streams import digest, schema
-from harness.streams.digest import digest as hash_of
+from harness.streams import content_digest as digest
+from harness.streams import schema
+from harness.streams.content_digest import digest as hash_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,7 +131,8 @@ def test_any_change_changes_the_digest(table: pa.Table, reference: str) -> None:
 def test_stable_across_processes(table: pa.Table, reference: str) -> None:
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + '/tests');"
-        "from test_streams_digest import events; from harness.streams.digest import digest; print(digest(events()))"
+        "from test_streams_digest import events; from harness.streams import digest;"
+        "print(digest(events()))"
     )
     for seed in ("0", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}

@@ -9,7 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.errors import EventsError
-from harness.streams import csvread, merge, schema
+from harness.streams import csvread, schema
+from harness.streams import merge_by_time as merge
 
 PRIORITY = {schema.BOOK: 0, schema.QUOTE: 1, schema.TRADE: 2}
 KINDS = (schema.BOOK, schema.TRADE, schema.QUOTE)

@@ -148,6 +148,8 @@ class _Emitter:
             value = (
                 f"param {cpp_name(v.name)}"
                 if isinstance(v, Node)
+                else cpp_name(v)
+                if isinstance(v, str)  # a string parameter is one of its declared choices
                 else (cpp_int(v) if isinstance(v, int) else cpp_double(v))
             )
             parts.append(f"{cpp_name(k)}={value}")

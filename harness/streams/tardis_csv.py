@@ -34,7 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.errors import HarnessError
-from harness.streams import cache, csvread, merge, schema
+from harness.streams import cache, csvread, schema
+from harness.streams import merge_by_time as merge
 from harness.streams.csvread import Path_, ReadStats, Source
 
 VERSION = 1  # bump when the output of a reader changes: cached tables of older versions are not reused

@@ -1,0 +1,131 @@
+"""`hs.lib.market(c)`: declare the inputs and triggers of market events (`hs.streams` schema) in one call.
+
+The names match the columns every `hs.streams` source produces (see `harness/streams/schema.py`), so a
+circuit built on `market(c)` replays tardis, Binance, Parquet and synthetic events unchanged:
+
+    c = hs.Circuit("bbo"); md = hs.lib.market(c)
+    c.output("bid", md.bid_price); c.output("ask", md.ask_price); c.output("flow", md.signed_amount)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.circuit.builder import Circuit
+from harness.circuit.node import Node
+from harness.lib.book import Book, BookField
+
+
+@dataclass(frozen=True)
+class BookView:
+    """An L2 book node (its value is the mid) and accessors for the numbers read from it."""
+
+    node: Node
+
+    def field(self, name: str, levels: int = 1) -> Node:
+        """The book field `name` (see `harness.lib.book.FIELDS`); `levels` for the depth fields."""
+        if name in ("bid_depth", "ask_depth"):
+            return BookField(field=name, levels=levels)(self.node)
+        return BookField(field=name)(self.node)
+
+    @property
+    def bid_price(self) -> Node:
+        """Best bid price; invalid while the bid side is empty or the book is crossed."""
+        return self.field("bid_price")
+
+    @property
+    def bid_size(self) -> Node:
+        """Size at the best bid."""
+        return self.field("bid_size")
+
+    @property
+    def ask_price(self) -> Node:
+        """Best ask price; invalid while the ask side is empty or the book is crossed."""
+        return self.field("ask_price")
+
+    @property
+    def ask_size(self) -> Node:
+        """Size at the best ask."""
+        return self.field("ask_size")
+
+    @property
+    def mid(self) -> Node:
+        """(bid + ask) / 2."""
+        return self.field("mid")
+
+    @property
+    def wmid(self) -> Node:
+        """Size-weighted mid (bid*ask_size + ask*bid_size) / (bid_size + ask_size): leans toward the thin side."""
+        return self.field("wmid")
+
+    @property
+    def spread(self) -> Node:
+        """ask - bid."""
+        return self.field("spread")
+
+    @property
+    def crossed(self) -> Node:
+        """How many messages so far left the book crossed (always valid; only grows with crossed='invalid')."""
+        return self.field("crossed")
+
+    def bid_depth(self, levels: int) -> Node:
+        """Sum of the sizes of the best `levels` bid levels (fewer if the side has fewer)."""
+        return self.field("bid_depth", levels)
+
+    def ask_depth(self, levels: int) -> Node:
+        """Sum of the sizes of the best `levels` ask levels (fewer if the side has fewer)."""
+        return self.field("ask_depth", levels)
+
+
+def book(side: Node, price: Node, amount: Node, snapshot: Node, *, crossed: str = "invalid") -> BookView:
+    """An L2 book fed by list inputs (side, price, amount per level update) and a snapshot flag per message.
+
+    `crossed="invalid"` makes prices invalid while the book is crossed and counts such messages;
+    `crossed="error"` stops the replay with the row and the two prices.
+    """
+    return BookView(Book(crossed=crossed)(side, price, amount, snapshot))
+
+
+@dataclass(frozen=True)
+class Market(BookView):
+    """The market inputs of one circuit: the book (fields as on `BookView`) and the trade inputs."""
+
+    trade_price: Node
+    trade_amount: Node
+    trade_side: Node
+    quote_bid_price: Node | None = None
+    quote_bid_amount: Node | None = None
+    quote_ask_price: Node | None = None
+    quote_ask_amount: Node | None = None
+
+    @property
+    def book(self) -> BookView:
+        """The book alone (same node as `self`)."""
+        return BookView(self.node)
+
+    @property
+    def signed_amount(self) -> Node:
+        """trade_amount * trade_side: positive for buyer-initiated trades, negative for seller-initiated."""
+        return self.trade_amount * self.trade_side
+
+
+def market(c: Circuit, *, quotes: bool = False, crossed: str = "invalid") -> Market:
+    """Declare the market inputs and the triggers "book" and "trade" (and "quote" with `quotes=True`) on `c`.
+
+    Book rows set `book_side`, `book_price`, `book_amount` (lists, one entry per level update of one
+    exchange message) and `book_snapshot`; trade rows set `trade_price`, `trade_amount`, `trade_side`.
+    """
+    side = c.input("book_side", list=True)
+    price = c.input("book_price", list=True)
+    amount = c.input("book_amount", list=True)
+    snapshot = c.input("book_snapshot")
+    c.trigger("book", side, price, amount, snapshot)
+    tp, ta, ts = c.input("trade_price"), c.input("trade_amount"), c.input("trade_side")
+    c.trigger("trade", tp, ta, ts)
+    quote: dict[str, Node] = {}
+    if quotes:
+        for name in ("quote_bid_price", "quote_bid_amount", "quote_ask_price", "quote_ask_amount"):
+            quote[name] = c.input(name)
+        c.trigger("quote", *quote.values())
+    view = book(side, price, amount, snapshot, crossed=crossed)
+    return Market(view.node, tp, ta, ts, **quote)
