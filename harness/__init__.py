@@ -1,6 +1,6 @@
 """harness: an experiment harness for event-driven signal circuits (see README.md and DESIGN notes)."""
 
-from harness import lib, ops, streams
+from harness import lib, ops, replay, streams
 from harness.circuit import Circuit, Node, Trigger, observe
 from harness.errors import CircuitError, DataError, EventsError, HarnessError, ParamError
 from harness.kernel import Kernel, compile
@@ -21,5 +21,6 @@ __all__ = [
     "lib",
     "observe",
     "ops",
+    "replay",
     "streams",
 ]

@@ -7,6 +7,7 @@ keep their state in plain dicts, and timers sit in a dict scanned for the earlie
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,6 +35,7 @@ class ReferenceKernel(Kernel):
         self._pos: dict[Node, int] = {n: i for i, n in enumerate(plan.order)}
         self._trigger_plans = [plan.triggers[name] for name in self.triggers]
         self._timer_plans = {self._pos[tp.node]: tp for tp in plan.timers}
+        self._timer_index = {self._pos[tp.node]: k for k, tp in enumerate(plan.timers)}
         self._edge = [self._pos[n] for n in plan.edge]
         self._out_pos = [self._pos[plan.outputs[name]] for name in self.outputs]
         self._reset()
@@ -103,8 +105,9 @@ class ReferenceKernel(Kernel):
             self._restore(saved)
             raise EventsError(f"advance to t={t}: {failed.describe()}") from None
 
-    def _fire_due(self, t: int) -> None:
-        """Fire every timer due at or before `t`, earliest first (ties: plan order)."""
+    def _fire_due(self, t: int, record: Callable[[int, int], None] | None = None) -> None:
+        """Fire every timer due at or before `t`, earliest first (ties: plan order); `record(at, source)`
+        is called after each firing (source -(k+1) for timer k of the plan)."""
         while self._timers:
             i, at = min(self._timers.items(), key=lambda kv: (kv[1], kv[0]))
             if at > t:
@@ -116,6 +119,8 @@ class ReferenceKernel(Kernel):
             self._vals[i] = node.op.ref_timer(self._states[i], self._context(i, at), self._node_params(node))
             for step in tp.steps:
                 self._step(step, at)
+            if record is not None:
+                record(at, -(self._timer_index[i] + 1))
 
     def _call(self, trigger: int, t: int, values: list[Any]) -> None:
         saved = self._snapshot()
@@ -131,8 +136,8 @@ class ReferenceKernel(Kernel):
     def _restore(self, saved: Any) -> None:
         self._vals, self._states, self._timers = saved
 
-    def _event(self, trigger: int, t: int, values: list[Any]) -> None:
-        self._fire_due(t)
+    def _event(self, trigger: int, t: int, values: list[Any], record: Callable[[int, int], None] | None = None) -> None:
+        self._fire_due(t, record)
         self._begin_event()
         tp = self._trigger_plans[trigger]
         it = iter(values)
@@ -145,10 +150,18 @@ class ReferenceKernel(Kernel):
         return self._vals[self._out_pos[output]]
 
     def _run_batch(self, eb: EventBatch, last_t: int | None) -> list[pa.Array]:
+        _, _, arrays = self._run(eb, last_t, timer_rows=False)
+        return arrays
+
+    def _run_batch_rows(self, eb: EventBatch, last_t: int | None) -> tuple[np.ndarray, np.ndarray, list[pa.Array]]:
+        return self._run(eb, last_t, timer_rows=True)
+
+    def _run(
+        self, eb: EventBatch, last_t: int | None, timer_rows: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[pa.Array]]:
+        """Run a batch; rows after every event (and, with `timer_rows`, after every timer firing)."""
         codes_arr = check_rows(eb, self.events_schema, last_t)
         n = len(eb)
-        out = np.zeros((len(self.outputs), n))
-        valid = np.zeros((len(self.outputs), n), dtype=bool)
         columns = {
             name: _column_values(col, offsets)
             for name, col, offsets in zip(self.inputs, eb.values, eb.offsets, strict=True)
@@ -156,23 +169,33 @@ class ReferenceKernel(Kernel):
         }
         times = eb.t.tolist()
         codes = codes_arr.tolist()
+        row_t: list[int] = []
+        row_source: list[int] = []
+        row_values: list[list[float | None]] = []
+
+        def record(at: int, source: int) -> None:
+            row_t.append(at)
+            row_source.append(source)
+            row_values.append([self._vals[i] for i in self._out_pos])
+
+        on_timer = record if timer_rows else None
         saved = self._snapshot()
         for r in range(n):
             code = codes[r]
             values = [columns[name][r] for name in self.trigger_inputs[self.triggers[code]]]
             try:
-                self._event(code, times[r], values)
+                self._event(code, times[r], values, on_timer)
             except _NodeFailed as failed:
                 self._restore(saved)
                 raise EventsError(
                     f"events: row {eb.offset + r} (t={times[r]}, trigger {self.triggers[code]!r}): {failed.describe()}"
                 ) from None
-            for j, i in enumerate(self._out_pos):
-                v = self._vals[i]
-                if v is not None:
-                    out[j, r] = v
-                    valid[j, r] = True
-        return [pa.array(out[j], type=pa.float64(), mask=~valid[j]) for j in range(len(self.outputs))]
+            record(times[r], code)
+        arrays = [
+            pa.array([row[j] for row in row_values], type=pa.float64(), from_pandas=False)
+            for j in range(len(self.outputs))
+        ]
+        return np.array(row_t, dtype=np.int64), np.array(row_source, dtype=np.int32), arrays
 
 
 def _column_values(values: np.ndarray, offsets: np.ndarray | None) -> list[Any]:

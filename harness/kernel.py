@@ -174,26 +174,49 @@ class Kernel:
         return {name: self._value(i) for i, name in enumerate(self.outputs)}
 
     # ----- tables ------------------------------------------------------------------------------------
-    def replay(self, events: object) -> pa.Table:
+    def replay(self, events: object, *, timer_rows: bool = False) -> pa.Table:
         """Run an events table (or record batches) through the kernel, continuing from its current state.
 
         Returns `t` plus one float64 column per output, one row per event, null where the output is invalid.
+        With `timer_rows=True` a row is also recorded after every timer firing (at the firing time), and a
+        `source` column says what produced each row: a trigger name, or `timer:<node name>`.
         """
         times: list[np.ndarray] = []
+        sources: list[np.ndarray] = []
         cols: list[list[pa.Array]] = [[] for _ in self.outputs]
         offset = 0
         for batch in iter_batches(events):
             eb = prepare_batch(batch, self.events_schema, offset)
             if len(eb):
-                arrays = self._run_batch(eb, self._last_t)
+                if timer_rows:
+                    t, source, arrays = self._run_batch_rows(eb, self._last_t)
+                    sources.append(source)
+                else:
+                    t, arrays = eb.t, self._run_batch(eb, self._last_t)
                 self._last_t = int(eb.t[-1])
-                times.append(eb.t)
+                times.append(t)
                 for j, arr in enumerate(arrays):
                     cols[j].append(arr)
             offset += len(eb)
         t = pa.chunked_array([pa.array(x, type=pa.int64()) for x in times], type=pa.int64())
         arrays = [pa.chunked_array(c, type=pa.float64()) for c in cols]
-        return pa.Table.from_arrays([t, *arrays], names=["t", *self.outputs])
+        if not timer_rows:
+            return pa.Table.from_arrays([t, *arrays], names=["t", *self.outputs])
+        return pa.Table.from_arrays([t, self._source_column(sources), *arrays], names=["t", "source", *self.outputs])
+
+    def row_sources(self) -> list[str]:
+        """The values of the `source` column of `replay(..., timer_rows=True)`: triggers, then timers."""
+        return [*self.triggers, *(f"timer:{tp.node.name}" for tp in self.plan.timers)]
+
+    def _source_column(self, sources: list[np.ndarray]) -> pa.ChunkedArray:
+        """Row sources (trigger code, or -(k+1) for timer k) as a dictionary column of names."""
+        names = pa.array(self.row_sources(), pa.string())
+        n_triggers = len(self.triggers)
+        chunks = [
+            pa.DictionaryArray.from_arrays(pa.array(np.where(s >= 0, s, n_triggers - 1 - s).astype(np.int32)), names)
+            for s in sources
+        ]
+        return pa.chunked_array(chunks, type=pa.dictionary(pa.int32(), pa.string()))
 
     def reset(self) -> None:
         """Forget all state and time (parameters keep their current values)."""
@@ -218,6 +241,10 @@ class Kernel:
     def _run_batch(self, eb: EventBatch, last_t: int | None) -> list[pa.Array]:
         """Check the per-row rules and run the events (a failing batch changes no state); return one
         float64 array per output, null where invalid."""
+        raise NotImplementedError
+
+    def _run_batch_rows(self, eb: EventBatch, last_t: int | None) -> tuple[np.ndarray, np.ndarray, list[pa.Array]]:
+        """As `_run_batch`, but also a row after every timer firing: (row times, row sources, outputs)."""
         raise NotImplementedError
 
     def _apply_params(self) -> None:
