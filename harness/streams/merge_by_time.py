@@ -46,8 +46,8 @@ def merge(*tables: pa.Table) -> pa.Table:
         if stats := csvread.stats(table):
             total.add(csvread.ReadStats.from_dict(stats))
             has_stats = True
+        prio = _priority(table, k)  # before conform, so an unknown trigger is named with its argument
         conformed = schema.conform(table).replace_schema_metadata(None)
-        prio = _priority(conformed, k)
         conformed = conformed.append_column(_PRIORITY, pa.array(prio, pa.int8()))
         conformed = conformed.append_column(_SOURCE, pa.array(np.full(table.num_rows, k, dtype=np.int32)))
         parts.append(conformed)

@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from harness.errors import EventsError
 
 BOOK, TRADE, QUOTE = "book", "trade", "quote"
 TRIGGERS = pa.array([BOOK, TRADE, QUOTE], pa.string())
@@ -64,6 +67,16 @@ def trigger_array(codes: np.ndarray) -> pa.DictionaryArray:
     return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int8)), TRIGGERS)
 
 
+def trigger_column(col: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+    """A trigger column (strings or any dictionary of strings) with the schema's codes (0 book, 1 trade, 2 quote)."""
+    names = col.cast(pa.string()) if pa.types.is_dictionary(col.type) else col
+    codes = pc.index_in(names, value_set=TRIGGERS)
+    if codes.null_count:
+        i = int(np.flatnonzero(codes.is_null().to_numpy(zero_copy_only=False))[0])
+        raise EventsError(f"trigger: row {i} has trigger {names[i].as_py()!r}, not one of {TRIGGERS.to_pylist()}")
+    return trigger_array(codes.to_numpy(zero_copy_only=False))
+
+
 def empty() -> pa.Table:
     """A market events table with no rows."""
     return SCHEMA.empty_table()
@@ -74,7 +87,9 @@ def conform(table: pa.Table) -> pa.Table:
     n = table.num_rows
     columns, names = [], []
     for field in SCHEMA:
-        if field.name in table.column_names:
+        if field.name == "trigger" and field.name in table.column_names:
+            col = trigger_column(table.column("trigger"))
+        elif field.name in table.column_names:
             col = table.column(field.name)
             if col.type != field.type:
                 col = col.cast(field.type)
