@@ -1,6 +1,6 @@
-"""The `harness` command. For now its main job is a demo: the seed scenarios, then a synthetic L1 circuit
-replayed by its generated C++ kernel and checked against the reference interpreter (the full Hydra/MLflow
-pipeline replaces it later)."""
+"""The `harness` command. For now its main job is a demo: the seed scenarios, then synthetic L2 book + trade
+events replayed by a market circuit's generated C++ kernel, sampled and labelled, and checked against the
+reference interpreter (the full Hydra/MLflow pipeline replaces it later)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
+import numpy as np
 import pyarrow.parquet as pq
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from harness import examples
 from harness.errors import HarnessError
 from harness.kernel import compile
-from harness.streams import l1_batches
+from harness.replay import every_n, record
+from harness.streams import synthetic
 
 REFERENCE_EVENTS = 20_000  # the reference interpreter replays only the first events (it is slow)
 
@@ -51,10 +51,11 @@ def seed_scenarios(console: Console) -> bool:
     return ok_all
 
 
-def l1_demo(console: Console, events: int, seed: int, out: Path | None, draw: Path | None) -> None:
-    """Replay synthetic L1 events through the l1_pressure circuit: the generated C++ kernel on all of them,
-    the reference interpreter on the first ones, and check that both agree on every shared row."""
-    circuit = examples.l1_pressure()
+def market_demo(console: Console, events: int, seed: int, out: Path | None, draw: Path | None) -> None:
+    """Replay synthetic L2 book + trade events through `examples.market_pressure`: the generated C++ kernel on
+    all of them (sampled every 10 trades, labelled with the 1 s mid return), the reference interpreter on the
+    first ones, and check that both agree on every shared row."""
+    circuit = examples.market_pressure()
     if draw is not None:
         circuit.draw(draw)
         console.print(f"circuit drawing written to {draw}")
@@ -62,65 +63,66 @@ def l1_demo(console: Console, events: int, seed: int, out: Path | None, draw: Pa
         start = time.perf_counter()
         kernel = compile(circuit)
         compile_s = time.perf_counter() - start
-    reference = compile(circuit, backend="python")
+    with console.status(f"generating {events:,} synthetic events..."):
+        start = time.perf_counter()
+        stream = synthetic(events, seed=seed)
+        generate_s = time.perf_counter() - start
+    start = time.perf_counter()
+    rec = record(
+        kernel,
+        stream.to_batches(max_chunksize=max(1, min(250_000, events))),
+        sampler=every_n(10, "trade"),
+        labels=[("mid", 1.0, "return")],
+        progress=console.is_terminal,
+    )
+    native_s = time.perf_counter() - start
     n_ref = min(events, REFERENCE_EVENTS)
-    chunk = max(1, min(1_000_000, events))
-    results: list[pa.Table] = []
-    ref_results: list[pa.Table] = []
-    native_s = ref_s = 0.0
-    with Progress(
-        TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
-    ) as progress:
-        task = progress.add_task("replay", total=events)
-        done = 0
-        for batch in l1_batches(events, seed=seed, chunk=chunk):
-            t0 = time.perf_counter()
-            results.append(kernel.replay(batch))
-            native_s += time.perf_counter() - t0
-            if done < n_ref:
-                part = batch.slice(0, n_ref - done)
-                t0 = time.perf_counter()
-                ref_results.append(reference.replay(part))
-                ref_s += time.perf_counter() - t0
-            done += batch.num_rows
-            progress.advance(task, batch.num_rows)
-    result = pa.concat_tables(results) if results else kernel.replay([])
-    agree = not ref_results or result.slice(0, n_ref).equals(pa.concat_tables(ref_results))
-    col = result.column("out")
-    values = col.drop_null().to_numpy()
-    summary = Table(title=f"l1_pressure on {events:,} synthetic events (seed {seed})")
+    start = time.perf_counter()
+    ref_rows = compile(circuit, backend="python").replay(stream.slice(0, n_ref))
+    ref_s = time.perf_counter() - start
+    kernel.reset()
+    agree = kernel.replay(stream.slice(0, n_ref)).equals(ref_rows)
+    table = rec.table
+    summary = Table(title=f"market_pressure on {events:,} synthetic L2 book + trade events (seed {seed})")
     summary.add_column("measure")
     summary.add_column("value", justify="right")
     hit = "cache hit" if kernel.build["cache_hit"] else "compiled"
     summary.add_row("C++ kernel", f"{hit} in {compile_s:.2f} s ({kernel.kernel_hash[:12]})")
-    summary.add_row("events/s, generated C++", f"{events / native_s:,.0f}" if native_s > 0 else "-")
-    summary.add_row(
-        f"events/s, reference interpreter ({n_ref:,} events)", f"{n_ref / ref_s:,.0f}" if ref_s > 0 else "-"
-    )
+    summary.add_row("synthetic events generated in", f"{generate_s:.2f} s")
+    summary.add_row("events/s, generated C++ (replay + sampling + labels)", _rate(events, native_s))
+    summary.add_row(f"events/s, reference interpreter ({n_ref:,} events)", _rate(n_ref, ref_s))
     summary.add_row("C++ equals reference on shared rows", "[green]yes" if agree else "[red]NO")
-    summary.add_row("rows with a valid output", f"{len(values):,} of {len(col):,}")
-    if len(values):
-        summary.add_row("output mean / std", f"{values.mean():+.4f} / {values.std():.4f}")
-        summary.add_row("output min / max", f"{values.min():+.4f} / {values.max():+.4f}")
+    summary.add_row("rows sampled (every 10 trades)", f"{rec.sampled:,}")
+    summary.add_row("rows dropped (no full 1 s horizon / invalid label)", f"{sum(rec.dropped.values()):,}")
+    if table.num_rows > 2:
+        pressure = table.column("pressure").to_numpy(zero_copy_only=False)
+        label = table.column("label_mid_return_1s").to_numpy()
+        ok = np.isfinite(pressure)
+        ic = float(np.corrcoef(pressure[ok], label[ok])[0, 1]) if ok.sum() > 2 else float("nan")
+        summary.add_row("corr(pressure, 1 s mid return)", f"{ic:+.3f}")
     console.print(summary)
     if out is not None:
         tmp = out.with_name(out.name + ".partial")
-        pq.write_table(result, tmp)
+        pq.write_table(table, tmp)
         tmp.replace(out)  # publish only a complete file
-        console.print(f"replay result written to {out}")
+        console.print(f"sampled rows and labels written to {out}")
     if not agree:
         raise HarnessError("the C++ kernel and the reference interpreter disagree")
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}" if seconds > 0 and n else "-"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `harness` console script and `python -m harness`."""
     parser = argparse.ArgumentParser(prog="harness", description=__doc__)
     sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="seed scenarios + synthetic L1 replay (the default)")
+    demo = sub.add_parser("demo", help="seed scenarios + synthetic L2 market replay (the default)")
     for p in (parser, demo):
         p.add_argument("--events", type=int, default=1_000_000, help="synthetic events to replay (default 1000000)")
         p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream (default 0)")
-        p.add_argument("--out", type=Path, default=None, help="write the replay result to this parquet file")
+        p.add_argument("--out", type=Path, default=None, help="write the sampled, labelled rows to this parquet file")
         p.add_argument("--draw", type=Path, default=None, help="draw the circuit to this .dot/.svg file")
     args = parser.parse_args(argv)
     console = Console()
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--events must be >= 0, got {args.events}")
     try:
         ok = seed_scenarios(console)
-        l1_demo(console, args.events, args.seed, args.out, args.draw)
+        market_demo(console, args.events, args.seed, args.out, args.draw)
     except HarnessError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2

@@ -42,3 +42,21 @@ def l1_pressure(halflife_mid: float = 1.0, halflife_pressure: float = 0.5) -> Ci
     tp = ops.decay_sum(signed, halflife=halflife_pressure)
     c.output("out", ops.tanh(0.5 * imb + 1000.0 * (mid - e) / mid + 0.002 * tp))
     return c
+
+
+def market_pressure(halflife_pressure: float = 1.0, levels: int = 5) -> Circuit:
+    """The main job's circuit on market events (`hs.lib.market`): L2 book fields and decayed trade pressure.
+
+    Outputs: mid, spread, imbalance of the best `levels` levels, and tanh of the decayed signed trade flow
+    (the synthetic generator moves the mid in the direction of recent flow, so pressure predicts returns).
+    """
+    from harness import lib  # deferred: harness.lib imports the circuit package like this module does
+
+    c = Circuit("market_pressure")
+    md = lib.market(c)
+    bid, ask = md.bid_depth(levels), md.ask_depth(levels)
+    c.output("mid", md.mid)
+    c.output("spread", md.spread)
+    c.output("imbalance", (bid - ask) / (bid + ask))
+    c.output("pressure", ops.tanh(ops.decay_sum(md.signed_amount, halflife=halflife_pressure)))
+    return c

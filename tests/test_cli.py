@@ -1,4 +1,4 @@
-"""The `harness` command's current main job: seed scenarios plus a synthetic L1 replay."""
+"""The `harness` command's current main job: seed scenarios plus a synthetic L2 market replay."""
 
 from __future__ import annotations
 
@@ -17,9 +17,11 @@ def test_main_job_runs_and_writes_a_complete_result(tmp_path: Path, capsys) -> N
     printed = capsys.readouterr().out
     assert "seed scenarios" in printed and "events/s" in printed
     table = pq.read_table(out)
-    assert table.num_rows == 3000 and table.column_names == ["t", "out"]
+    assert 0 < table.num_rows < 3000
+    assert table.column_names == ["t", "source", "mid", "spread", "imbalance", "pressure", "label_mid_return_1s"]
+    assert set(table.column("source").to_pylist()) == {"trade"}
     assert not list(tmp_path.glob("*.partial"))
-    assert (tmp_path / "c.dot").read_text().startswith('digraph "l1_pressure"')
+    assert (tmp_path / "c.dot").read_text().startswith('digraph "market_pressure"')
 
 
 def test_python_dash_m_and_bad_arguments() -> None:

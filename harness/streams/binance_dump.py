@@ -186,7 +186,7 @@ def binance(
 ) -> pa.Table:
     """Read the given Binance dumps and merge them into one market table (`merge.merge`, arguments in order).
 
-    With `cache_dir`, the merged table is kept as Parquet there (see `tardis.tardis`).
+    With `cache_dir`, the merged table is kept as Parquet there (see `tardis_csv.tardis`).
     """
     csvread.check_on_bad_rows(on_bad_rows)
     readers = {"trades": read_trades, "agg_trades": read_agg_trades, "book_ticker": read_book_ticker}
