@@ -154,6 +154,29 @@ class Circuit:
         forward.observed = (False,)
         self._changed()
 
+    def with_outputs(self, outputs: dict[str, Node]) -> Circuit:
+        """A circuit with this one's structure that also records `outputs` (e.g. the leaves a fit needs).
+
+        The nodes are shared, not copied: build further nodes on the original circuit. This circuit is left
+        unchanged, so its kernel hash and plans stay what they were.
+        """
+        derived = Circuit.__new__(Circuit)
+        derived.__dict__.update(self.__dict__)
+        derived.nodes, derived.stored = list(self.nodes), list(self.stored)
+        derived.inputs, derived.parameters = dict(self.inputs), dict(self.parameters)
+        derived.triggers, derived.forwards = dict(self.triggers), dict(self.forwards)
+        derived.outputs = dict(self.outputs)
+        derived._by_hash, derived._by_name = dict(self._by_hash), dict(self._by_name)
+        derived._plan = None
+        for name, node in outputs.items():
+            check_name(name, "output", reserved=RESERVED)
+            if name in derived.outputs:
+                raise CircuitError(f"circuit {self.name!r}: output name {name!r} is already used")
+            if not isinstance(node, Node) or node.circuit is not self or is_list_input(node):
+                raise CircuitError(f"output {name!r}: expected a non-list node of circuit {self.name!r}, got {node!r}")
+            derived.outputs[name] = node
+        return derived
+
     # ----- graph queries ------------------------------------------------------------------------
     def plan(self) -> CircuitPlan:
         """Validate and return the call plan (cached until the circuit changes)."""

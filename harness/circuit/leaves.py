@@ -77,9 +77,13 @@ class ForwardOp(Operator):
     kind = "forward"
     arity = 1
     leaf = True
+    differentiable = True
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return x
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
+        return xs[0]
+
+    def torch_f(self, p: Mapping[str, object], *xs: object) -> object:
         return xs[0]

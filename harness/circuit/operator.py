@@ -227,6 +227,18 @@ class Operator:
         """Words for an OperatorError (code, a, b) raised by this operator."""
         return f"error {code} ({a!r}, {b!r})"
 
+    # ----- torch form (used by harness.fit) ---------------------------------------------------------------
+    # Tensors in, tensor out; parameters arrive as tensors that broadcast against the inputs, so the same
+    # form evaluates one node or a folded group of nodes (a leading fold dimension).
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        """Stateless and differentiable: the torch form of `f`."""
+        raise NotImplementedError(f"operator {self.kind!r} has no torch form")
+
+    def torch_coeffs(self, w: Any, x: Any) -> tuple[Any, Any]:
+        """Differentiable decay: (a, b) of the recurrence s = a*s + b over the valid samples x, given the
+        decay weights w = 2^(-dt/halflife) (w = 0 at the first sample, which initialises the state)."""
+        raise NotImplementedError(f"operator {self.kind!r} has no torch recurrence")
+
     # ----- C++ form (used by harness.codegen) -----------------------------------------------------------
     # Expressions arrive as C++ source: `xs` are input values, `oks` their validity flags, `p` maps each
     # parameter to a C++ expression (a literal, or the runtime slot of a learnable parameter).

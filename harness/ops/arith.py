@@ -1,9 +1,12 @@
-"""Stateless elementwise operators. Each class is the numeric spec of one operator (reference form `f`)."""
+"""Stateless elementwise operators. Each class is the numeric spec of one operator: its reference form `f`, its
+C++ form `cpp` and, where differentiable, its torch form `torch_f` (tensors in, tensor out; parameters arrive as
+tensors that broadcast against the inputs, so one form serves single and folded evaluation)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from harness.circuit.operator import Operator, Param
 from harness.errors import CircuitError
@@ -27,6 +30,9 @@ class Add(Stateless):
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"({xs[0]} + {xs[1]})"
 
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        return xs[0] + xs[1]
+
 
 class Sub(Stateless):
     """a - b"""
@@ -38,6 +44,9 @@ class Sub(Stateless):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"({xs[0]} - {xs[1]})"
+
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        return xs[0] - xs[1]
 
 
 class Mul(Stateless):
@@ -51,6 +60,9 @@ class Mul(Stateless):
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"({xs[0]} * {xs[1]})"
 
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        return xs[0] * xs[1]
+
 
 class Div(Stateless):
     """a / b with IEEE results for b = 0 (±inf, nan for 0/0): a valid output, not an error."""
@@ -62,6 +74,9 @@ class Div(Stateless):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"({xs[0]} / {xs[1]})"
+
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        return xs[0] / xs[1]
 
 
 class Neg(Stateless):
@@ -75,6 +90,9 @@ class Neg(Stateless):
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"(-{xs[0]})"
 
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        return -xs[0]
+
 
 class Abs(Stateless):
     """|x|"""
@@ -87,6 +105,11 @@ class Abs(Stateless):
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"std::fabs({xs[0]})"
 
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.abs(xs[0])
+
 
 class Exp(Stateless):
     """e**x (inf on overflow)"""
@@ -98,6 +121,11 @@ class Exp(Stateless):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::exp({xs[0]})"
+
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.exp(xs[0])
 
     vector_cpp = "hs::vec::exp"  # in-place over an array: vector_math kernels apply it to output blocks
 
@@ -113,6 +141,11 @@ class Log(Stateless):
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::log({xs[0]})"
 
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.log(xs[0])
+
     vector_cpp = "hs::vec::log"  # in-place over an array: vector_math kernels apply it to output blocks
 
 
@@ -127,6 +160,11 @@ class Sqrt(Stateless):
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::sqrt({xs[0]})"
 
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.sqrt(xs[0])
+
 
 class Tanh(Stateless):
     """Hyperbolic tangent."""
@@ -138,6 +176,11 @@ class Tanh(Stateless):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::tanh({xs[0]})"
+
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.tanh(xs[0])
 
     vector_cpp = "hs::vec::tanh"  # in-place over an array: vector_math kernels apply it to output blocks
 
@@ -153,6 +196,11 @@ class Sigmoid(Stateless):
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::sigmoid({xs[0]})"
 
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.sigmoid(xs[0])
+
 
 class Relu(Stateless):
     """max(x, 0); nan stays nan."""
@@ -164,6 +212,11 @@ class Relu(Stateless):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::relu({xs[0]})"
+
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.relu(xs[0])
 
 
 class Min(Stateless):
@@ -177,6 +230,11 @@ class Min(Stateless):
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::fmin({xs[0]}, {xs[1]})"
 
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.minimum(xs[0], xs[1])
+
 
 class Max(Stateless):
     """Maximum of two values; nan if either is nan; for equal values (0.0 and -0.0) the second."""
@@ -188,6 +246,11 @@ class Max(Stateless):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::fmax({xs[0]}, {xs[1]})"
+
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.maximum(xs[0], xs[1])
 
 
 class Clamp(Stateless):
@@ -208,6 +271,11 @@ class Clamp(Stateless):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"hs::clamp({xs[0]}, {p['lo']}, {p['hi']})"
+
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.minimum(torch.maximum(xs[0], p["lo"]), p["hi"])
 
 
 class Select(Stateless):

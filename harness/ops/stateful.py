@@ -42,6 +42,9 @@ class Ewma(Operator):
             state["t"] = ctx.t
         return state["v"]
 
+    def torch_coeffs(self, w: Any, x: Any) -> tuple[Any, Any]:
+        return w, (1.0 - w) * x  # v = w*v + (1-w)*x, in the kernel's operation order
+
     cpp_state = "hs::Ewma"
     vector_weight = "halflife"  # vector_math kernels precompute the decay weight 2^(-dt/halflife) per block
 
@@ -76,6 +79,9 @@ class DecaySum(Operator):
                 state["v"] = state["v"] * nm.decay_weight(ctx.t - state["t"], p["halflife"]) + x
             state["t"] = ctx.t
         return state["v"]
+
+    def torch_coeffs(self, w: Any, x: Any) -> tuple[Any, Any]:
+        return w, x  # s = s*w + x
 
     cpp_state = "hs::DecaySum"
     vector_weight = "halflife"  # vector_math kernels precompute the decay weight 2^(-dt/halflife) per block

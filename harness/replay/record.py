@@ -7,7 +7,7 @@ output, only the rows where its value changes: not the whole replay.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -49,12 +49,17 @@ def record(
     labels: Sequence[Label | tuple] = (),
     outputs: Sequence[str] | None = None,
     progress: bool | None = None,
+    row_index: bool = False,
+    on_rows: Callable[[pa.Table, int], None] | None = None,
 ) -> Recording:
     """Replay `events` through `kernel` (continuing from its state), sample rows and attach labels.
 
     `sampler` defaults to every event. `labels` are `Label`s or tuples `(output, horizons[, kind])`.
     `outputs` chooses the recorded output columns (default: all). `progress` shows a bar per chunk
     (default: when stderr is a terminal). Rows whose labels are incomplete are dropped and counted.
+    `row_index=True` adds a `row` column: the row's position in the whole replay (events and timer rows).
+    `on_rows(rows, offset)` sees every replayed chunk (t, source, outputs) before sampling, with the
+    position of its first row: fitting uses it to keep the rows where decays step.
     """
     sampler = sampler if sampler is not None else every_event()
     if not isinstance(sampler, Sampler):
@@ -72,7 +77,8 @@ def record(
         if clash:
             raise LabelError(f"label columns {clash} clash with outputs of the same name")
     labelled = sorted({lab.output for lab in labs}, key=kernel.outputs.index)
-    columns = ["t", "source", *keep_outputs, *[o for o in labelled if o not in keep_outputs]]
+    index_column = ["row"] if row_index else []
+    columns = ["t", "source", *index_column, *keep_outputs, *[o for o in labelled if o not in keep_outputs]]
 
     timer_rows = bool(kernel.plan.timers)
     state = sampler.new_state()
@@ -91,6 +97,10 @@ def record(
             if not timer_rows:
                 rows = rows.add_column(1, "source", _trigger_names(batch))
             rows = rows.set_column(1, "source", rows.column("source").cast(pa.string()))
+            if on_rows is not None:
+                on_rows(rows, n_rows)
+            if row_index:
+                rows = rows.append_column("row", pa.array(np.arange(n_rows, n_rows + rows.num_rows, dtype=np.int64)))
             n_rows += rows.num_rows
             bar.advance(task, batch.num_rows)
             if not rows.num_rows:
@@ -105,7 +115,7 @@ def record(
 
     sampled = pa.concat_tables(parts) if parts else _empty(columns)
     table, names, dropped = _attach_labels(sampled, labs, {o: s.finish() for o, s in series.items()}, t_end)
-    table = table.select(["t", "source", *keep_outputs, *names])
+    table = table.select(["t", "source", *index_column, *keep_outputs, *names])
     table = table.set_column(1, "source", pc.dictionary_encode(table.column("source")))
     return Recording(table=table, labels=names, rows=n_rows, sampled=sampled.num_rows, dropped=dropped)
 
@@ -158,5 +168,5 @@ def _rows_hint(events: object) -> int | None:
 
 
 def _empty(columns: list[str]) -> pa.Table:
-    types = {"t": pa.int64(), "source": pa.string()}
+    types = {"t": pa.int64(), "source": pa.string(), "row": pa.int64()}
     return pa.table({c: pa.array([], types.get(c, pa.float64())) for c in columns})

@@ -1,0 +1,261 @@
+"""`hs.fit.fit`: trace, record, build the torch model, train, write the fitted values back, prove parity.
+
+res = hs.fit.fit(c, events, target="pred", label=("mid", 1.0), split=(0.6, 0.2, 0.2),
+                 trainer={"optimizer": "adam", "lr": 0.05, "epochs": 300}, seed=0)
+res.params     # name -> value, ready for kernel.set_params
+res.metrics    # train_loss, val_loss, test_mse, test_r2, test_ic, ...
+res.model      # the torch module
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from harness.errors import HarnessError
+from harness.fit.data import FitData, collect
+from harness.fit.model import CircuitModel
+from harness.fit.trace import Trace, trace
+from harness.fit.trainer import NonFiniteLoss, Split, TrainerConfig, TrainResult, chronological_split, train
+from harness.replay.events import iter_batches
+from harness.replay.labels import Label, LabelError
+from harness.replay.sampling import Sampler
+
+if TYPE_CHECKING:
+    from harness.circuit.builder import Circuit
+    from harness.circuit.node import Node
+    from harness.kernel import Kernel
+
+PARITY_RTOL = 1e-9
+PARITY_ATOL = 1e-12
+
+
+class FitError(HarnessError, ValueError):
+    """A fit cannot start or cannot go on: nothing to fit, a bad label, a non-finite loss."""
+
+
+class ParityError(FitError):
+    """The fitted kernel and the torch model disagree; `.result` keeps the fit so nothing is lost."""
+
+    def __init__(self, message: str, result: FitResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class FitResult:
+    """A fitted circuit: parameters, metrics, the torch model, and how they were obtained."""
+
+    params: dict[str, float]  # every learnable parameter of the circuit (fitted ones updated)
+    metrics: dict[str, float]
+    model: CircuitModel
+    history: list[dict[str, float]]
+    trace: Trace
+    kernel: Kernel  # the recording kernel, with the fitted parameters set
+    data: FitData
+    split: Split
+    training: TrainResult
+    parity: dict[str, float] = field(default_factory=dict)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    def save_params(self, path: str | Path) -> Path:
+        """Write the parameters as a JSON object {name: value} (what `kernel.set_params` takes)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.params, indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)
+        return path
+
+    def predictions(self) -> np.ndarray:
+        """The fitted model's prediction at every training row (train, validation and test)."""
+        with torch.no_grad():
+            return self.model().numpy()
+
+    def __repr__(self) -> str:
+        shown = {k: round(v, 6) for k, v in self.metrics.items() if k.startswith("test_")}
+        return f"<FitResult {self.trace.circuit.name}.{self.trace.target_output} params={self.params} {shown}>"
+
+
+def fit(
+    circuit: Circuit,
+    events: object,
+    *,
+    target: str = "pred",
+    label: Label | tuple = ("mid", 1.0),
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    trainer: Mapping[str, Any] | TrainerConfig | None = None,
+    seed: int = 0,
+    sampler: Sampler | None = None,
+    stop: Iterable[Node | str] = (),
+    fold: bool = True,
+    backend: str = "cpp",
+    parity: bool = True,
+    progress: bool | None = None,
+) -> FitResult:
+    """Fit the learnable parameters under output `target` so that it predicts `label` on `events`.
+
+    label: (output, horizon seconds[, kind]) — the output's value at t + horizon as `kind` ("value" when the
+    horizon is 0, else "return" by default; or "difference", "log_return"). split: chronological fractions
+    (train, validation, test); train rows whose label reaches into validation are purged. trainer: a dict of
+    `TrainerConfig` fields. events: a table, a list of record batches, or a function returning a fresh
+    iterable of batches (it is replayed twice: to record, then to check parity). sampler: which events
+    become rows (default: every event). stop: nodes where tracing ends.
+    """
+    from harness.kernel import compile as compile_kernel
+
+    stages: dict[str, float] = {}
+    clock = time.perf_counter()
+    config = trainer if isinstance(trainer, TrainerConfig) else TrainerConfig.from_dict(dict(trainer or {}))
+    lab = make_label(label)
+    if lab.output not in circuit.outputs:
+        raise FitError(f"fit: label output {lab.output!r} is not an output of circuit {circuit.name!r}")
+    replayable = _replayable(events)
+    tr = trace(circuit, target, stop=stop)
+    if not tr.params:
+        raise FitError(
+            f"fit: output {target!r} of circuit {circuit.name!r} depends on no learnable parameter; "
+            "declare one with c.parameter(name, init=...) and use it under the target"
+        )
+    stages["trace_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    kernel = compile_kernel(tr.recording_circuit(), backend=backend)
+    stages["compile_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    data = collect(tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress)
+    stages["record_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    model = CircuitModel(data, fold=fold, init=kernel.params)
+    with torch.no_grad():
+        start = model().numpy()
+    _check_parity(start, data.kernel_target, data, "before fitting (the torch model at the initial parameters)")
+    parts = chronological_split(data.t, split, horizon_ns=data.horizon_ns)
+    try:
+        training = train(model, torch.from_numpy(data.y), parts, config, seed=seed)
+    except NonFiniteLoss as e:
+        raise FitError(f"NaN guard: {e}; {_explain(model, data, e)}") from None
+    stages["train_s"] = time.perf_counter() - clock
+
+    fitted = model.param_values()
+    params = {**kernel.params, **fitted}
+    kernel.set_params(params)
+    metrics = dict(training.metrics)
+    metrics.update(rows_train=len(parts.train), rows_val=len(parts.val), rows_test=len(parts.test))
+    result = FitResult(
+        params=params, metrics=metrics, model=model, history=training.history, trace=tr, kernel=kernel, data=data,
+        split=parts, training=training, stages=stages,
+    )  # fmt: skip
+    if parity:
+        clock = time.perf_counter()
+        replayed = replay_target(kernel, replayable(), tr.target_output, data.domains[0].rows)
+        with torch.no_grad():
+            pred = model().numpy()
+        result.parity = _parity_stats(replayed, pred)
+        stages["parity_s"] = time.perf_counter() - clock
+        try:
+            _check_parity(pred, replayed, data, "after fitting (the fitted kernel replayed)")
+        except FitError as e:
+            raise ParityError(str(e), result) from None
+    return result
+
+
+def make_label(label: Label | tuple) -> Label:
+    """The one label of a fit: a Label, or (output, horizon[, kind]) with kind "value" at horizon 0."""
+    if isinstance(label, Label):
+        lab = label
+    elif isinstance(label, tuple) and len(label) in (2, 3) and isinstance(label[0], str):
+        horizon = label[1]
+        if isinstance(horizon, (list, tuple)):
+            raise FitError(f"fit: label {label!r} must have one horizon (a number of seconds), not several")
+        kind = label[2] if len(label) == 3 else ("value" if horizon == 0 else "return")
+        try:
+            lab = Label(label[0], (horizon,), kind)
+        except LabelError as e:
+            raise FitError(f"fit: {e}") from None
+    else:
+        raise FitError(f"fit: label must be (output, horizon seconds[, kind]) or a hs.replay.Label, got {label!r}")
+    if len(lab.horizons) != 1:
+        raise FitError(f"fit: label {lab.output!r} must have one horizon, got {lab.horizons}")
+    return lab
+
+
+def replay_target(kernel: Kernel, events: object, output: str, rows: np.ndarray) -> np.ndarray:
+    """The kernel's `output` at replay positions `rows` (reset first; nan where invalid)."""
+    kernel.reset()
+    timer_rows = bool(kernel.plan.timers)
+    out = np.full(len(rows), np.nan)
+    offset = 0
+    for batch in iter_batches(events):
+        table = kernel.replay(batch, timer_rows=timer_rows)
+        n = table.num_rows
+        lo, hi = np.searchsorted(rows, [offset, offset + n])
+        if hi > lo:
+            col = table.column(output)
+            take = pa.array(rows[lo:hi] - offset, pa.int64())
+            picked = col.take(take)
+            out[lo:hi] = picked.to_numpy(zero_copy_only=False).astype(np.float64)
+        offset += n
+    return out
+
+
+def _parity_stats(kernel_values: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    err = np.abs(kernel_values - pred)
+    scale = np.abs(kernel_values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(scale > 0, err / scale, err)
+    return {
+        "rows": float(len(pred)),
+        "max_abs_error": float(np.nanmax(err)) if len(err) else 0.0,
+        "max_rel_error": float(np.nanmax(rel)) if len(rel) else 0.0,
+    }
+
+
+def _check_parity(pred: np.ndarray, kernel_values: np.ndarray, data: FitData, when: str) -> None:
+    """Raise FitError naming the first row where torch and the kernel differ beyond 1e-9 rel + 1e-12 abs."""
+    both_nan = np.isnan(pred) & np.isnan(kernel_values)
+    same_inf = np.isinf(pred) & (pred == kernel_values)
+    ok = both_nan | same_inf | (np.abs(pred - kernel_values) <= PARITY_RTOL * np.abs(kernel_values) + PARITY_ATOL)
+    if ok.all():
+        return
+    i = int(np.flatnonzero(~ok)[0])
+    raise FitError(
+        f"parity {when}: output {data.trace.target_output!r} at training row {i} (t={int(data.t[i])}) is "
+        f"{kernel_values[i]!r} in the kernel but {pred[i]!r} in torch ({int((~ok).sum())} rows differ beyond "
+        f"{PARITY_RTOL:g} relative + {PARITY_ATOL:g} absolute)"
+    )
+
+
+def _explain(model: CircuitModel, data: FitData, e: NonFiniteLoss) -> str:
+    pred, y, rows = e.pred.reshape(-1), e.y.reshape(-1), e.rows.reshape(-1)
+    bad = torch.flatnonzero(~torch.isfinite(pred) | ~torch.isfinite(y))
+    if not len(bad):
+        return "every prediction and label of the batch is finite (the loss overflowed)"
+    i = int(bad[0])
+    row = int(rows[i])
+    if math.isfinite(float(pred[i])):
+        return f"the label {data.label_column!r} is {float(y[i])!r} at training row {row} (t={int(data.t[row])})"
+    return model.explain(row)
+
+
+def _replayable(events: object) -> Callable[[], object]:
+    """A function giving a fresh pass over `events` (tables and lists can be replayed as they are)."""
+    if callable(events):
+        return events  # type: ignore[return-value]
+    if isinstance(events, (pa.Table, pa.RecordBatch, list, tuple)):
+        return lambda: events
+    raise FitError(
+        f"fit: events must be a pyarrow Table, a list of record batches or a function returning an iterable of "
+        f"batches (they are replayed twice), got {type(events).__name__}"
+    )
