@@ -5,7 +5,7 @@ from typing import Any
 
 from harness import lib, ops, replay, streams
 from harness.circuit import Circuit, Node, Trigger, observe
-from harness.errors import CircuitError, DataError, EventsError, HarnessError, ParamError
+from harness.errors import CircuitError, DataError, EventsError, FitError, HarnessError, ParamError
 from harness.kernel import Kernel, compile
 
 __version__ = "0.1.0"
@@ -15,6 +15,7 @@ __all__ = [
     "CircuitError",
     "DataError",
     "EventsError",
+    "FitError",
     "HarnessError",
     "Kernel",
     "Node",

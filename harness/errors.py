@@ -21,3 +21,7 @@ class ParamError(CircuitError):
 
 class DataError(HarnessError, ValueError):
     """A data file is unreadable or breaks its format: the message names the file, the row and the rule."""
+
+
+class FitError(HarnessError, ValueError):
+    """A fit cannot start or go on: nothing to fit, a bad label, no rows left, a non-finite loss."""

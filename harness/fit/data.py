@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.errors import HarnessError
+from harness.errors import FitError
 from harness.fit.trace import ROWS, Trace
 from harness.replay.labels import Label, horizon_ns
 from harness.replay.record import record
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from harness.kernel import Kernel
 
 
-class FitDataError(HarnessError, ValueError):
+class FitDataError(FitError):
     """The replay gives nothing to fit on (no rows left), or the recorded rows contradict the trace."""
 
 
@@ -248,4 +248,3 @@ def _import_valid(prod: Any, rows: np.ndarray, prod_rows: np.ndarray, prod_mask:
     if edge:
         ok &= prod_rows[jj] == rows if len(prod_rows) else False
     return ok
-

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from harness.errors import HarnessError
+from harness.errors import FitError
 from harness.fit.data import FitData, collect
 from harness.fit.model import CircuitModel
 from harness.fit.trace import Trace, trace
@@ -37,10 +37,6 @@ if TYPE_CHECKING:
 
 PARITY_RTOL = 1e-9
 PARITY_ATOL = 1e-12
-
-
-class FitError(HarnessError, ValueError):
-    """A fit cannot start or cannot go on: nothing to fit, a bad label, a non-finite loss."""
 
 
 class ParityError(FitError):
@@ -211,7 +207,8 @@ def replay_target(kernel: Kernel, events: object, output: str, rows: np.ndarray)
 
 
 def _parity_stats(kernel_values: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    err = np.abs(kernel_values - pred)
+    with np.errstate(invalid="ignore"):
+        err = np.abs(kernel_values - pred)
     scale = np.abs(kernel_values)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.where(scale > 0, err / scale, err)
@@ -226,7 +223,9 @@ def _check_parity(pred: np.ndarray, kernel_values: np.ndarray, data: FitData, wh
     """Raise FitError naming the first row where torch and the kernel differ beyond 1e-9 rel + 1e-12 abs."""
     both_nan = np.isnan(pred) & np.isnan(kernel_values)
     same_inf = np.isinf(pred) & (pred == kernel_values)
-    ok = both_nan | same_inf | (np.abs(pred - kernel_values) <= PARITY_RTOL * np.abs(kernel_values) + PARITY_ATOL)
+    with np.errstate(invalid="ignore"):
+        close = np.abs(pred - kernel_values) <= PARITY_RTOL * np.abs(kernel_values) + PARITY_ATOL
+    ok = both_nan | same_inf | close
     if ok.all():
         return
     i = int(np.flatnonzero(~ok)[0])
@@ -239,7 +238,7 @@ def _check_parity(pred: np.ndarray, kernel_values: np.ndarray, data: FitData, wh
 
 def _explain(model: CircuitModel, data: FitData, e: NonFiniteLoss) -> str:
     pred, y, rows = e.pred.reshape(-1), e.y.reshape(-1), e.rows.reshape(-1)
-    bad = torch.flatnonzero(~torch.isfinite(pred) | ~torch.isfinite(y))
+    bad = torch.nonzero(~torch.isfinite(pred) | ~torch.isfinite(y)).flatten()
     if not len(bad):
         return "every prediction and label of the batch is finite (the loss overflowed)"
     i = int(bad[0])

@@ -374,7 +374,7 @@ class _Walker:
             return self.explain(prod.id, prod.domain, self.producer_point(domain, prod.domain, point))
         if n.kind == "decay":
             out = self.cap["outs"][m._refs[tid][1]][m._refs[tid][2]]
-            bad = torch.flatnonzero(~torch.isfinite(out[: point + 1]))
+            bad = torch.nonzero(~torch.isfinite(out[: point + 1])).flatten()
             first = int(bad[0]) if len(bad) else point
             x = self.value(n.inputs[0], domain, first)
             if not math.isfinite(x):
@@ -392,9 +392,7 @@ class _Walker:
         where = self.where(domain, point)
         if n.kind in ("leaf", "param", "const"):
             return f"{n.kind} {n.node.name} is {value!r} {where}"
-        return (
-            f"{n.kind} node {n.node.name} ({n.op.describe()}) produced {value!r} from inputs {inputs!r}{extra} {where}"
-        )
+        return f"{n.op.kind} node {n.node.name} produced {value!r} from inputs {inputs!r}{extra} {where}"
 
     def where(self, domain: int, point: int) -> str:
         m = self.m
