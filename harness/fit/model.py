@@ -93,6 +93,8 @@ class CircuitModel(torch.nn.Module):
         self._t = {d: torch.from_numpy(data.domains[d].t) for d in data.domains}
         self._width = {d: len(data.domains[d]) for d in data.domains}
         self._imports = {k: torch.from_numpy(v) for k, v in data.imports.items()}
+        # imports whose consumer points are the producer's points: no gather needed
+        self._identity = {k for k, v in data.imports.items() if np.array_equal(v, np.arange(len(v)))}
         self._import_np = data.imports
 
         refs: dict[int, Ref] = {}
@@ -222,8 +224,9 @@ class CircuitModel(torch.nn.Module):
                     continue
                 idx = self._imports[(x, y)]
                 idx = idx if sel is None else (idx.index_select(0, sel) if d == ROWS else idx[:width])  # type: ignore[arg-type]
+                same = (x, y) in self._identity and (sel is None or d != ROWS) and outs[groups[0]].shape[1] == width
                 for g in groups:
-                    imported[(d, g)] = outs[g].index_select(1, idx)
+                    imported[(d, g)] = outs[g] if same else outs[g].index_select(1, idx)
             sources = _Sources(bank, params, self._const_values, outs, imported, d, width)
             for g in self._domain_groups[d]:
                 xs = [sources.gather(self._gathers[(g.index, j)]) for j in range(len(g.inputs))]
