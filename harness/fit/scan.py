@@ -1,34 +1,49 @@
 """Differentiable first-order linear recurrences in pure torch, for fitting decay half-lives.
 
 `linear_scan` evaluates s[k] = a[k] * s[k-1] + b[k] (s[-1] = 0) along the last axis of a batch of sequences with a
-blocked, multi-level scheme: a Python loop over the positions of a block (vectorised over all blocks and the batch),
-then the same recurrence over the block ends, recursively. Every factor is a decay in [0, 1], so nothing is rescaled
-and nothing can overflow, whatever the length or the half-life; autograd gives gradients for both a and b.
-`decay_weights` builds the factors a = 2^(-dt/halflife) exactly as the C++ kernel computes them.
+blocked, multi-level scheme: a Python loop over the positions of a block, each step vectorised over all blocks and
+rows; the cumulative product of a within each block weighs the state carried in; the block ends form a recurrence
+`block` times shorter, solved the same way. Every factor is a decay in [0, 1], so nothing is rescaled and nothing can
+overflow, whatever the length or the half-life.
+
+Autograd goes through a custom `torch.autograd.Function`: the gradient of a linear recurrence is the same recurrence
+run backwards (lam[k] = g[k] + a[k+1] * lam[k+1]; db = lam, da[k] = lam[k] * s[k-1]), evaluated by the same scheme.
+Both passes write in place into their own fresh outputs, in cache-sized tiles. Recording every step for autograd
+instead took ~9 s and 7 GiB for forward + backward at N = 1M, F = 64 on 2 cores; this takes ~1.4 s.
+
+`decay_weights` builds the factors a = 2^(-dt/halflife) with the C++ kernel's operations (torch's exp2 is within an
+ulp of libm's).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as fn
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 __all__ = ["decay_weights", "linear_scan"]
 
+# Elements per piece of work on the CPU (8 MiB of float64 per tensor): the block steps go over one piece at a time.
+_TILE = 1 << 20
 
-def linear_scan(a: torch.Tensor, b: torch.Tensor, *, block: int = 64) -> torch.Tensor:
+
+@torch.compiler.disable  # a hand-scheduled loop of in-place steps: tracing it would only unroll it
+def linear_scan(a: torch.Tensor, b: torch.Tensor, *, block: int = 8) -> torch.Tensor:
     """Return s of shape [F, N] with s[:, k] = a[:, k] * s[:, k-1] + b[:, k] and s[:, -1] = 0.
 
-    `b` is [F, N]; `a` broadcasts to it ([F, N] or [1, N]) and should lie in [0, 1] (a = 0 resets the state), which
-    keeps every intermediate product bounded: the result is stable for any N and any half-life. The sequence is cut
-    into blocks of `block` positions; the cost is about N/block vectorised steps per level, with log_block(N) levels.
-    Differentiable in both `a` and `b`.
+    `b` is [F, N]; `a` broadcasts to it (usually [F, N] or [1, N]) and should lie in [0, 1] (a = 0 resets the state),
+    which keeps every intermediate product bounded: the result is stable for any N and any half-life. The sequence is
+    cut into blocks of `block` positions: `block` vectorised steps per level, log_block(N) levels. The default 8 (one
+    64-byte cache line of float64 per block) was fastest on the CPU at every size measured; 32 and more are 2x slower.
+    Differentiable once in both `a` and `b` (no double backward).
     """
     _check_scan_inputs(a, b, block)
     f, n = b.shape
-    a = a.expand(f, n)
+    rows = f if a.ndim == 2 and a.shape[0] == f else 1
+    if a.shape != (rows, n):
+        a = a.broadcast_to((f, n))[:rows]  # a [1, N] stays shared; autograd sums its gradient over the broadcast
     if n == 0:
         return a * b  # empty [F, 0], still attached to the graph
-    return _scan(a, b, block)
+    return _LinearScan.apply(a, b, block)
 
 
 def decay_weights(t: torch.Tensor, halflife: torch.Tensor) -> torch.Tensor:
@@ -69,37 +84,126 @@ def _check_scan_inputs(a: torch.Tensor, b: torch.Tensor, block: int) -> None:
     except RuntimeError:
         shape = None
     if shape != b.shape:
-        raise ValueError(f"a must broadcast to b's shape {tuple(b.shape)}, got {tuple(a.shape)}")
+        raise ValueError(f"a must broadcast to the shape of b {tuple(b.shape)}, got {tuple(a.shape)}")
     if isinstance(block, bool) or not isinstance(block, int) or block < 2:
         raise ValueError(f"block must be an integer >= 2, got {block!r}")
 
 
-def _scan(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
-    """The recurrence along dim 1 of [F, N] tensors, N >= 1."""
+class _LinearScan(torch.autograd.Function):
+    """s = scan(a, b) for a [1 or F, N], b [F, N]; backward by the reverse scan."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
+        s = _forward(a, b, block)
+        ctx.save_for_backward(a, s)
+        ctx.block = block  # type: ignore[attr-defined]
+        return s
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_s: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        a, s = ctx.saved_tensors  # type: ignore[attr-defined]
+        lam = _reverse(a, grad_s, ctx.block)  # type: ignore[attr-defined]
+        grad_a = None
+        if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
+            grad_a = a.new_empty(a.shape)
+            grad_a[:, 0] = 0.0  # s[-1] = 0: a[:, 0] never matters
+            if a.shape[0] == s.shape[0]:
+                torch.mul(lam[:, 1:], s[:, :-1], out=grad_a[:, 1:])
+            else:
+                torch.sum(lam[:, 1:] * s[:, :-1], dim=0, keepdim=True, out=grad_a[:, 1:])
+        grad_b = lam if ctx.needs_input_grad[1] else None  # type: ignore[attr-defined]
+        return grad_a, grad_b, None
+
+
+def _forward(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
+    """s[:, k] = a[:, k] * s[:, k-1] + b[:, k] without autograd; a is [1, N] or [F, N], b is [F, N], N >= 1."""
     f, n = b.shape
+    s = b.new_empty((f, n))
     if n <= block:
-        return _sequential(a.t(), b.t()).t()
-    n_blocks = -(-n // block)
-    pad = n_blocks * block - n
-    if pad:  # padding after the end changes nothing before it
-        a = fn.pad(a, (0, pad), value=1.0)
-        b = fn.pad(b, (0, pad), value=0.0)
-    # [F, n_blocks, block] -> [block, F, n_blocks]: each step of the loop reads one contiguous slice.
-    a_t = a.reshape(f, n_blocks, block).permute(2, 0, 1).contiguous()
-    b_t = b.reshape(f, n_blocks, block).permute(2, 0, 1).contiguous()
-    local = _sequential(a_t, b_t)  # the state within each block, starting from 0
-    carry_weight = torch.cumprod(a_t, dim=0)  # the weight of the carry-in at each position, in [0, 1]
-    ends = _scan(carry_weight[-1], local[-1], block)  # the true state at the end of each block
-    carry_in = fn.pad(ends[:, :-1], (1, 0))  # [F, n_blocks]: the state before each block
-    s = torch.addcmul(local, carry_weight, carry_in)
-    return s.permute(1, 2, 0).reshape(f, n_blocks * block)[:, :n]
+        _forward_direct(a, b, s, 0, n)
+        return s
+    nb = n // block
+    m = nb * block  # whole blocks; the tail m..n-1 continues from s[:, m-1]
+    a3, b3, s3 = (x[:, :m].unflatten(1, (nb, block)) for x in (a, b, s))  # [rows, block index, position in block]
+    tiles = _tiles(f, nb, block, b.device)
+    for rows, cols in tiles:  # the state within each block, starting from 0
+        a_g, b_g, s_g = a3[_a_rows(a, rows), cols], b3[rows, cols], s3[rows, cols]
+        s_g[..., 0] = b_g[..., 0]
+        for j in range(1, block):
+            torch.addcmul(b_g[..., j], a_g[..., j], s_g[..., j - 1], out=s_g[..., j])
+    ends = _forward(torch.prod(a3, dim=2), s3[..., -1], block)  # the true state at the end of each block
+    carry = torch.nn.functional.pad(ends[:, :-1], (1, 0))  # the state entering each block
+    for rows, cols in tiles:  # add the carry-in, weighted by the cumulative product of a within the block
+        weight = torch.cumprod(a3[_a_rows(a, rows), cols], dim=2)
+        s3[rows, cols].addcmul_(weight, carry[rows, cols, None])
+    _forward_direct(a, b, s, m, n)
+    return s
 
 
-def _sequential(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The recurrence along dim 0, one vectorised step per position (the state before position 0 is 0)."""
-    state = b[0]
-    states = [state]
-    for k in range(1, b.shape[0]):
-        state = torch.addcmul(b[k], a[k], state)
-        states.append(state)
-    return torch.stack(states)
+def _reverse(a: torch.Tensor, g: torch.Tensor, block: int) -> torch.Tensor:
+    """lam[:, k] = g[:, k] + a[:, k+1] * lam[:, k+1] with lam[:, N-1] = g[:, N-1], without autograd."""
+    f, n = g.shape
+    lam = g.new_empty((f, n))
+    if n <= block:
+        _reverse_direct(a, g, lam, 0, n)
+        return lam
+    nb = n // block
+    m = nb * block
+    a3, g3, l3 = (x[:, :m].unflatten(1, (nb, block)) for x in (a, g, lam))
+    tiles = _tiles(f, nb, block, g.device)
+    for rows, cols in tiles:  # lam within each block, with nothing carried in from the right
+        a_g, g_g, l_g = a3[_a_rows(a, rows), cols], g3[rows, cols], l3[rows, cols]
+        l_g[..., -1] = g_g[..., -1]
+        for j in range(block - 2, -1, -1):
+            torch.addcmul(g_g[..., j], a_g[..., j + 1], l_g[..., j + 1], out=l_g[..., j])
+    if m < n:  # the tail, then the last whole block again, now with the tail's carry
+        _reverse_direct(a, g, lam, m, n)
+        _reverse_direct(a, g, lam, m - block, m)
+    # lam at the start of block i = local + link[i+1] * lam at the start of block i+1
+    link = torch.zeros_like(a3[..., 0])
+    torch.mul(a3[:, 1:, 0], torch.prod(a3[:, :-1, 1:], dim=2), out=link[:, 1:])
+    starts = _reverse(link, l3[..., 0], block)
+    carry = torch.nn.functional.pad(a3[:, 1:, 0] * starts[:, 1:], (0, 1))  # what each block receives from the next
+    for rows, cols in tiles:  # add the carry-in, weighted by the product of a over the later positions of the block
+        a_g, l_g, c_g = a3[_a_rows(a, rows), cols], l3[rows, cols], carry[rows, cols, None]
+        weight = a_g[..., 1:].flip(-1).cumprod(-1).flip(-1)  # weight[..., j] = a[..., j+1] * ... * a[..., -1]
+        l_g[..., :-1].addcmul_(weight, c_g)
+        l_g[..., -1] += c_g[..., 0]
+    return lam
+
+
+def _forward_direct(a: torch.Tensor, b: torch.Tensor, s: torch.Tensor, start: int, stop: int) -> None:
+    """Fill s[:, start:stop] one position at a time, continuing from s[:, start-1] (or 0)."""
+    for k in range(start, stop):
+        if k == 0:
+            s[:, 0] = b[:, 0]
+        else:
+            torch.addcmul(b[:, k], a[:, k], s[:, k - 1], out=s[:, k])
+
+
+def _reverse_direct(a: torch.Tensor, g: torch.Tensor, lam: torch.Tensor, start: int, stop: int) -> None:
+    """Fill lam[:, start:stop] one position at a time from the right, continuing from lam[:, stop] (or 0)."""
+    n = g.shape[1]
+    for k in range(stop - 1, start - 1, -1):
+        if k == n - 1:
+            lam[:, k] = g[:, k]
+        else:
+            torch.addcmul(g[:, k], a[:, k + 1], lam[:, k + 1], out=lam[:, k])
+
+
+def _tiles(rows: int, nb: int, block: int, device: torch.device) -> list[tuple[slice, slice]]:
+    """Row and block ranges cutting [rows, nb, block] into pieces of about _TILE elements, so that the steps over a
+    piece stay in cache (on the CPU; elsewhere one piece)."""
+    if device.type != "cpu":
+        return [(slice(0, rows), slice(0, nb))]
+    if nb * block >= _TILE:
+        step = max(1, _TILE // block)
+        return [(slice(r, r + 1), slice(i, min(nb, i + step))) for r in range(rows) for i in range(0, nb, step)]
+    step = max(1, _TILE // (nb * block))
+    return [(slice(r, min(rows, r + step)), slice(0, nb)) for r in range(0, rows, step)]
+
+
+def _a_rows(a: torch.Tensor, rows: slice) -> slice:
+    """The rows of a that go with `rows` of b: all of them (one) when a is shared."""
+    return slice(0, 1) if a.shape[0] == 1 else rows
