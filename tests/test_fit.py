@@ -276,3 +276,15 @@ def test_events_can_be_a_function_returning_batches() -> None:
     )  # fmt: skip
     assert res.params["w"] == pytest.approx(2.0, abs=1e-9)
     assert res.parity["rows"] == 500
+
+
+def test_folds_wider_than_the_cap_are_split_and_agree(wide_data: hs.fit.FitData, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import harness.fit.model as model_module
+
+    whole = CircuitModel(wide_data)
+    monkeypatch.setattr(model_module, "FOLD_ELEMENTS", 2 * wide_data.n_rows)  # two members per fold at most
+    split = CircuitModel(wide_data)
+    assert len(split.groups) > len(whole.groups)
+    assert max(len(g.members) for g in split.groups if not g.scalar) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(split(), whole(), rtol=1e-13, atol=1e-15)

@@ -2,8 +2,11 @@
 
 Folding (`fold=True`): traced values of the same kind and static configuration at the same depth of the
 same domain are evaluated as one batched operation with a leading fold dimension; each operation's inputs
-are gathered from the values below with index tensors built once, here. `fold=False` makes a group of
-each value (the 1:1 module, for debugging). Both run the same code, so they give the same numbers.
+are gathered from the values below with index tensors built once, here. A fold holds at most
+`FOLD_ELEMENTS` values (members x points), so that on a CPU its tensors stay in cache and in memory the
+allocator reuses: beyond that, page faults on fresh memory cost more than the per-operation overhead that
+folding saves. `fold=False` makes a group of each value (the 1:1 module, for debugging). Both run the same
+code, so they give the same numbers.
 
 A decay group evaluates its recurrence over all its points at once (`harness.fit.scan`), so gradients
 reach the half-lives. Parameters are fitted through constraint transforms: `lower + softplus(u)`,
@@ -23,6 +26,7 @@ from harness.fit.data import FitData
 from harness.fit.scan import decay_weights, linear_scan
 from harness.fit.trace import ROWS, TNode, Trace
 
+FOLD_ELEMENTS = 1 << 21  # the most values (16 MiB of float64) one folded operation produces
 Ref = tuple  # ("leaf", domain, row) | ("param", i) | ("const", i) | ("group", g, row) | ("imp", domain, g, row)
 
 
@@ -46,6 +50,7 @@ class _Segment:
     rows: torch.Tensor  # rows of that source, in member order within the segment
     identity: bool  # rows == arange(len(source)) and the segment covers the members in order
     step: slice | None = None  # rows as a slice (an arithmetic progression): a view, cheap to differentiate
+    repeat: int = 0  # the same row for every member: a broadcast view
 
 
 @dataclass
@@ -113,17 +118,21 @@ class CircuitModel(torch.nn.Module):
             self._banks[d] = torch.from_numpy(np.ascontiguousarray(bank))
 
         self.groups: list[Group] = []
-        keyed: dict[tuple, Group] = {}
+        keyed: dict[tuple, list[TNode]] = {}
         computed = sorted((n for n in trace.nodes if n.kind in ("op", "decay")), key=lambda n: (n.depth, n.id))
         for n in computed:
-            key = _group_key(n) if fold else (n.id,)
-            g = keyed.get(key)
-            if g is None:
-                g = Group(len(self.groups), n.domain, n.kind, n.op, [], scalar=n.scalar)
-                keyed[key] = g
+            keyed.setdefault(_group_key(n) if fold else (n.id,), []).append(n)
+        for members in keyed.values():
+            first = members[0]
+            # a fold as wide as fits FOLD_ELEMENTS: beyond that one batched tensor no longer stays in cache or in
+            # the allocator's reused memory, and the fold costs more in page faults than it saves in overhead
+            cap = len(members) if first.scalar else max(1, FOLD_ELEMENTS // max(self._width[first.domain], 1))
+            for lo in range(0, len(members), cap):
+                g = Group(len(self.groups), first.domain, first.kind, first.op, [], scalar=first.scalar)
                 self.groups.append(g)
-            refs[n.id] = ("group", g.index, len(g.members))
-            g.members.append(n.id)
+                for n in members[lo : lo + cap]:
+                    refs[n.id] = ("group", g.index, len(g.members))
+                    g.members.append(n.id)
         for n in trace.nodes:
             if n.kind == "import":
                 _, g, row = refs[n.source]  # type: ignore[index]
@@ -131,7 +140,12 @@ class CircuitModel(torch.nn.Module):
         self._refs = refs
         for g in self.groups:
             nodes = [trace.nodes[i] for i in g.members]
-            g.inputs = [[refs[m.inputs[j]] for m in nodes] for j in range(len(nodes[0].inputs))]
+            per_member = [[refs[i] for i in m.inputs] for m in nodes]
+            if g.op.symmetric:  # type: ignore[attr-defined]
+                # a + b == b + a exactly: put like sources in like positions, so each input gathers from one
+                # tensor (no concatenation, no broadcasting a parameter up to a full row)
+                per_member = [sorted(r, key=lambda ref: (self._ref_scalar(ref), _source_key(ref))) for r in per_member]
+            g.inputs = [[r[j] for r in per_member] for j in range(len(nodes[0].inputs))]
             g.params = {p: [refs[dict(m.params)[p]] for m in nodes] for p, _ in nodes[0].params}
         self._gathers = {
             (g.index, j): self._plan_gather(spec) for g in self.groups for j, spec in enumerate([*g.inputs])
@@ -267,6 +281,8 @@ class CircuitModel(torch.nn.Module):
             stride = rows[1] - rows[0] if len(rows) > 1 else 1
             if stride > 0 and rows == list(range(rows[0], rows[-1] + 1, stride)):
                 s.step = slice(rows[0], rows[-1] + 1, stride)
+            elif stride == 0 and len(set(rows)) == 1:
+                s.repeat = len(rows)  # one row for every member: a broadcast view, not a copy
         inverse = None
         if positions != list(range(len(spec))):
             inverse = torch.argsort(torch.tensor(positions, dtype=torch.long))
@@ -282,6 +298,9 @@ class CircuitModel(torch.nn.Module):
         if kind == "leaf":
             return self._banks[key[1]].shape[0]
         return len(self.groups[key[-1]].members)
+
+    def _ref_scalar(self, ref: Ref) -> bool:
+        return self._source_scalar(_source_key(ref))
 
     def _source_scalar(self, key: tuple) -> bool:
         return key[0] in ("param", "const") or (key[0] == "group" and self.groups[key[1]].scalar)
@@ -331,6 +350,9 @@ class _Sources:
                 parts.append(src)
             elif s.step is not None:
                 parts.append(src[s.step])
+            elif s.repeat:
+                row = int(s.rows[0])
+                parts.append(src[row : row + 1].expand(s.repeat, -1))
             else:
                 parts.append(src.index_select(0, s.rows))
         if not g.scalar and len(parts) > 1:
