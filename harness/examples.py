@@ -60,3 +60,26 @@ def market_pressure(halflife_pressure: float = 1.0, levels: int = 5) -> Circuit:
     c.output("imbalance", (bid - ask) / (bid + ask))
     c.output("pressure", ops.tanh(ops.decay_sum(md.signed_amount, halflife=halflife_pressure)))
     return c
+
+
+def fit_market(name: str = "fit_market") -> Circuit:
+    """A learnable market circuit: decayed signed flow and mid-vs-EWMA with learnable half-lives, imbalance.
+
+    pred = 1e-4 * (w0*tanh(scale*decay_sum(signed_amount, hl_press)) + w1*(mid - ewma(mid, hl_mid))/mid
+    + w2*imbalance), a predicted mid return; `mid` is recorded for the label. Used by the fit tests and
+    benchmarks.
+    """
+    from harness import lib
+
+    c = Circuit(name)
+    md = lib.market(c)
+    hl_press = c.parameter("hl_press", init=0.5, lower=0.01)
+    hl_mid = c.parameter("hl_mid", init=2.0, lower=0.01)
+    scale = c.parameter("scale", init=1.0, lower=0.01, upper=100.0)
+    w = [c.parameter(f"w{i}", init=0.0) for i in range(3)]
+    press = ops.decay_sum(md.signed_amount, halflife=hl_press)
+    dev = (md.mid - ops.ewma(md.mid, halflife=hl_mid)) / md.mid
+    imb = (md.bid_size - md.ask_size) / (md.bid_size + md.ask_size)
+    c.output("pred", ops.linear([ops.tanh(press * scale), dev, imb], w) * 1e-4)
+    c.output("mid", md.mid)
+    return c

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import harness as hs
+from harness import examples
 from harness.fit.data import collect
 from harness.fit.model import CircuitModel
 
@@ -161,28 +162,15 @@ def test_saved_parameters_load_into_a_fresh_kernel(tmp_path: Path) -> None:
     assert set(res.params) == set(c.parameters)
 
 
-def market_circuit() -> hs.Circuit:
-    """Trade pressure with a learnable half-life, mid against its learnable EWMA, book imbalance."""
-    c = hs.Circuit("fit_market")
-    md = hs.lib.market(c)
-    hl_press = c.parameter("hl_press", init=0.5, lower=0.01)
-    hl_mid = c.parameter("hl_mid", init=2.0, lower=0.01)
-    scale = c.parameter("scale", init=1.0, lower=0.01, upper=100.0)
-    w = [c.parameter(f"w{i}", init=0.0) for i in range(3)]
-    press = hs.ops.decay_sum(md.signed_amount, halflife=hl_press)
-    dev = (md.mid - hs.ops.ewma(md.mid, halflife=hl_mid)) / md.mid
-    imb = (md.bid_size - md.ask_size) / (md.bid_size + md.ask_size)
-    c.output("pred", hs.ops.linear([hs.ops.tanh(press * scale), dev, imb], w) * 1e-4)
-    c.output("mid", md.mid)
-    return c
+def fit_market(events: pa.Table, epochs: int) -> hs.fit.FitResult:
+    return hs.fit.fit(
+        examples.fit_market(), events, target="pred", label=("mid", 1.0),
+        sampler=hs.replay.every_n(5, trigger="trade"), trainer={"lr": 0.05, "epochs": epochs},
+    )  # fmt: skip
 
 
 def test_parity_after_fitting_on_the_synthetic_stream() -> None:
-    events = hs.streams.synthetic(60_000, seed=5)
-    res = hs.fit.fit(
-        market_circuit(), events, target="pred", label=("mid", 1.0), sampler=hs.replay.every_n(5, trigger="trade"),
-        trainer={"lr": 0.05, "epochs": 40},
-    )  # fmt: skip
+    res = fit_market(hs.streams.synthetic(60_000, seed=5), epochs=40)
     assert res.parity["rows"] > 5000
     assert res.parity["max_abs_error"] <= 1e-12
     assert res.params["hl_press"] != 0.5 and res.params["hl_mid"] != 2.0  # the half-lives moved
@@ -193,11 +181,7 @@ def test_parity_after_fitting_on_the_synthetic_stream() -> None:
 def test_parity_after_fitting_on_the_real_btcusdt_sample() -> None:
     if not (L2.exists() and TRADES.exists()):
         pytest.skip(f"real market data not found under {DAY} (the shared data folder is absent)")
-    events = hs.streams.tardis(book=L2, trades=TRADES)
-    res = hs.fit.fit(
-        market_circuit(), events, target="pred", label=("mid", 1.0), sampler=hs.replay.every_n(5, trigger="trade"),
-        trainer={"lr": 0.05, "epochs": 20},
-    )  # fmt: skip
+    res = fit_market(hs.streams.tardis(book=L2, trades=TRADES), epochs=20)
     assert res.parity["rows"] > 3000
     assert res.parity["max_abs_error"] <= 1e-12
     assert np.isfinite(res.metrics["test_mse"])

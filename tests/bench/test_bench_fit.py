@@ -17,6 +17,7 @@ import pytest
 import torch
 
 import harness as hs
+from harness import examples
 from harness.fit.data import FitData, collect
 from harness.fit.model import CircuitModel
 from harness.fit.trainer import TrainerConfig, chronological_split, train
@@ -94,27 +95,11 @@ def test_folding_speedup_64_ewmas(benchmark, rows: int) -> None:  # type: ignore
             assert wall >= 10, f"folding speed-up {wall:.1f}x at {rows} rows (target >= 10x)"
 
 
-def market_circuit() -> hs.Circuit:
-    """The trade-pressure fit of tests/test_fit.py: decayed signed flow with a learnable half-life, mid
-    against its learnable EWMA, book imbalance, a tanh and a linear head."""
-    c = hs.Circuit("bench_fit_market")
-    md = hs.lib.market(c)
-    hl_press = c.parameter("hl_press", init=0.5, lower=0.01)
-    hl_mid = c.parameter("hl_mid", init=2.0, lower=0.01)
-    scale = c.parameter("scale", init=1.0, lower=0.01, upper=100.0)
-    w = [c.parameter(f"w{i}", init=0.0) for i in range(3)]
-    press = hs.ops.decay_sum(md.signed_amount, halflife=hl_press)
-    dev = (md.mid - hs.ops.ewma(md.mid, halflife=hl_mid)) / md.mid
-    imb = (md.bid_size - md.ask_size) / (md.bid_size + md.ask_size)
-    c.output("pred", hs.ops.linear([hs.ops.tanh(press * scale), dev, imb], w) * 1e-4)
-    c.output("mid", md.mid)
-    return c
-
-
 def test_one_epoch_of_a_market_fit(benchmark) -> None:  # type: ignore[no-untyped-def]
-    """One full-batch Adam epoch (train forward + backward + step, validation forward) on ROWS sampled rows."""
+    """One full-batch Adam epoch (train forward + backward + step, validation forward) of `examples.fit_market`
+    (decayed signed flow and mid against its EWMA, both with learnable half-lives) on ROWS sampled rows."""
     events = hs.streams.synthetic(ROWS + ROWS // 50, seed=11)
-    tr = hs.fit.trace(market_circuit(), "pred")
+    tr = hs.fit.trace(examples.fit_market(), "pred")
     data = collect(tr, hs.compile(tr.recording_circuit()), events, label=hs.fit.make_label(("mid", 1.0)))
     model = CircuitModel(data)
     split = chronological_split(data.t, (0.6, 0.2, 0.2), horizon_ns=data.horizon_ns)
