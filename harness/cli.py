@@ -1,6 +1,7 @@
 """The `harness` command. For now its main job is a demo: the seed scenarios, then synthetic L2 book + trade
 events replayed by a market circuit's generated C++ kernel, sampled and labelled, and checked against the
-reference interpreter (the full Hydra/MLflow pipeline replaces it later)."""
+reference interpreter, then a learnable market circuit fitted on the same events (half-lives included) and
+checked against its kernel (the full Hydra/MLflow pipeline replaces it later)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from rich.console import Console
 from rich.table import Table
@@ -51,7 +53,7 @@ def seed_scenarios(console: Console) -> bool:
     return ok_all
 
 
-def market_demo(console: Console, events: int, seed: int, out: Path | None, draw: Path | None) -> None:
+def market_demo(console: Console, events: int, seed: int, out: Path | None, draw: Path | None) -> pa.Table:
     """Replay synthetic L2 book + trade events through `examples.market_pressure`: the generated C++ kernel on
     all of them (sampled every 10 trades, labelled with the 1 s mid return), the reference interpreter on the
     first ones, and check that both agree on every shared row."""
@@ -108,6 +110,37 @@ def market_demo(console: Console, events: int, seed: int, out: Path | None, draw
         console.print(f"sampled rows and labels written to {out}")
     if not agree:
         raise HarnessError("the C++ kernel and the reference interpreter disagree")
+    return stream
+
+
+def fit_demo(console: Console, stream: pa.Table, epochs: int, seed: int, params_out: Path | None) -> None:
+    """Fit `examples.fit_market` (decayed flow and mid against its EWMA, learnable half-lives) to the 1 s mid
+    return on `stream`, chronological 60/20/20 split, and show the out-of-sample metrics and the parity check."""
+    from harness import fit
+
+    circuit = examples.fit_market()
+    res = fit.fit(
+        circuit, stream.to_batches(max_chunksize=250_000), target="pred", label=("mid", 1.0),
+        sampler=every_n(10, "trade"), trainer={"optimizer": "adam", "lr": 0.05, "epochs": epochs}, seed=seed,
+        progress=console.is_terminal,
+    )  # fmt: skip
+    m = res.metrics
+    summary = Table(title=f"fit of {circuit.name}.pred to the 1 s mid return ({epochs} Adam epochs, seed {seed})")
+    summary.add_column("measure")
+    summary.add_column("value", justify="right")
+    summary.add_row("rows train / val / test", f"{m['rows_train']:,} / {m['rows_val']:,} / {m['rows_test']:,}")
+    summary.add_row("best epoch (validation)", str(m["best_epoch"]))
+    summary.add_row("test R² / IC", f"{m['test_r2']:+.3f} / {m['test_ic']:+.3f}")
+    summary.add_row("fitted half-lives (s)", f"pressure {res.params['hl_press']:.3f}, mid {res.params['hl_mid']:.3f}")
+    summary.add_row("kernel vs torch, max abs error", f"{res.parity['max_abs_error']:.1e}")
+    summary.add_row(
+        "seconds: record / train / parity",
+        " / ".join(f"{res.stages[k]:.2f}" for k in ("record_s", "train_s", "parity_s")),
+    )
+    console.print(summary)
+    if params_out is not None:
+        res.save_params(params_out)
+        console.print(f"fitted parameters written to {params_out}")
 
 
 def _rate(n: int, seconds: float) -> str:
@@ -124,13 +157,19 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream (default 0)")
         p.add_argument("--out", type=Path, default=None, help="write the sampled, labelled rows to this parquet file")
         p.add_argument("--draw", type=Path, default=None, help="draw the circuit to this .dot/.svg file")
+        p.add_argument("--fit-epochs", type=int, default=60, help="epochs of the fit stage (0 skips it; default 60)")
+        p.add_argument("--params", type=Path, default=None, help="write the fitted parameters to this JSON file")
     args = parser.parse_args(argv)
     console = Console()
     if args.events < 0:
         parser.error(f"--events must be >= 0, got {args.events}")
+    if args.fit_epochs < 0:
+        parser.error(f"--fit-epochs must be >= 0, got {args.fit_epochs}")
     try:
         ok = seed_scenarios(console)
-        market_demo(console, args.events, args.seed, args.out, args.draw)
+        stream = market_demo(console, args.events, args.seed, args.out, args.draw)
+        if args.fit_epochs:
+            fit_demo(console, stream, args.fit_epochs, args.seed, args.params)
     except HarnessError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
