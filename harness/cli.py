@@ -1,7 +1,11 @@
-"""The `harness` command. For now its main job is a demo: the seed scenarios, then synthetic L2 book + trade
-events replayed by a market circuit's generated C++ kernel, sampled and labelled, and checked against the
-reference interpreter, then a learnable market circuit fitted on the same events (half-lives included) and
-checked against its kernel (the full Hydra/MLflow pipeline replaces it later)."""
+"""The `harness` command.
+
+    harness [OVERRIDES...]          the pipeline (Hydra): compose, compile, replay, fit, evaluate, log to MLflow
+    harness -m OVERRIDES...         a sweep: one MLflow parent run, a child run per job
+    harness runs list|show|compare|replay ...   the run tools
+    harness demo [--events N ...]   the demo: seed scenarios, a synthetic L2 replay checked against the
+                                    reference interpreter, a fit of a learnable market circuit
+"""
 
 from __future__ import annotations
 
@@ -148,17 +152,35 @@ def _rate(n: int, seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `harness` console script and `python -m harness`."""
-    parser = argparse.ArgumentParser(prog="harness", description=__doc__)
-    sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="seed scenarios + synthetic L2 market replay (the default)")
-    for p in (parser, demo):
-        p.add_argument("--events", type=int, default=1_000_000, help="synthetic events to replay (default 1000000)")
-        p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream (default 0)")
-        p.add_argument("--out", type=Path, default=None, help="write the sampled, labelled rows to this parquet file")
-        p.add_argument("--draw", type=Path, default=None, help="draw the circuit to this .dot/.svg file")
-        p.add_argument("--fit-epochs", type=int, default=60, help="epochs of the fit stage (0 skips it; default 60)")
-        p.add_argument("--params", type=Path, default=None, help="write the fitted parameters to this JSON file")
+    """Entry point of the `harness` console script and `python -m harness`: dispatch to the pipeline (Hydra),
+    the run tools or the demo."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["demo"]:
+        return demo_main(args[1:])
+    if args[:1] == ["runs"]:
+        from harness.track.runs import main as runs_main
+
+        return runs_main(args[1:])
+    from harness.pipeline.app import main as pipeline_main
+
+    saved = sys.argv
+    sys.argv = ["harness", *args]
+    try:
+        pipeline_main()
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def demo_main(argv: list[str]) -> int:
+    """`harness demo`: the seed scenarios, the synthetic L2 replay and the fit, with plain flags."""
+    parser = argparse.ArgumentParser(prog="harness demo", description="seed scenarios + synthetic L2 replay + fit")
+    parser.add_argument("--events", type=int, default=1_000_000, help="synthetic events to replay (default 1000000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream (default 0)")
+    parser.add_argument("--out", type=Path, default=None, help="write the sampled, labelled rows to this parquet file")
+    parser.add_argument("--draw", type=Path, default=None, help="draw the circuit to this .dot/.svg file")
+    parser.add_argument("--fit-epochs", type=int, default=60, help="epochs of the fit stage (0 skips it; default 60)")
+    parser.add_argument("--params", type=Path, default=None, help="write the fitted parameters to this JSON file")
     args = parser.parse_args(argv)
     console = Console()
     if args.events < 0:

@@ -62,6 +62,7 @@ class FitResult:
     training: TrainResult
     parity: dict[str, float] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    kernel_predictions: np.ndarray | None = None  # the fitted kernel's target at every training row (parity)
 
     def save_params(self, path: str | Path) -> Path:
         """Write the parameters as a JSON object {name: value} (what `kernel.set_params` takes)."""
@@ -159,6 +160,7 @@ def fit(
         with torch.no_grad():
             pred = model().numpy()
         result.parity = _parity_stats(replayed, pred)
+        result.kernel_predictions = replayed
         stages["parity_s"] = time.perf_counter() - clock
         try:
             _check_parity(pred, replayed, data, "after fitting (the fitted kernel replayed)")

@@ -1,0 +1,1 @@
+"""The experiment pipeline: Hydra config -> circuit, stream, trainer -> fit -> MLflow run (see README)."""

@@ -1,0 +1,154 @@
+"""From config to objects: the circuit, the events, the sampler, the label and the trainer of a pipeline run.
+
+Circuits come from a registry of builders (`CIRCUITS`: builder name -> function of the config's fields);
+streams from their `kind`. Every function here takes the composed config node and raises a HarnessError that
+names the config key when a value is unusable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from omegaconf import DictConfig, OmegaConf
+
+from harness import examples, streams
+from harness.circuit.builder import Circuit
+from harness.errors import HarnessError
+from harness.fit.trainer import TrainerConfig
+from harness.replay.labels import Label
+from harness.replay.sampling import Sampler, every_event, every_n, when
+
+
+class ConfigError(HarnessError, ValueError):
+    """A composed config names something that does not exist or cannot be used (the key is in the message)."""
+
+
+def _fields(node: DictConfig, drop: tuple[str, ...]) -> dict[str, Any]:
+    values = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(values, dict)
+    return {k: v for k, v in values.items() if k not in drop}
+
+
+def _fit_market(**kw: Any) -> Circuit:
+    return examples.fit_market(**kw)
+
+
+def _linear_xy(init: float) -> Circuit:
+    c = Circuit("linear_xy")
+    x, y = c.input("x"), c.input("y")
+    c.trigger("tick", x, y)
+    c.output("pred", c.parameter("w1", init=init) * x + c.parameter("w2", init=init) * y)
+    c.output("x_out", x)
+    return c
+
+
+CIRCUITS: dict[str, Callable[..., Circuit]] = {"fit_market": _fit_market, "linear_xy": _linear_xy}
+
+
+def build_circuit(cfg: DictConfig) -> Circuit:
+    """The circuit of `cfg.circuit` (its `builder` and the builder's parameters)."""
+    builder = cfg.circuit.builder
+    if builder not in CIRCUITS:
+        raise ConfigError(f"circuit.builder={builder!r} is not a known circuit (known: {', '.join(CIRCUITS)})")
+    return CIRCUITS[builder](**_fields(cfg.circuit, ("builder",)))
+
+
+@dataclass
+class Events:
+    """A loaded stream: the table, its content digest, a description for the run, and the files it came from."""
+
+    table: pa.Table
+    digest: str
+    source: str  # e.g. "synthetic(events=300000, seed=0)" or the first file's path
+    files: list[str]
+    chunk: int
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The events as record batches of `chunk` rows (what the replay consumes)."""
+        return iter(self.table.to_batches(max_chunksize=self.chunk))
+
+
+def _paths(values: list[str] | None, key: str) -> list[Path] | None:
+    if values is None:
+        return None
+    paths = [Path(v) for v in values]
+    for p in paths:
+        if not p.exists():
+            raise ConfigError(f"{key}: data file {str(p)!r} does not exist (working directory {Path.cwd()})")
+    return paths
+
+
+def load_stream(cfg: DictConfig) -> Events:
+    """Read or generate the events of `cfg.stream` and digest them."""
+    s = cfg.stream
+    kind = s.kind
+    files: list[Path] = []
+    if kind == "synthetic":
+        table = streams.synthetic(int(s.events), seed=int(s.seed), **OmegaConf.to_container(s.params, resolve=True))
+        source = f"synthetic(events={s.events}, seed={s.seed})"
+    elif kind == "tardis":
+        parts = {k: _paths(s[k], f"stream.{k}") for k in ("book", "trades", "quotes")}
+        files = [p for v in parts.values() if v for p in v]
+        table = streams.tardis(**parts, clock=s.clock, on_bad_rows=s.on_bad_rows, cache_dir=s.cache_dir)
+        source = str(files[0]) if files else "tardis"
+    elif kind == "binance":
+        parts = {k: _paths(s[k], f"stream.{k}") for k in ("trades", "agg_trades", "book_ticker")}
+        files = [p for v in parts.values() if v for p in v]
+        table = streams.binance(**parts, on_bad_rows=s.on_bad_rows, cache_dir=s.cache_dir)
+        source = str(files[0]) if files else "binance"
+    elif kind == "parquet":
+        (path,) = _paths([s.path], "stream.path")  # type: ignore[misc]
+        files = [path]
+        table = streams.read_parquet(path)
+        source = str(path)
+    else:
+        raise ConfigError(f"stream.kind={kind!r} is not a known stream (synthetic, tardis, binance, parquet)")
+    limit = s.get("limit")
+    if limit is not None:
+        table = table.slice(0, int(limit))
+    if table.num_rows == 0:
+        raise ConfigError(f"stream ({source}): no events")
+    return Events(table, streams.digest(table), source, [str(p) for p in files], int(s.chunk))
+
+
+def make_sampler(cfg: DictConfig) -> Sampler:
+    """`task.sampler`: every_event, every_n (n, trigger) or when (output)."""
+    s = cfg.task.sampler
+    if s.kind == "every_event":
+        return every_event(trigger=s.trigger)
+    if s.kind == "every_n":
+        return every_n(int(s.n), trigger=s.trigger or "trade")
+    if s.kind == "when":
+        if not s.output:
+            raise ConfigError("task.sampler.kind=when needs task.sampler.output (a boolean output of the circuit)")
+        return when(s.output)
+    raise ConfigError(f"task.sampler.kind={s.kind!r} is not one of every_event, every_n, when")
+
+
+def make_label(cfg: DictConfig) -> Label:
+    """`task.label` as a hs.replay.Label."""
+    lab = cfg.task.label
+    return Label(lab.output, (float(lab.horizon),), lab.kind)
+
+
+def make_trainer(cfg: DictConfig) -> TrainerConfig:
+    """`trainer` as a validated harness.fit.TrainerConfig."""
+    return TrainerConfig.from_dict(_fields(cfg.trainer, ()))
+
+
+def split_fractions(cfg: DictConfig) -> tuple[float, float, float]:
+    """`task.split` as three fractions."""
+    split = [float(x) for x in cfg.task.split]
+    if len(split) != 3:
+        raise ConfigError(f"task.split={split} must be three fractions (train, validation, test)")
+    return split[0], split[1], split[2]
+
+
+def as_float(x: Any) -> float:
+    """A metric value as a plain float (nan for None)."""
+    return float("nan") if x is None else float(np.float64(x))

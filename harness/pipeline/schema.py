@@ -1,0 +1,189 @@
+"""Structured configs of the pipeline, registered in Hydra's ConfigStore so that a typo in a key or a value
+of the wrong type fails when the config is composed, with Hydra's message.
+
+Each yaml option under `conf/<group>/` names its schema first in its defaults list (`- fit_market_schema`);
+the experiments in `experiments/*.yaml` are registered as the `experiment` group (`+experiment=NAME`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional  # noqa: UP035 - OmegaConf reads Optional[...], not X | None
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = ROOT / "conf"
+EXPERIMENTS_DIR = ROOT / "experiments"
+
+
+# ----- circuits ------------------------------------------------------------------------------------------
+@dataclass
+class FitMarketCircuit:
+    """`harness.examples.fit_market`: decayed signed flow, mid against its EWMA, book imbalance, a linear head."""
+
+    builder: str = "fit_market"
+    halflife_pressure: float = 0.5  # initial half-life of the decayed trade flow (seconds)
+    halflife_mid: float = 2.0  # initial half-life of the mid's EWMA (seconds)
+    learn_halflives: bool = True  # fit the half-lives too (else they stay constants)
+    signals: list[str] = field(default_factory=lambda: ["pressure", "mid_dev", "imbalance"])
+    output_scale: float = 1e-4  # the head's output is multiplied by this (returns are small)
+
+
+@dataclass
+class LinearXYCircuit:
+    """A two-input linear circuit `w1*x + w2*y` on plain events (tests, tiny examples)."""
+
+    builder: str = "linear_xy"
+    init: float = 0.0
+
+
+# ----- streams -------------------------------------------------------------------------------------------
+@dataclass
+class SyntheticStream:
+    """`hs.streams.synthetic(events, seed, **params)`."""
+
+    kind: str = "synthetic"
+    events: int = 300_000
+    seed: int = 0
+    chunk: int = 250_000  # rows per record batch of the replay
+    params: dict[str, Any] = field(default_factory=dict)  # fields of hs.streams.SyntheticParams
+
+
+@dataclass
+class TardisStream:
+    """`hs.streams.tardis(book=..., trades=..., quotes=...)`; paths relative to the working directory."""
+
+    kind: str = "tardis"
+    book: Optional[list[str]] = None  # noqa: UP045
+    trades: Optional[list[str]] = None  # noqa: UP045
+    quotes: Optional[list[str]] = None  # noqa: UP045
+    clock: str = "local"
+    on_bad_rows: str = "error"
+    cache_dir: Optional[str] = None  # noqa: UP045
+    chunk: int = 250_000
+    limit: Optional[int] = None  # noqa: UP045  # keep only the first `limit` events (quick runs)
+
+
+@dataclass
+class BinanceStream:
+    """`hs.streams.binance(trades=..., agg_trades=..., book_ticker=...)`."""
+
+    kind: str = "binance"
+    trades: Optional[list[str]] = None  # noqa: UP045
+    agg_trades: Optional[list[str]] = None  # noqa: UP045
+    book_ticker: Optional[list[str]] = None  # noqa: UP045
+    on_bad_rows: str = "error"
+    cache_dir: Optional[str] = None  # noqa: UP045
+    chunk: int = 250_000
+    limit: Optional[int] = None  # noqa: UP045
+
+
+@dataclass
+class ParquetStream:
+    """`hs.streams.read_parquet(path)`: an events table written by `hs.streams.write_parquet`."""
+
+    kind: str = "parquet"
+    path: str = MISSING
+    chunk: int = 250_000
+    limit: Optional[int] = None  # noqa: UP045
+
+
+# ----- trainer, task, tracking -----------------------------------------------------------------------------
+@dataclass
+class TrainerConf:
+    """The fields of `harness.fit.TrainerConfig` (validated there)."""
+
+    optimizer: str = "adam"
+    lr: float = 0.05
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    epochs: int = 100
+    batch_size: Optional[int] = None  # noqa: UP045
+    schedule: Optional[str] = None  # noqa: UP045
+    step_every: int = 100
+    step_factor: float = 0.5
+    loss: str = "mse"
+    huber_delta: float = 1.0
+    normalize_target: bool = True
+    patience: Optional[int] = None  # noqa: UP045
+    min_delta: float = 0.0
+    lbfgs_max_iter: int = 20
+    compile: bool = False
+    progress: Optional[bool] = None  # noqa: UP045
+
+
+@dataclass
+class SamplerConf:
+    """Which events become rows: `every_event`, `every_n` (n events of `trigger`), `when` (an output)."""
+
+    kind: str = "every_n"
+    n: int = 10
+    trigger: Optional[str] = "trade"  # noqa: UP045
+    output: Optional[str] = None  # noqa: UP045
+
+
+@dataclass
+class LabelConf:
+    """The label: the value of `output` at t + `horizon` seconds, as `kind`."""
+
+    output: str = "mid"
+    horizon: float = 1.0
+    kind: str = "return"
+
+
+@dataclass
+class TaskConf:
+    """What is fitted to what: target output, label, sampling, split, seed, and the sweep objective."""
+
+    target: str = "pred"
+    label: LabelConf = field(default_factory=LabelConf)
+    sampler: SamplerConf = field(default_factory=SamplerConf)
+    split: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
+    seed: int = 0
+    fold: bool = True
+    backend: str = "cpp"
+    objective: str = "val_loss"  # the metric a sweep minimises (returned by the job)
+
+
+@dataclass
+class TrackingConf:
+    """Where runs are logged. uri None: $MLFLOW_TRACKING_URI, else a sqlite file in the working directory."""
+
+    uri: Optional[str] = None  # noqa: UP045
+    experiment: str = "harness"
+    run_name: Optional[str] = None  # noqa: UP045
+    log_sample_max_rows: int = 200_000  # the recorded sample is logged as parquet up to this many rows
+    plots: bool = True
+
+
+@dataclass
+class Config:
+    """The whole pipeline config (`conf/config.yaml` composes it)."""
+
+    circuit: Any = MISSING
+    stream: Any = MISSING
+    trainer: TrainerConf = MISSING
+    tracking: TrackingConf = MISSING
+    task: TaskConf = field(default_factory=TaskConf)
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "circuit": {"fit_market": FitMarketCircuit, "linear_xy": LinearXYCircuit},
+    "stream": {"synthetic": SyntheticStream, "tardis": TardisStream, "binance": BinanceStream, "parquet": ParquetStream},
+    "trainer": {"trainer": TrainerConf},
+    "tracking": {"tracking": TrackingConf},
+}
+
+
+def register() -> None:
+    """Put the schemas and the experiments of `experiments/` into Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            cs.store(group=group, name=f"{name}_schema", node=node)
+    for path in sorted(EXPERIMENTS_DIR.glob("*.yaml")):
+        cs.store(group="experiment", name=path.stem, node=OmegaConf.load(path), package="_global_")
