@@ -1,10 +1,10 @@
 """The `harness` command.
 
-    harness [OVERRIDES...]          the pipeline (Hydra): compose, compile, replay, fit, evaluate, log to MLflow
-    harness -m OVERRIDES...         a sweep: one MLflow parent run, a child run per job
-    harness runs list|show|compare|replay ...   the run tools
-    harness demo [--events N ...]   the demo: seed scenarios, a synthetic L2 replay checked against the
-                                    reference interpreter, a fit of a learnable market circuit
+harness [OVERRIDES...]          the pipeline (Hydra): compose, compile, replay, fit, evaluate, log to MLflow
+harness -m OVERRIDES...         a sweep: one MLflow parent run, a child run per job
+harness runs list|show|compare|replay ...   the run tools
+harness demo [--events N ...]   the demo: seed scenarios, a synthetic L2 replay checked against the
+                                reference interpreter, a fit of a learnable market circuit
 """
 
 from __future__ import annotations

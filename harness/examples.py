@@ -87,7 +87,9 @@ def fit_market(
 
     unknown = sorted(set(signals) - set(FIT_MARKET_SIGNALS))
     if unknown or not signals:
-        raise CircuitError(f"fit_market: signals {list(signals)} must be a non-empty subset of {list(FIT_MARKET_SIGNALS)}")
+        raise CircuitError(
+            f"fit_market: signals {list(signals)} must be a non-empty subset of {list(FIT_MARKET_SIGNALS)}"
+        )
     c = Circuit(name)
     md = lib.market(c)
 

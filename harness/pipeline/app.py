@@ -14,7 +14,6 @@ from omegaconf import DictConfig
 from rich.console import Console
 
 from harness.errors import HarnessError
-
 from harness.pipeline import schema
 
 schema.register()

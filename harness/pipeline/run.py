@@ -78,9 +78,7 @@ def run(
     stages = _Stages()
     if compose_s:
         stages.seconds["compose"] = compose_s
-    active = mlflow.start_run(
-        experiment_id=experiment_id, run_name=cfg.tracking.run_name, parent_run_id=parent or None
-    )
+    active = mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name, parent_run_id=parent or None)
     with active as run_:
         try:
             outcome = _stages(cfg, run_.info.run_id, stages, console, hydra_dir, extra_tags or {})
@@ -146,8 +144,8 @@ def _stages(
 
         test = evaluate(torch.from_numpy(kernel_pred[parts["test"]]), torch.from_numpy(y[parts["test"]]))
     metrics = {
-        "train_loss": res.metrics["train_loss"],
-        "val_loss": res.metrics["val_loss"],
+        "fit_train_loss": res.metrics["train_loss"],  # of the restored best-validation parameters
+        "fit_val_loss": res.metrics["val_loss"],
         "test_mse": test["mse"],
         "test_r2": test["r2"],
         "test_ic": test["ic"],
@@ -171,8 +169,10 @@ def _stages(
         _log_history(res.history)
         with mlflow_log.artifact_dir() as art:
             mlflow_log.write_json(art / "fit" / "params.json", res.params)
-            mlflow_log.write_json(art / "fit" / "summary.json", {"metrics": metrics, "dropped": res.data.dropped,
-                                                                "purged": res.split.purged, "stages": stages.seconds})
+            mlflow_log.write_json(
+                art / "fit" / "summary.json",
+                {"metrics": metrics, "dropped": res.data.dropped, "purged": res.split.purged, "stages": stages.seconds},
+            )
             (art / "kernel").mkdir()
             if hasattr(res.kernel, "source"):
                 (art / "kernel" / f"{circuit.name}.cpp").write_text(res.kernel.source)
@@ -256,7 +256,7 @@ def _summary(console: Console, cfg: DictConfig, o: Outcome, events: Any) -> None
     m = o.metrics
     table.add_row("rows train / val / test", f"{m['rows_train']:,} / {m['rows_val']:,} / {m['rows_test']:,}")
     table.add_row("test MSE / R² / IC", f"{m['test_mse']:.3e} / {m['test_r2']:+.3f} / {m['test_ic']:+.3f}")
-    table.add_row("validation loss (best epoch)", f"{m['val_loss']:.4g} ({int(m['best_epoch'])})")
+    table.add_row("validation loss (best epoch)", f"{m['fit_val_loss']:.4g} ({int(m['best_epoch'])})")
     table.add_row("kernel vs torch, max abs error", f"{m['parity_max_abs_error']:.1e}")
     table.add_row("replay events/s (fitted kernel)", f"{m['replay_events_per_s']:,.0f}")
     table.add_row("stages (s)", ", ".join(f"{k} {v:.2f}" for k, v in o.stages.items()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional  # noqa: UP035 - OmegaConf reads Optional[...], not X | None
+from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -145,7 +145,7 @@ class TaskConf:
     seed: int = 0
     fold: bool = True
     backend: str = "cpp"
-    objective: str = "val_loss"  # the metric a sweep minimises (returned by the job)
+    objective: str = "fit_val_loss"  # the metric a sweep minimises (returned by the job)
 
 
 @dataclass
@@ -172,7 +172,12 @@ class Config:
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "circuit": {"fit_market": FitMarketCircuit, "linear_xy": LinearXYCircuit},
-    "stream": {"synthetic": SyntheticStream, "tardis": TardisStream, "binance": BinanceStream, "parquet": ParquetStream},
+    "stream": {
+        "synthetic": SyntheticStream,
+        "tardis": TardisStream,
+        "binance": BinanceStream,
+        "parquet": ParquetStream,
+    },
     "trainer": {"trainer": TrainerConf},
     "tracking": {"tracking": TrackingConf},
 }

@@ -39,7 +39,9 @@ class MlflowSweepCallback(Callback):
         overrides = list(config.hydra.overrides.task)
         name = config.tracking.run_name or "sweep"
         run = client.create_run(
-            experiment_id, run_name=name, tags={"harness.sweep": "parent", "harness.sweep_overrides": " ".join(overrides)}
+            experiment_id,
+            run_name=name,
+            tags={"harness.sweep": "parent", "harness.sweep_overrides": " ".join(overrides)},
         )
         self.parent = run.info.run_id
         os.environ[PARENT_ENV] = self.parent

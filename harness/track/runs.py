@@ -1,0 +1,504 @@
+"""`harness runs`: look at the runs in the MLflow store without the MLflow UI.
+
+`list` the recent runs (sweep children under their parent), `show` one run (tags, error, params by config
+section, final metrics, artifacts, children), `compare` runs side by side (the params that differ, the metrics,
+the identity tags that say whether two runs used the same config, kernel and data). `replay` is handed to
+`harness.track.replay`. A run is named by its id or a unique prefix of it (`resolve_run`, reused by replay).
+
+Read only: a sqlite store that does not exist is an error, not created. Bad input (unknown run or experiment,
+an ambiguous prefix, an unreadable store) prints one line `error: ...` to stderr and returns 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from harness.errors import HarnessError
+from harness.track import store
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+DEFAULT_EXPERIMENT = "harness"
+KEY_METRICS = ("test_mse", "test_r2", "test_ic", "val_loss")
+PARAM_SECTIONS = ("circuit", "stream", "trainer", "task", "tracking")
+IDENTITY_TAGS = {  # what decides whether two runs computed the same thing
+    "config hash": "harness.config_hash",
+    "kernel hash": "harness.kernel_hash",
+    "data digest": "harness.data_digest",
+    "prediction digest": "harness.prediction_digest",
+    "record digest": "harness.record_digest",
+}
+PARENT_TAG = "mlflow.parentRunId"
+STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
+STATUS_STYLE = {"FINISHED": "green", "FAILED": "red", "RUNNING": "yellow", "KILLED": "magenta"}
+SHORT = 8  # characters of a run id in tables
+MAX_CANDIDATES = 10  # runs listed when a prefix is ambiguous
+
+
+class RunsError(HarnessError):
+    """A run or experiment that cannot be found, an ambiguous run prefix, or a store that cannot be read."""
+
+
+# ---------------------------------------------------------------------------------------------- lookups
+
+
+def open_client(uri: str) -> MlflowClient:
+    """A client for `uri`; a sqlite store must already exist (looking at runs must not create an empty one)."""
+    from mlflow.tracking import MlflowClient
+
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+        if str(path) != ":memory:" and not path.is_file():
+            raise RunsError(f"no MLflow store at {path} (nothing tracked there yet?); pass --tracking-uri")
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_ids(client: MlflowClient, names: Iterable[str] | None) -> dict[str, str]:
+    """Experiment id -> name for the named experiments (None: every active one); unknown names are errors."""
+    if names is None:
+        found = {e.experiment_id: e.name for e in client.search_experiments()}
+        if not found:
+            raise RunsError("the store has no experiments")
+        return found
+    out: dict[str, str] = {}
+    for name in names:
+        exp = client.get_experiment_by_name(name)
+        if exp is None or exp.lifecycle_stage != "active":
+            known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
+            raise RunsError(f"no experiment named {name!r} (experiments: {known})")
+        out[exp.experiment_id] = exp.name
+    return out
+
+
+def resolve_run(client: MlflowClient, run: str, experiments: list[str]) -> Run:
+    """The run whose id is `run` or starts with it, searched in the named experiments (a full 32-character id
+    is found in any experiment). Raises RunsError when no run matches or the prefix names several (listed)."""
+    from mlflow.exceptions import MlflowException
+
+    prefix = run.strip().lower()
+    if not re.fullmatch(r"[0-9a-z-]+", prefix):
+        raise RunsError(f"{run!r} is not a run id or id prefix")
+    if len(prefix) == 32:
+        try:
+            return client.get_run(prefix)
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+    ids = experiment_ids(client, experiments)
+    found = client.search_runs(
+        list(ids), filter_string=f"attributes.run_id LIKE '{prefix}%'", max_results=MAX_CANDIDATES + 1
+    )
+    where = ", ".join(repr(n) for n in ids.values())
+    if not found:
+        raise RunsError(f"no run with id {run!r} or starting with it in experiment {where}")
+    if len(found) > 1:
+        names = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in found[:MAX_CANDIDATES])
+        more = " and more" if len(found) > MAX_CANDIDATES else ""
+        raise RunsError(f"run prefix {run!r} is ambiguous: {names}{more}")
+    return found[0]
+
+
+def children_of(client: MlflowClient, run: Run) -> list[Run]:
+    """The child runs of `run` (sweep jobs carry their parent in the tag mlflow.parentRunId), oldest first."""
+    return client.search_runs(
+        [run.info.experiment_id],
+        filter_string=f"tags.{PARENT_TAG} = '{run.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=10_000,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- commands
+
+
+def list_command(client: MlflowClient, args: argparse.Namespace, console: Console) -> int:
+    """Table of the newest runs, each sweep child indented under its parent when both are in the table."""
+    ids = experiment_ids(client, None if args.all_experiments else [args.experiment])
+    status = f"attributes.status = '{args.status}'" if args.status else ""
+    runs = client.search_runs(
+        list(ids), filter_string=status, order_by=["attributes.start_time DESC"], max_results=args.limit
+    )
+    where = "all experiments" if args.all_experiments else f"experiment {args.experiment!r}"
+    if not runs:
+        console.print(f"no {args.status + ' ' if args.status else ''}runs in {where}")
+        return 0
+    table = Table(title=f"{len(runs)} newest {args.status + ' ' if args.status else ''}runs in {where}")
+    table.add_column("run", no_wrap=True)
+    table.add_column("name")
+    table.add_column("status")
+    table.add_column("start", no_wrap=True)
+    table.add_column("duration", justify="right")
+    for key in KEY_METRICS:
+        table.add_column(key, justify="right")
+    table.add_column("parent", no_wrap=True)
+    if args.all_experiments:
+        table.add_column("experiment")
+    for run, depth in _tree(runs):
+        name = Text("  " * (depth - 1) + "└ " if depth else "") + Text(run.info.run_name or "")
+        cells = [Text(run.info.run_id[:SHORT]), name, _status(run), _time(run.info.start_time), _duration(run)]
+        cells += [_num(run.data.metrics.get(k)) for k in KEY_METRICS]
+        cells.append(_parent_marker(run))
+        if args.all_experiments:
+            cells.append(Text(ids.get(run.info.experiment_id, run.info.experiment_id)))
+        table.add_row(*cells)
+    console.print(table)
+    return 0
+
+
+def show_command(client: MlflowClient, args: argparse.Namespace, console: Console) -> int:
+    """Everything about one run: summary, harness tags, error, params by section, metrics, artifacts, children."""
+    run = resolve_run(client, args.run, _experiment_names(client, args))
+    info, data = run.info, run.data
+    summary = Table(title=f"run {info.run_id}", show_header=False)
+    summary.add_column("field")
+    summary.add_column("value")
+    summary.add_row("name", Text(info.run_name or ""))
+    summary.add_row("experiment", Text(_experiment_name(client, info.experiment_id)))
+    summary.add_row("status", _status(run))
+    summary.add_row("start", _time(info.start_time))
+    summary.add_row("end", _time(info.end_time))
+    summary.add_row("duration", _duration(run))
+    if PARENT_TAG in data.tags:
+        summary.add_row("parent", Text(data.tags[PARENT_TAG]))
+    console.print(summary)
+    if "harness.error" in data.tags:
+        console.print(Text("error: ", style="bold red") + Text(data.tags["harness.error"]))
+
+    tags = {k: v for k, v in sorted(data.tags.items()) if k.startswith("harness.") and k != "harness.error"}
+    if tags:
+        console.print(_key_value_table("tags", tags.items()))
+
+    if data.params:
+        params = Table(title="params")
+        params.add_column("section")
+        params.add_column("param")
+        params.add_column("value", overflow="fold")
+        for section, items in _param_sections(data.params).items():
+            for i, (key, value) in enumerate(items):
+                params.add_row(section if i == 0 else "", Text(key), Text(value), end_section=i == len(items) - 1)
+        console.print(params)
+
+    if data.metrics:
+        metrics = [(k, _num(data.metrics[k], digits=6)) for k in _metric_order(data.metrics)]
+        console.print(_key_value_table("final metrics", metrics, justify="right"))
+
+    _print_artifacts(client, run, console)
+
+    children = children_of(client, run)
+    if children:
+        table = Table(title=f"children ({len(children)})")
+        for col in ("run", "name", "status", "duration", *KEY_METRICS):
+            table.add_column(col, justify="right" if col in KEY_METRICS else "left")
+        for child in children:
+            cells = [Text(child.info.run_id[:SHORT]), Text(child.info.run_name or ""), _status(child)]
+            cells += [_duration(child), *(_num(child.data.metrics.get(k)) for k in KEY_METRICS)]
+            table.add_row(*cells)
+        console.print(table)
+    return 0
+
+
+def compare_command(client: MlflowClient, args: argparse.Namespace, console: Console) -> int:
+    """Runs side by side: identity tags (marked where they differ), the params that differ (all with --all),
+    and the final metrics."""
+    if len(args.runs) < 2:
+        raise RunsError("compare needs at least two runs")
+    names = _experiment_names(client, args)
+    runs = [resolve_run(client, r, names) for r in args.runs]
+    headers = [f"{r.info.run_id[:SHORT]}\n{r.info.run_name or ''}" for r in runs]
+
+    identity = Table(title="identity")
+    identity.add_column("tag")
+    for h in headers:
+        identity.add_column(h, no_wrap=True)
+    identity.add_column("")
+    for label, tag in IDENTITY_TAGS.items():
+        values = [r.data.tags.get(tag) for r in runs]
+        cells = [Text(v[:12]) if v else Text("-", style="dim") for v in values]
+        identity.add_row(label, *cells, _marker(values))
+    console.print(identity)
+
+    keys = sorted({k for r in runs for k in r.data.params}, key=_param_sort_key)
+    differ = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+    shown = keys if args.all else differ
+    if not shown:
+        console.print(f"params: all {len(keys)} equal")
+    else:
+        title = f"params ({len(differ)} of {len(keys)} differ)" if args.all else f"params that differ ({len(differ)})"
+        params = Table(title=title)
+        params.add_column("param")
+        for h in headers:
+            params.add_column(h, overflow="fold")
+        if args.all:
+            params.add_column("")
+        for key in shown:
+            values = [r.data.params.get(key) for r in runs]
+            cells = [Text(v) if v is not None else Text("-", style="dim") for v in values]
+            params.add_row(Text(key), *cells, *([_marker(values)] if args.all else []))
+        console.print(params)
+
+    all_metrics = {k for r in runs for k in r.data.metrics}
+    if all_metrics:
+        metrics = Table(title="final metrics")
+        metrics.add_column("metric")
+        for h in headers:
+            metrics.add_column(h, justify="right")
+        for key in _metric_order(all_metrics):
+            metrics.add_row(key, *(_num(r.data.metrics.get(key), digits=6) for r in runs))
+        console.print(metrics)
+    return 0
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    """Hand `harness runs replay RUN` to harness.track.replay (imported only when asked for)."""
+    try:
+        from harness.track.replay import main as replay_main
+    except ModuleNotFoundError as e:
+        if e.name != "harness.track.replay":
+            raise
+        raise RunsError("replay is not available: the module harness.track.replay is missing") from None
+    return replay_main(args.run, tracking_uri=args.tracking_uri, experiment=args.experiment)
+
+
+# ---------------------------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `harness runs` argument parser: list, show, compare, replay."""
+    parser = argparse.ArgumentParser(prog="harness runs", description="Look at the runs in the MLflow store.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,compare,replay}")
+
+    def common(p: argparse.ArgumentParser, many: bool = True) -> None:
+        p.add_argument(
+            "--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)"
+        )
+        if many:
+            group = p.add_mutually_exclusive_group()
+            group.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name (default harness)")
+            group.add_argument("--all-experiments", action="store_true", help="look in every experiment")
+        else:
+            p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="experiment name (default harness)")
+
+    p = sub.add_parser("list", help="the newest runs, sweep children under their parent")
+    common(p)
+    p.add_argument("--limit", type=_positive, default=20, help="how many runs (default 20)")
+    p.add_argument("--status", type=str.upper, choices=STATUSES, default=None, help="only runs with this status")
+    p = sub.add_parser("show", help="one run: tags, error, params, metrics, artifacts, children")
+    common(p)
+    p.add_argument("run", help="run id or a unique prefix of it")
+    p = sub.add_parser("compare", help="runs side by side: identity tags, differing params, metrics")
+    common(p)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids or unique prefixes")
+    p.add_argument("--all", action="store_true", help="show every param, not only those that differ")
+    p = sub.add_parser("replay", help="rerun a logged run and check it reproduces (harness.track.replay)")
+    common(p, many=False)
+    p.add_argument("run", help="run id or a unique prefix of it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `harness runs ...`; 0 on success, 2 on bad arguments or on a run/experiment/store error."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse: --help (0) or bad arguments (2, message already printed)
+        return e.code if isinstance(e.code, int) else 2
+    args.tracking_uri = store.tracking_uri(args.tracking_uri)
+    try:
+        if args.command == "replay":
+            return replay_command(args)
+        client = open_client(args.tracking_uri)
+        command = {"list": list_command, "show": show_command, "compare": compare_command}[args.command]
+        return command(client, args, Console())
+    except RunsError as e:
+        return _fail(str(e))
+    except (MlflowException, OSError) as e:
+        return _fail(f"cannot read the MLflow store {args.tracking_uri}: {_first_line(e)}")
+
+
+# ---------------------------------------------------------------------------------------------- formatting
+
+
+def _fail(message: str) -> int:
+    print(f"error: {_first_line(message)}", file=sys.stderr)
+    return 2
+
+
+def _first_line(e: object) -> str:
+    text = getattr(e, "message", None) or str(e)
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _experiment_names(client: MlflowClient, args: argparse.Namespace) -> list[str]:
+    if args.all_experiments:
+        return list(experiment_ids(client, None).values())
+    return [args.experiment]
+
+
+def _experiment_name(client: MlflowClient, experiment_id: str) -> str:
+    return client.get_experiment(experiment_id).name
+
+
+def _tree(runs: list[Run]) -> list[tuple[Run, int]]:
+    """Runs in order with their depth: each run followed by its children (oldest first) that are in `runs`;
+    a child whose parent is not in `runs` stands at the top level."""
+    ids = {r.info.run_id for r in runs}
+    children: dict[str, list[Run]] = {}
+    top: list[Run] = []
+    for r in runs:
+        parent = r.data.tags.get(PARENT_TAG)
+        if parent in ids and parent != r.info.run_id:
+            children.setdefault(parent, []).append(r)
+        else:
+            top.append(r)
+    out: list[tuple[Run, int]] = []
+
+    def walk(run: Run, depth: int) -> None:
+        out.append((run, depth))
+        for child in sorted(children.get(run.info.run_id, []), key=lambda c: c.info.start_time or 0):
+            walk(child, depth + 1)
+
+    for r in top:
+        walk(r, 0)
+    return out
+
+
+def _parent_marker(run: Run) -> Text:
+    if PARENT_TAG in run.data.tags:
+        return Text(f"↳ {run.data.tags[PARENT_TAG][:SHORT]}")
+    if run.data.tags.get("harness.sweep") == "parent":
+        return Text("sweep", style="bold")
+    return Text("")
+
+
+def _status(run: Run) -> Text:
+    return Text(run.info.status, style=STATUS_STYLE.get(run.info.status, ""))
+
+
+def _time(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+
+
+def _duration(run: Run) -> str:
+    start, end = run.info.start_time, run.info.end_time
+    if not start or not end:
+        return "running" if run.info.status == "RUNNING" else "-"
+    s = max(0.0, (end - start) / 1000)
+    if s < 60:
+        return f"{s:.1f}s"
+    if s < 3600:
+        return f"{int(s // 60)}m{int(s % 60):02d}s"
+    return f"{int(s // 3600)}h{int(s % 3600 // 60):02d}m"
+
+
+def _num(value: float | None, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if math.isfinite(value) and value == int(value) and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.{digits}g}"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def _marker(values: list[str | None]) -> Text:
+    return Text("differs", style="bold red") if len(set(values)) > 1 else Text("same", style="dim")
+
+
+def _key_value_table(title: str, items: Iterable[tuple[str, str]], justify: Literal["left", "right"] = "left") -> Table:
+    table = Table(title=title)
+    table.add_column("key")
+    table.add_column("value", justify=justify, overflow="fold")
+    for key, value in items:
+        table.add_row(Text(key), Text(value))
+    return table
+
+
+def _param_sections(params: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Params grouped by config section (circuit, stream, trainer, task, tracking, then any other), each sorted,
+    keys without the section prefix."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for key in sorted(params, key=_param_sort_key):
+        section, _, rest = key.partition(".")
+        if not rest:
+            section, rest = "other", key
+        groups.setdefault(section, []).append((rest, params[key]))
+    return groups
+
+
+def _param_sort_key(key: str) -> tuple[int, str]:
+    section = key.partition(".")[0]
+    return (PARAM_SECTIONS.index(section) if section in PARAM_SECTIONS else len(PARAM_SECTIONS), key)
+
+
+def _metric_order(metrics: Iterable[str]) -> list[str]:
+    """Key metrics first, then the others by name, stage timings last."""
+
+    def key(name: str) -> tuple[int, int, str]:
+        if name in KEY_METRICS:
+            return (0, KEY_METRICS.index(name), name)
+        return (2 if name.startswith("stage/") else 1, 0, name)
+
+    return sorted(metrics, key=key)
+
+
+def _print_artifacts(client: MlflowClient, run: Run, console: Console) -> None:
+    """Every artifact file of the run with its size (a store whose artifacts cannot be listed is noted)."""
+    from mlflow.exceptions import MlflowException
+
+    files: list[tuple[str, int | None]] = []
+
+    def walk(path: str | None) -> None:
+        for f in client.list_artifacts(run.info.run_id, path):
+            if f.is_dir:
+                walk(f.path)
+            else:
+                files.append((f.path, f.file_size))
+
+    try:
+        walk(None)
+    except (MlflowException, OSError) as e:
+        console.print(f"artifacts: cannot be listed ({_first_line(e)})")
+        return
+    if not files:
+        console.print("artifacts: none")
+        return
+    total = sum(size or 0 for _, size in files)
+    table = Table(title=f"artifacts ({len(files)} files, {_size(total)})")
+    table.add_column("path")
+    table.add_column("size", justify="right")
+    for path, size in files:
+        table.add_row(Text(path), _size(size))
+    console.print(table)
