@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from mlflow.tracking import MlflowClient
@@ -17,8 +18,6 @@ import harness as hs
 from harness import examples
 from harness.cli import main
 from harness.pipeline import schema
-
-from conftest import SHARED_DATA
 
 QUICK = ["stream.events=40000", "trainer.epochs=5"]
 GROUPS = {
