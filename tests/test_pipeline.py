@@ -206,3 +206,22 @@ def test_multirun_with_joblib_makes_one_parent_and_four_children(workdir: Path) 
     assert all(r.info.status == "FINISHED" for r in children)
     assert parent.info.status == "FINISHED" and parent.data.metrics["children"] == 4
     assert parent.data.metrics["best_fit_val_loss"] == min(r.data.metrics["fit_val_loss"] for r in children)
+
+
+def test_optuna_sweeper_minimises_the_returned_objective(workdir: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="hydra-optuna-sweeper is not installed")
+    cmd = [
+        sys.executable, "-m", "harness", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.direction=minimize", "trainer.lr=interval(0.001,0.3)", "stream.events=20000", "trainer.epochs=2",
+    ]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HARNESS_PARENT_RUN_ID")}
+    res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    runs = runs_of(workdir)
+    (parent,) = [r for r in runs if r.data.tags.get("harness.sweep") == "parent"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 3 and len({r.data.params["trainer.lr"] for r in children}) == 3
+    assert "could not compile" not in res.stderr + res.stdout
+    best = sorted((multirun := next((workdir / "multirun").glob("*/*"))).glob("optimization_results.yaml"))
+    assert best, f"no optimization_results.yaml in {multirun}"
+    assert "best_value" in best[0].read_text()

@@ -97,13 +97,14 @@ def _sweep_circuits(config: DictConfig) -> list[Any]:
     from harness.pipeline.build import build_circuit
 
     task = list(config.hydra.overrides.task)
-    jobs: list[list[str]] = [task]
+    parser = OverridesParser.create()
     if config.hydra.sweeper._target_.endswith("BasicSweeper"):
         params = config.hydra.sweeper.get("params") or {}
-        parser = OverridesParser.create()
         parsed = parser.parse_overrides(task + [f"{k}={v}" for k, v in params.items()])
         batches = BasicSweeper.split_arguments(parsed, None)
         jobs = [list(job) for batch in batches for job in batch]
+    else:  # other sweepers choose values as they go: the base config without the swept keys
+        jobs = [[o.input_line for o in parser.parse_overrides(task) if not o.is_sweep_override()]]
     seen: dict[str, Any] = {}
     for job in jobs:
         cfg = compose(config_name="config", overrides=job)

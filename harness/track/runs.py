@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 DEFAULT_EXPERIMENT = "harness"
-KEY_METRICS = ("test_mse", "test_r2", "test_ic", "val_loss")
+KEY_METRICS = {  # table column -> the metrics it shows, first logged wins
+    "test_mse": ("test_mse",),
+    "test_r2": ("test_r2",),
+    "test_ic": ("test_ic",),
+    "val_loss": ("fit_val_loss", "val_loss"),  # the best epoch's (val_loss is also the per-epoch history)
+}
+METRIC_ORDER = ("test_mse", "test_r2", "test_ic", "fit_val_loss", "fit_train_loss", "val_loss", "train_loss")
 PARAM_SECTIONS = ("circuit", "stream", "trainer", "task", "tracking")
 IDENTITY_TAGS = {  # what decides whether two runs computed the same thing
     "config hash": "harness.config_hash",
@@ -149,7 +155,7 @@ def list_command(client: MlflowClient, args: argparse.Namespace, console: Consol
     for run, depth in _tree(runs):
         name = Text("  " * (depth - 1) + "└ " if depth else "") + Text(run.info.run_name or "")
         cells = [Text(run.info.run_id[:SHORT]), name, _status(run), _time(run.info.start_time), _duration(run)]
-        cells += [_num(run.data.metrics.get(k)) for k in KEY_METRICS]
+        cells += [_key_metric(run, k) for k in KEY_METRICS]
         cells.append(_parent_marker(run))
         if args.all_experiments:
             cells.append(Text(ids.get(run.info.experiment_id, run.info.experiment_id)))
@@ -204,7 +210,7 @@ def show_command(client: MlflowClient, args: argparse.Namespace, console: Consol
             table.add_column(col, justify="right" if col in KEY_METRICS else "left")
         for child in children:
             cells = [Text(child.info.run_id[:SHORT]), Text(child.info.run_name or ""), _status(child)]
-            cells += [_duration(child), *(_num(child.data.metrics.get(k)) for k in KEY_METRICS)]
+            cells += [_duration(child), *(_key_metric(child, k) for k in KEY_METRICS)]
             table.add_row(*cells)
         console.print(table)
     return 0
@@ -420,6 +426,12 @@ def _num(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def _key_metric(run: Run, column: str) -> str:
+    """The value of a KEY_METRICS column: the first of its metrics that the run logged."""
+    values = (run.data.metrics.get(k) for k in KEY_METRICS[column])
+    return _num(next((v for v in values if v is not None), None))
+
+
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
@@ -467,8 +479,8 @@ def _metric_order(metrics: Iterable[str]) -> list[str]:
     """Key metrics first, then the others by name, stage timings last."""
 
     def key(name: str) -> tuple[int, int, str]:
-        if name in KEY_METRICS:
-            return (0, KEY_METRICS.index(name), name)
+        if name in METRIC_ORDER:
+            return (0, METRIC_ORDER.index(name), name)
         return (2 if name.startswith("stage/") else 1, 0, name)
 
     return sorted(metrics, key=key)
@@ -502,3 +514,7 @@ def _print_artifacts(client: MlflowClient, run: Run, console: Console) -> None:
     for path, size in files:
         table.add_row(Text(path), _size(size))
     console.print(table)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
