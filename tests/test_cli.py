@@ -1,4 +1,4 @@
-"""The `harness` command's current main job: seed scenarios plus a synthetic L2 market replay."""
+"""`harness demo`: seed scenarios, a synthetic L2 market replay checked against the reference, a fit."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_main_job_runs_and_writes_a_complete_result(tmp_path: Path, capsys) -> N
     out = tmp_path / "result.parquet"
     params = tmp_path / "params.json"
     argv = ["--events", "30000", "--seed", "1", "--out", str(out), "--draw", str(tmp_path / "c.dot")]
-    assert main([*argv, "--fit-epochs", "5", "--params", str(params)]) == 0
+    assert main(["demo", *argv, "--fit-epochs", "5", "--params", str(params)]) == 0
     printed = capsys.readouterr().out
     assert "seed scenarios" in printed and "events/s" in printed
     assert "fit of fit_market.pred" in printed and "test R² / IC" in printed
@@ -31,10 +31,10 @@ def test_main_job_runs_and_writes_a_complete_result(tmp_path: Path, capsys) -> N
 
 def test_python_dash_m_and_bad_arguments() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "harness", "--events", "200", "--fit-epochs", "0"], capture_output=True, text=True
+        [sys.executable, "-m", "harness", "demo", "--events", "200", "--fit-epochs", "0"], capture_output=True, text=True
     )
     assert res.returncode == 0, res.stderr
-    bad = subprocess.run([sys.executable, "-m", "harness", "--events", "-5"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "harness", "demo", "--events", "-5"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--events must be >= 0" in bad.stderr
-    bad = subprocess.run([sys.executable, "-m", "harness", "--fit-epochs", "-1"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "harness", "demo", "--fit-epochs", "-1"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--fit-epochs must be >= 0" in bad.stderr
