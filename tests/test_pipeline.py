@@ -185,6 +185,10 @@ def test_replay_reproduces_a_run_and_refuses_changed_data(workdir: Path, capsys)
     assert main(["runs", "replay", original.info.run_id, "--tracking-uri", uri]) == 3
     assert "the data differs" in capsys.readouterr().out
     assert len(runs_of(workdir)) == 2  # refused before starting a run
+    hs.streams.write_parquet(hs.streams.synthetic(30000, seed=4), data)  # the data is back as it was
+    client_for(workdir).set_tag(original.info.run_id, "harness.kernel_hash", "0" * 64)  # as if the code had changed
+    assert main(["runs", "replay", original.info.run_id, "--tracking-uri", uri]) == 3
+    assert "the code differs" in capsys.readouterr().out
 
 
 def test_multirun_with_joblib_makes_one_parent_and_four_children(workdir: Path) -> None:
