@@ -31,10 +31,14 @@ def test_main_job_runs_and_writes_a_complete_result(tmp_path: Path, capsys) -> N
 
 def test_python_dash_m_and_bad_arguments() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "harness", "demo", "--events", "200", "--fit-epochs", "0"], capture_output=True, text=True
+        [sys.executable, "-m", "harness", "demo", "--events", "200", "--fit-epochs", "0"],
+        capture_output=True,
+        text=True,
     )
     assert res.returncode == 0, res.stderr
     bad = subprocess.run([sys.executable, "-m", "harness", "demo", "--events", "-5"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--events must be >= 0" in bad.stderr
-    bad = subprocess.run([sys.executable, "-m", "harness", "demo", "--fit-epochs", "-1"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "harness", "demo", "--fit-epochs", "-1"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "--fit-epochs must be >= 0" in bad.stderr
