@@ -7,12 +7,16 @@ the experiments in `experiments/*.yaml` are registered as the `experiment` group
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+from harness.fit.trainer import TrainerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"
@@ -92,27 +96,21 @@ class ParquetStream:
 
 
 # ----- trainer, task, tracking -----------------------------------------------------------------------------
-@dataclass
-class TrainerConf:
-    """The fields of `harness.fit.TrainerConfig` (validated there)."""
+def _schema_of(cls: type, name: str, **defaults: Any) -> type:
+    """A mutable config schema with the fields of dataclass `cls` (`X | None` read as Optional[X], which is what
+    OmegaConf understands), so the pipeline's trainer schema cannot drift from `harness.fit.TrainerConfig`."""
+    hints = typing.get_type_hints(cls)
+    fields = []
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        if type(None) in args:
+            hint = Optional[next(a for a in args if a is not type(None))]  # noqa: UP045
+        fields.append((f.name, hint, field(default=defaults.get(f.name, f.default))))
+    return dataclasses.make_dataclass(name, fields)
 
-    optimizer: str = "adam"
-    lr: float = 0.05
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    epochs: int = 100
-    batch_size: Optional[int] = None  # noqa: UP045
-    schedule: Optional[str] = None  # noqa: UP045
-    step_every: int = 100
-    step_factor: float = 0.5
-    loss: str = "mse"
-    huber_delta: float = 1.0
-    normalize_target: bool = True
-    patience: Optional[int] = None  # noqa: UP045
-    min_delta: float = 0.0
-    lbfgs_max_iter: int = 20
-    compile: bool = False
-    progress: Optional[bool] = None  # noqa: UP045
+
+TrainerConf = _schema_of(TrainerConfig, "TrainerConf", epochs=100)  # the fields of harness.fit.TrainerConfig
 
 
 @dataclass
@@ -165,7 +163,7 @@ class Config:
 
     circuit: Any = MISSING
     stream: Any = MISSING
-    trainer: TrainerConf = MISSING
+    trainer: Any = MISSING  # a TrainerConf (set by the trainer group)
     tracking: TrackingConf = MISSING
     task: TaskConf = field(default_factory=TaskConf)
 
