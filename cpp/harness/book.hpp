@@ -14,6 +14,24 @@ namespace hs {
 constexpr std::int32_t BOOK_ERR_CROSSED = 1, BOOK_ERR_NAN_PRICE = 2, BOOK_ERR_BAD_AMOUNT = 3, BOOK_ERR_SIDE = 4,
                        BOOK_ERR_LENGTHS = 5;
 
+// The rules of one message, checked before anything is applied (the order of harness.lib.book.check_message):
+// equal list lengths, then per level a non-nan price, an amount >= 0, a side of +1 or -1. False on the first
+// broken rule, with the error set.
+inline bool check_message(ListView side, ListView price, ListView amount, OpError& err) {
+    if (side.size != price.size || amount.size != price.size) {
+        err.set(BOOK_ERR_LENGTHS, static_cast<double>(price.size),
+                static_cast<double>(side.size != price.size ? side.size : amount.size));
+        return false;
+    }
+    for (std::int64_t k = 0; k < price.size; ++k) {
+        const double sd = side.data[k], px = price.data[k], am = amount.data[k];
+        if (std::isnan(px)) return err.set(BOOK_ERR_NAN_PRICE, px, am), false;
+        if (!(am >= 0.0)) return err.set(BOOK_ERR_BAD_AMOUNT, px, am), false;
+        if (sd != 1.0 && sd != -1.0) return err.set(BOOK_ERR_SIDE, sd, px), false;
+    }
+    return true;
+}
+
 struct Book {
     std::map<double, double, std::greater<double>> bids;  // best (highest) first
     std::map<double, double> asks;                         // best (lowest) first
@@ -88,6 +106,25 @@ struct Book {
         }
         return total;
     }
+    // sizes of the levels within `width` of the best price (best - price <= width for bids, price - best for asks)
+    double bid_band(double width) const {
+        double total = 0.0;
+        const double best = bid_price();
+        for (const auto& level : bids) {
+            if (best - level.first > width) break;
+            total += level.second;
+        }
+        return total;
+    }
+    double ask_band(double width) const {
+        double total = 0.0;
+        const double best = ask_price();
+        for (const auto& level : asks) {
+            if (level.first - best > width) break;
+            total += level.second;
+        }
+        return total;
+    }
     double bid_depth(std::int64_t levels) const { return depth(bids, levels); }
     double ask_depth(std::int64_t levels) const { return depth(asks, levels); }
     double crossed() const { return crossed_count; }
@@ -101,6 +138,8 @@ struct Book {
     bool ask_price_ok() const { return ask_ok(); }
     bool ask_size_ok() const { return ask_ok(); }
     bool ask_depth_ok() const { return ask_ok(); }
+    bool bid_band_ok() const { return bid_ok(); }
+    bool ask_band_ok() const { return ask_ok(); }
     bool mid_ok() const { return both_ok(); }
     bool wmid_ok() const { return both_ok(); }
     bool spread_ok() const { return both_ok(); }

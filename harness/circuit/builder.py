@@ -50,6 +50,7 @@ class Circuit:
         self.outputs: dict[str, Node] = {}
         self.forwards: dict[str, Node] = {}
         self.stored: list[Node] = []
+        self.statistics: dict[str, tuple[Node, str]] = {}  # parameter -> (the node it summarises, mean|std)
         self._by_hash: dict[str, Node] = {}
         self._by_name: dict[str, Node] = {}
         self._plan: CircuitPlan | None = None
@@ -83,6 +84,16 @@ class Circuit:
             raise CircuitError(f"parameter {name!r}: {str(e).removeprefix('param: ')}") from None
         node = self._leaf(op, name, f"param:{name}")
         self.parameters[name] = node
+        return node
+
+    def statistic(self, name: str, of: Node, kind: str) -> Node:
+        """A parameter that a fit sets from the training rows, not by gradient: the mean or the standard
+        deviation of `of` there (frozen train statistics, e.g. for a normaliser). Until then: 0 and 1."""
+        if kind not in ("mean", "std"):
+            raise CircuitError(f"statistic {name!r}: kind {kind!r} must be 'mean' or 'std'")
+        target = self._as_node(f"statistic {name!r}", of)
+        node = self.parameter(name, init=0.0 if kind == "mean" else 1.0, lower=None if kind == "mean" else 0.0)
+        self.statistics[name] = (target, kind)
         return node
 
     def constant(self, value: float) -> Node:

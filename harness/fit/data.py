@@ -55,6 +55,7 @@ class FitData:
     label_column: str
     horizon_ns: int
     kernel_target: np.ndarray  # the kernel's target output at each row point (as recorded, before fitting)
+    stat_sources: dict[str, tuple[np.ndarray, np.ndarray]]  # recorded output -> (values, valid) at the row points
     rows_replayed: int
     sampled: int
     dropped: dict[str, int]
@@ -130,7 +131,8 @@ def collect(
                 buffers[d.index].add(rows, idx, offset)
 
     rows_leaves = sorted({leaf_names[n.id] for n in trace.domain_nodes(ROWS) if n.kind == "leaf"})
-    outputs = list(dict.fromkeys([trace.target_output, *rows_leaves]))
+    stat_outputs = sorted({out for out, _ in trace.statistics.values()})
+    outputs = list(dict.fromkeys([trace.target_output, *rows_leaves, *stat_outputs]))
     kernel.reset()
     rec = record(
         kernel, events, sampler=sampler, labels=[label], outputs=outputs, row_index=True, on_rows=on_rows,
@@ -219,6 +221,7 @@ def collect(
         label_column=label_column,
         horizon_ns=horizon_ns(label.horizons[0]),
         kernel_target=cand[ROWS][2][trace.target_output][keep_rows],
+        stat_sources={o: (cand[ROWS][2][o][keep_rows], cand[ROWS][3][o][keep_rows]) for o in stat_outputs},
         rows_replayed=rec.rows,
         sampled=rec.sampled,
         dropped=dropped,

@@ -135,10 +135,15 @@ def fit(
 
     clock = time.perf_counter()
     model = CircuitModel(data, fold=fold, init=kernel.params)
-    with torch.no_grad():
-        start = model().numpy()
-    _check_parity(start, data.kernel_target, data, "before fitting (the torch model at the initial parameters)")
     parts = chronological_split(data.t, split, horizon_ns=data.horizon_ns)
+    if tr.statistics:  # frozen train statistics: from the training rows, into the model and the kernel
+        stats = train_statistics(tr, data, parts.train.numpy())
+        model.set_statistics(stats)
+        kernel.set_params(stats)
+    else:  # (with statistics the recorded target used the placeholder values; parity after fitting still holds)
+        with torch.no_grad():
+            start = model().numpy()
+        _check_parity(start, data.kernel_target, data, "before fitting (the torch model at the initial parameters)")
     try:
         training = train(model, torch.from_numpy(data.y), parts, config, seed=seed)
     except NonFiniteLoss as e:
@@ -167,6 +172,22 @@ def fit(
         except FitError as e:
             raise ParityError(str(e), result) from None
     return result
+
+
+def train_statistics(tr: Trace, data: FitData, train_rows: np.ndarray) -> dict[str, float]:
+    """The value of each `Circuit.statistic` of the trace: mean or standard deviation (population) of its
+    node over the valid training rows (a standard deviation of 0, or no valid row, gives 1)."""
+    out: dict[str, float] = {}
+    for name, (column, kind) in tr.statistics.items():
+        values, valid = data.stat_sources[column]
+        x = values[train_rows][valid[train_rows]]
+        x = x[np.isfinite(x)]
+        if kind == "mean":
+            out[name] = float(x.mean()) if len(x) else 0.0
+        else:
+            std = float(x.std()) if len(x) else 0.0
+            out[name] = std if std > 0.0 and math.isfinite(std) else 1.0
+    return out
 
 
 def make_label(label: Label | tuple) -> Label:

@@ -92,8 +92,17 @@ class CircuitModel(torch.nn.Module):
         order = torch.cat([self._cat[k] for k in _KINDS]) if self.param_names else torch.empty(0, dtype=torch.long)
         self._param_order = torch.argsort(order)
 
-        consts = [n for n in trace.nodes if n.kind == "const"]
-        self._const_values = torch.tensor([n.node.op.params["value"] for n in consts], dtype=torch.float64)
+        # constants, then train statistics (Circuit.statistic): fixed values, set by set_statistics before a fit
+        consts = [n for n in trace.nodes if n.kind == "const"] + [n for n in trace.nodes if n.kind == "stat"]
+        values = {**{k: v for k, v in (init or {}).items() if k in trace.statistics}}
+        self._const_values = torch.tensor(
+            [
+                n.node.op.params["value"] if n.kind == "const" else values.get(n.node.name, n.node.op.params["init"])
+                for n in consts
+            ],
+            dtype=torch.float64,
+        )
+        self._stat_pos = {n.node.name: i for i, n in enumerate(consts) if n.kind == "stat"}
         self._domain_order = trace.domain_order()
         self._t = {d: torch.from_numpy(data.domains[d].t) for d in data.domains}
         self._width = {d: len(data.domains[d]) for d in data.domains}
@@ -191,6 +200,15 @@ class CircuitModel(torch.nn.Module):
         with torch.no_grad():
             v = self.values().tolist()
         return dict(zip(self.param_names, v, strict=True))
+
+    def statistic_values(self) -> dict[str, float]:
+        """Current values of the train statistics (`Circuit.statistic` parameters) the model reads."""
+        return {name: float(self._const_values[i]) for name, i in self._stat_pos.items()}
+
+    def set_statistics(self, values: dict[str, float]) -> None:
+        """Set train statistics by name (they are constants of the model, not fitted)."""
+        for name, value in values.items():
+            self._const_values[self._stat_pos[name]] = float(value)
 
     def set_param_values(self, values: dict[str, float]) -> None:
         """Set fitted parameters from their values (inverse transforms)."""

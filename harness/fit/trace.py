@@ -28,7 +28,7 @@ from harness.circuit.operator import Operator, positive
 from harness.errors import CircuitError
 
 ROWS = 0  # the domain of the sampled rows is always domain 0
-KINDS = ("leaf", "param", "const", "op", "decay", "import")
+KINDS = ("leaf", "param", "stat", "const", "op", "decay", "import")
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,9 @@ class Domain:
 class TNode:
     """One traced value.
 
-    kind: leaf (recorded), param (learnable), const, op (stateless differentiable), decay (differentiable
-    recurrence, its domain is its own steps), import (a producer's value forward-filled into this domain).
+    kind: leaf (recorded), param (learnable), stat (a train statistic, `Circuit.statistic`), const, op
+    (stateless differentiable), decay (differentiable recurrence, its domain is its own steps), import (a
+    producer's value forward-filled into this domain).
     """
 
     id: int
@@ -87,6 +88,7 @@ class Trace:
     frozen: list[str]  # learnable parameters of the circuit that the target does not reach
     leaf_outputs: dict[str, Node]  # output name -> node: what the replay must record
     positive_params: frozenset[str] = field(default_factory=frozenset)  # used where the value must be > 0
+    statistics: dict[str, tuple[str, str]] = field(default_factory=dict)  # stat param -> (recorded output, kind)
 
     def domain_nodes(self, domain: int) -> list[TNode]:
         """The traced values evaluated in `domain`, inputs before their users."""
@@ -187,7 +189,8 @@ class _Tracer:
 
     # ----- graph facts ---------------------------------------------------------------------------------
     def params_of(self, node: Node) -> frozenset[Node]:
-        """The learnable parameters `node` depends on (through inputs and tunable operator parameters)."""
+        """The parameters `node` depends on (learnable ones and statistics; through inputs and tunable operator
+        parameters)."""
         got = self.dep_memo.get(node)
         if got is None:
             if node.kind == "param":
@@ -220,9 +223,18 @@ class _Tracer:
         target_node = self.circuit.outputs[target]
         root = self.build(target_node, ROWS)
         reached = {n.node.name for n in self.nodes if n.kind == "param"}
+        stats = {n.node.name for n in self.nodes if n.kind == "stat"}
         params = [name for name in self.circuit.parameters if name in reached]
-        frozen = [name for name in self.circuit.parameters if name not in reached]
+        frozen = [name for name in self.circuit.parameters if name not in reached | stats]
         leaf_outputs = self._leaf_outputs()
+        statistics: dict[str, tuple[str, str]] = {}
+        for name in sorted(stats):
+            source, kind = self.circuit.statistics[name]
+            out = next((k for k, v in {**self.circuit.outputs, **leaf_outputs}.items() if v is source), None)
+            if out is None:
+                out = f"fit_stat_{source.name}"[:120]
+                leaf_outputs[out] = source
+            statistics[name] = (out, kind)
         return Trace(
             circuit=self.circuit,
             target_output=target,
@@ -233,6 +245,7 @@ class _Tracer:
             frozen=frozen,
             leaf_outputs=leaf_outputs,
             positive_params=frozenset(self.positive),
+            statistics=statistics,
         )
 
     def add(self, kind: str, node: Node, domain: int, **kw) -> int:  # type: ignore[no-untyped-def]
@@ -252,7 +265,8 @@ class _Tracer:
 
     def shared_leaf(self, node: Node) -> int:
         if node not in self.shared:
-            self.shared[node] = self.add(node.kind, node, -1, scalar=True)
+            kind = "stat" if node.kind == "param" and node.name in self.circuit.statistics else node.kind
+            self.shared[node] = self.add(kind, node, -1, scalar=True)
         return self.shared[node]
 
     def _build(self, node: Node, domain: int) -> int:

@@ -49,6 +49,21 @@ class BookState:
         self.bid_prices.clear()
         self.ask_prices.clear()
 
+    def band(self, bid: bool, width: float) -> float:
+        """Sum of the sizes of one side's levels within `width` (price units) of its best price, best first."""
+        if bid:
+            best = self.bid_prices[-1]
+            prices = [p for p in reversed(self.bid_prices) if best - p <= width]
+            sizes = self.bids
+        else:
+            best = self.ask_prices[0]
+            prices = [p for p in self.ask_prices if p - best <= width]
+            sizes = self.asks
+        total = 0.0
+        for price in prices:
+            total += sizes[price]
+        return total
+
     def depth(self, bid: bool, levels: int) -> float:
         """Sum of the sizes of the best `levels` levels of one side, best first."""
         sizes, prices = (self.bids, self.bid_prices[::-1]) if bid else (self.asks, self.ask_prices)
@@ -56,6 +71,22 @@ class BookState:
         for price in prices[:levels]:
             total += sizes[price]
         return total
+
+
+def check_message(sides: Sequence[float], prices: Sequence[float], amounts: Sequence[float]) -> None:
+    """Raise OperatorError for the first rule a message breaks: list lengths, then per level a nan price,
+    a negative or nan amount, a side other than +1/-1 (the same order as the C++ twin)."""
+    if not len(sides) == len(prices) == len(amounts):
+        raise OperatorError(
+            ERR_LENGTHS, float(len(prices)), float(len(sides) if len(sides) != len(prices) else len(amounts))
+        )
+    for side, price, amount in zip(sides, prices, amounts, strict=True):
+        if math.isnan(price):
+            raise OperatorError(ERR_NAN_PRICE, price, amount)
+        if not amount >= 0.0:  # negative or nan
+            raise OperatorError(ERR_BAD_AMOUNT, price, amount)
+        if side != 1.0 and side != -1.0:
+            raise OperatorError(ERR_SIDE, side, price)
 
 
 class Book(Operator):
@@ -73,19 +104,10 @@ class Book(Operator):
     def ref_step(self, state: Any, ctx: StepContext, p: Mapping[str, Any], xs: Sequence[Any]) -> float | None:
         sides, prices, amounts, snapshot = xs
         book: BookState = state
-        if not len(sides) == len(prices) == len(amounts):
-            raise OperatorError(
-                ERR_LENGTHS, float(len(prices)), float(len(sides) if len(sides) != len(prices) else len(amounts))
-            )
+        check_message(sides, prices, amounts)
         if snapshot == 1.0:
             book.clear()
         for side, price, amount in zip(sides, prices, amounts, strict=True):
-            if math.isnan(price):
-                raise OperatorError(ERR_NAN_PRICE, price, amount)
-            if not amount >= 0.0:  # negative or nan
-                raise OperatorError(ERR_BAD_AMOUNT, price, amount)
-            if side != 1.0 and side != -1.0:
-                raise OperatorError(ERR_SIDE, side, price)
             book.apply(side, price, amount)
         book.crossed_now = False
         if book.bid_prices and book.ask_prices:
@@ -127,8 +149,14 @@ FIELDS = (
     "spread",
     "bid_depth",
     "ask_depth",
+    "bid_band",
+    "ask_band",
     "crossed",
 )
+
+
+def _width_ok(v: float) -> bool:
+    return math.isfinite(v) and v >= 0.0
 
 
 class BookField(Operator):
@@ -138,6 +166,7 @@ class BookField(Operator):
     params_spec = {
         "field": Param(rule="a book field", choices=FIELDS),
         "levels": Param(rule="an integer >= 1 (depth fields)", check=lambda v: v >= 1, default=1, integer=True),
+        "width": Param(rule=">= 0 and finite (band fields, price units)", check=_width_ok, default=0.0),
     }
 
     def ref(self, p: Mapping[str, Any], xs: Sequence[Any]) -> float | None:
@@ -148,12 +177,14 @@ class BookField(Operator):
         if book.crossed_now:
             return None
         has_bid, has_ask = bool(book.bid_prices), bool(book.ask_prices)
-        if f in ("bid_price", "bid_size", "bid_depth") and not has_bid:
+        if f in ("bid_price", "bid_size", "bid_depth", "bid_band") and not has_bid:
             return None
-        if f in ("ask_price", "ask_size", "ask_depth") and not has_ask:
+        if f in ("ask_price", "ask_size", "ask_depth", "ask_band") and not has_ask:
             return None
         if f in ("mid", "wmid", "spread") and not (has_bid and has_ask):
             return None
+        if f in ("bid_band", "ask_band"):
+            return book.band(f == "bid_band", p["width"])
         if f == "bid_depth":
             return book.depth(True, p["levels"])
         if f == "ask_depth":
@@ -180,6 +211,8 @@ class BookField(Operator):
         f = self.params["field"]
         if f in ("bid_depth", "ask_depth"):
             return f"{xs[0]}.{f}({self.params['levels']})"
+        if f in ("bid_band", "ask_band"):
+            return f"{xs[0]}.{f}({p['width']})"
         return f"{xs[0]}.{f}()"
 
     def cpp_valid(self, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str]) -> str:

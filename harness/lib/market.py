@@ -22,10 +22,13 @@ class BookView:
 
     node: Node
 
-    def field(self, name: str, levels: int = 1) -> Node:
-        """The book field `name` (see `harness.lib.book.FIELDS`); `levels` for the depth fields."""
+    def field(self, name: str, levels: int = 1, width: float = 0.0) -> Node:
+        """The book field `name` (see `harness.lib.book.FIELDS`); `levels` for the depth fields, `width` (price
+        units from the best price) for the band fields."""
         if name in ("bid_depth", "ask_depth"):
             return BookField(field=name, levels=levels)(self.node)
+        if name in ("bid_band", "ask_band"):
+            return BookField(field=name, width=width)(self.node)
         return BookField(field=name)(self.node)
 
     @property
@@ -97,6 +100,7 @@ class Market(BookView):
     quote_bid_amount: Node | None = None
     quote_ask_price: Node | None = None
     quote_ask_amount: Node | None = None
+    trade_exchange_time: Node | None = None  # t_exchange of trades (ns, as float64), with exchange_time=True
 
     @property
     def book(self) -> BookView:
@@ -109,11 +113,12 @@ class Market(BookView):
         return self.trade_amount * self.trade_side
 
 
-def market(c: Circuit, *, quotes: bool = False, crossed: str = "invalid") -> Market:
+def market(c: Circuit, *, quotes: bool = False, crossed: str = "invalid", exchange_time: bool = False) -> Market:
     """Declare the market inputs and the triggers "book" and "trade" (and "quote" with `quotes=True`) on `c`.
 
     Book rows set `book_side`, `book_price`, `book_amount` (lists, one entry per level update of one
-    exchange message) and `book_snapshot`; trade rows set `trade_price`, `trade_amount`, `trade_side`.
+    exchange message) and `book_snapshot`; trade rows set `trade_price`, `trade_amount`, `trade_side`
+    (and `t_exchange`, the exchange's clock in ns, with `exchange_time=True`: burst detection uses it).
     """
     side = c.input("book_side", list=True)
     price = c.input("book_price", list=True)
@@ -121,11 +126,12 @@ def market(c: Circuit, *, quotes: bool = False, crossed: str = "invalid") -> Mar
     snapshot = c.input("book_snapshot")
     c.trigger("book", side, price, amount, snapshot)
     tp, ta, ts = c.input("trade_price"), c.input("trade_amount"), c.input("trade_side")
-    c.trigger("trade", tp, ta, ts)
+    te = c.input("t_exchange") if exchange_time else None
+    c.trigger("trade", tp, ta, ts, *([te] if te is not None else []))
     quote: dict[str, Node] = {}
     if quotes:
         for name in ("quote_bid_price", "quote_bid_amount", "quote_ask_price", "quote_ask_amount"):
             quote[name] = c.input(name)
         c.trigger("quote", *quote.values())
     view = book(side, price, amount, snapshot, crossed=crossed)
-    return Market(view.node, tp, ta, ts, **quote)
+    return Market(view.node, tp, ta, ts, **quote, trade_exchange_time=te)

@@ -259,4 +259,5 @@ def _input_column(col: pa.Array, name: str) -> np.ndarray:
         return np.frombuffer(col.buffers()[1], dtype=np.float64, count=col.offset + len(col))[col.offset :]
     if not (pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_boolean(typ)):
         raise EventsError(f"events: input column {name!r} must be numeric, got {typ}")
-    return col.cast(pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+    # integers beyond 2^53 (e.g. exchange timestamps in ns) round to the nearest double, as C would convert them
+    return col.cast(pa.float64(), safe=False).fill_null(0.0).to_numpy(zero_copy_only=False)
