@@ -47,7 +47,11 @@ def _linear_xy(init: float) -> Circuit:
     return c
 
 
-CIRCUITS: dict[str, Callable[..., Circuit]] = {"fit_market": _fit_market, "linear_xy": _linear_xy}
+CIRCUITS: dict[str, Callable[..., Circuit]] = {
+    "fit_market": _fit_market,
+    "trade_pressure": examples.trade_pressure,
+    "linear_xy": _linear_xy,
+}
 
 
 def build_circuit(cfg: DictConfig) -> Circuit:

@@ -37,6 +37,25 @@ class FitMarketCircuit:
 
 
 @dataclass
+class TradePressureCircuit:
+    """`harness.examples.trade_pressure`: the flagship circuit (bursts, book fairs, returns, learnable mixes)."""
+
+    builder: str = "trade_pressure"
+    pressure_halflives: list[float] = field(default_factory=lambda: [0.5, 2.0, 8.0])
+    return_halflives: list[float] = field(default_factory=lambda: [1.0, 5.0, 30.0])
+    impulse_distances: list[float] = field(default_factory=lambda: [1.0, 5.0])
+    imbalance_levels: int = 5  # 0 switches the imbalance off
+    burst_gap: float = 0.02  # seconds of exchange time that end a burst
+    burst_timeout: float = 0.05  # seconds after a burst's last fill that end it
+    pressure: bool = True
+    penetration: bool = True
+    returns: bool = True
+    fairs: bool = True
+    learn_halflives: bool = True
+    output_scale: float = 1e-4
+
+
+@dataclass
 class LinearXYCircuit:
     """A two-input linear circuit `w1*x + w2*y` on plain events (tests, tiny examples)."""
 
@@ -169,7 +188,7 @@ class Config:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "circuit": {"fit_market": FitMarketCircuit, "linear_xy": LinearXYCircuit},
+    "circuit": {"fit_market": FitMarketCircuit, "trade_pressure": TradePressureCircuit, "linear_xy": LinearXYCircuit},
     "stream": {
         "synthetic": SyntheticStream,
         "tardis": TardisStream,
