@@ -22,9 +22,11 @@ struct Impulse {
     double v = 0.0;
     bool ok = false;
 
+    static constexpr double CUTOFF = 40.0;  // harness.lib.impulse.CUTOFF
     static double weight(double side, double price, double anchor, double distance) {
-        const double x = (price - anchor) / distance;
-        return hs::exp(side > 0.0 ? x : -x);
+        const double y = (price - anchor) / distance;
+        const double x = side > 0.0 ? y : -y;
+        return x < -CUTOFF ? 0.0 : hs::exp(x);
     }
 
     void full_sums(double distance) {

@@ -1,4 +1,4 @@
-"""The book "impulse" fair price: bid and ask sizes weighted by exp(-distance / `distance`) around a reference.
+"""The book "impulse" fair price: bid and ask sizes weighted by exp(-|price - ref| / d) around a reference.
 
     B = sum over bid levels of size * exp((p - ref) / d),   A = sum over ask levels of size * exp(-(p - ref) / d)
     fair = ref + d * ln(B / A) / 2
@@ -8,9 +8,10 @@ anchor that keeps the exponentials in range. The sums are kept incrementally: a 
 (new size - old size) * its weight, so a message costs its own level updates, not the book's depth. Every
 `recompute_every` messages, and whenever the mid has moved more than `reanchor * d` from the anchor, both
 sums are recomputed in full at the current mid (which bounds the rounding drift of the running sums and
-keeps the weights near 1). The value is invalid while a side is empty, a sum is not positive, or the book is
-crossed. The operator keeps its own copy of the levels (its inputs are the book's list inputs), with the
-same rules and errors as `hs.lib.book`.
+keeps the weights near 1). Levels more than 40 * d beyond the anchor weigh exactly 0: next to the touch they
+cannot change the sums in double precision, and their exponentials would be subnormal (slow). The value
+is invalid while a side is empty, a sum is not positive, or the book is crossed. The operator keeps its own
+copy of the levels (its inputs are the book's list inputs), with the same rules and errors as `hs.lib.book`.
 """
 
 from __future__ import annotations
@@ -37,10 +38,15 @@ class ImpulseState:
     recomputes: int = 0
 
 
+CUTOFF = 40.0  # levels farther than CUTOFF * distance beyond the anchor weigh 0 (e^-40 ~ 4e-18)
+
+
 def weight(side: float, price: float, anchor: float, distance: float) -> float:
-    """exp((p - anchor) / d) for a bid (side +1), exp(-(p - anchor) / d) for an ask."""
+    """exp((p - anchor) / d) for a bid (side +1), exp(-(p - anchor) / d) for an ask; 0 below e^-CUTOFF, where a
+    level no longer moves the sums in double precision (and exp would slow down into subnormal numbers)."""
     x = (price - anchor) / distance
-    return nm.exp(x if side > 0 else -x)
+    x = x if side > 0 else -x
+    return 0.0 if x < -CUTOFF else nm.exp(x)
 
 
 def full_sums(book: BookState, anchor: float, distance: float) -> tuple[float, float]:

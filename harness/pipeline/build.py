@@ -64,17 +64,21 @@ def build_circuit(cfg: DictConfig) -> Circuit:
 
 @dataclass
 class Events:
-    """A loaded stream: the table, its content digest, a description for the run, and the files it came from."""
+    """A loaded stream: how to iterate it, its content digest, a description for the run, its files.
 
-    table: pa.Table
+    A file stream is held as one table; a synthetic stream is regenerated on each pass (it is a pure function
+    of its seed and settings), so 10M+ events never sit in memory at once.
+    """
+
+    source_batches: Callable[[], Iterator[pa.RecordBatch]]
     digest: str
+    rows: int
     source: str  # e.g. "synthetic(events=300000, seed=0)" or the first file's path
     files: list[str]
-    chunk: int
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """The events as record batches of `chunk` rows (what the replay consumes)."""
-        return iter(self.table.to_batches(max_chunksize=self.chunk))
+        """A fresh pass over the events as record batches (what the replay consumes)."""
+        return self.source_batches()
 
 
 def _paths(values: list[str] | None, key: str) -> list[Path] | None:
@@ -92,10 +96,19 @@ def load_stream(cfg: DictConfig) -> Events:
     s = cfg.stream
     kind = s.kind
     files: list[Path] = []
+    chunk = int(s.chunk)
     if kind == "synthetic":
-        table = streams.synthetic(int(s.events), seed=int(s.seed), **OmegaConf.to_container(s.params, resolve=True))
-        source = f"synthetic(events={s.events}, seed={s.seed})"
-    elif kind == "tardis":
+        n, seed = int(s.events), int(s.seed)
+        params = OmegaConf.to_container(s.params, resolve=True)
+        assert isinstance(params, dict)
+        if n <= 0:
+            raise ConfigError(f"stream.events={n} must be > 0")
+
+        def generate() -> Iterator[pa.RecordBatch]:
+            return streams.synthetic_batches(n, seed=seed, chunk=chunk, **params)
+
+        return Events(generate, streams.digest(generate()), n, f"synthetic(events={n}, seed={seed})", [])
+    if kind == "tardis":
         parts = {k: _paths(s[k], f"stream.{k}") for k in ("book", "trades", "quotes")}
         files = [p for v in parts.values() if v for p in v]
         table = streams.tardis(**parts, clock=s.clock, on_bad_rows=s.on_bad_rows, cache_dir=s.cache_dir)
@@ -117,7 +130,10 @@ def load_stream(cfg: DictConfig) -> Events:
         table = table.slice(0, int(limit))
     if table.num_rows == 0:
         raise ConfigError(f"stream ({source}): no events")
-    return Events(table, streams.digest(table), source, [str(p) for p in files], int(s.chunk))
+    return Events(
+        lambda: iter(table.to_batches(max_chunksize=chunk)), streams.digest(table), table.num_rows, source,
+        [str(p) for p in files],
+    )  # fmt: skip
 
 
 def make_sampler(cfg: DictConfig) -> Sampler:

@@ -123,7 +123,7 @@ def _stages(
     with stages("stream", console, "loading the events..."):
         events = build.load_stream(cfg)
     mlflow.set_tag("harness.data_digest", events.digest)
-    mlflow_log.log_dataset(cfg.stream.kind, events.digest, events.source, events.files, events.table.num_rows)
+    mlflow_log.log_dataset(cfg.stream.kind, events.digest, events.source, events.files, events.rows)
 
     clock = time.perf_counter()
     res = fit.fit(
@@ -156,7 +156,7 @@ def _stages(
         "rows_test": len(parts["test"]),
         "parity_max_abs_error": res.parity["max_abs_error"],
         "compile_s": stages.seconds["compile"],
-        "replay_events_per_s": events.table.num_rows / max(stages.seconds["parity"], 1e-9),
+        "replay_events_per_s": events.rows / max(stages.seconds["parity"], 1e-9),
     }
     identity = {
         "harness.kernel_hash": res.kernel.kernel_hash if hasattr(res.kernel, "kernel_hash") else "python",
