@@ -31,9 +31,17 @@ struct Impulse {
 
     void full_sums(double distance) {
         sb = 0.0;
-        for (const auto& level : bids) sb = sb + level.second * weight(1.0, level.first, anchor, distance);
+        for (const auto& level : bids) {
+            const double w = weight(1.0, level.first, anchor, distance);
+            if (w == 0.0) break;  // every deeper level is beyond the cutoff too
+            sb = sb + level.second * w;
+        }
         sa = 0.0;
-        for (const auto& level : asks) sa = sa + level.second * weight(-1.0, level.first, anchor, distance);
+        for (const auto& level : asks) {
+            const double w = weight(-1.0, level.first, anchor, distance);
+            if (w == 0.0) break;
+            sa = sa + level.second * w;
+        }
     }
 
     template <typename Side>

@@ -53,10 +53,16 @@ def full_sums(book: BookState, anchor: float, distance: float) -> tuple[float, f
     """Both weighted sums from scratch, best level first on each side (the order the C++ twin uses)."""
     sb = 0.0
     for p in reversed(book.bid_prices):
-        sb = sb + book.bids[p] * weight(1.0, p, anchor, distance)
+        w = weight(1.0, p, anchor, distance)
+        if w == 0.0:
+            break  # every deeper level is beyond the cutoff too
+        sb = sb + book.bids[p] * w
     sa = 0.0
     for p in book.ask_prices:
-        sa = sa + book.asks[p] * weight(-1.0, p, anchor, distance)
+        w = weight(-1.0, p, anchor, distance)
+        if w == 0.0:
+            break
+        sa = sa + book.asks[p] * w
     return sb, sa
 
 
