@@ -90,6 +90,7 @@ def test_golden_book_signals(backend: str) -> None:
     a2 = 3 * math.exp(-0.5) + 5 * math.exp(-2.5)
     assert out["fair"][1] == pytest.approx(100.5 + math.log(b / a2) / 2, rel=1e-13)
     assert out["lo"] == [1.0, 1.0] and out["hi"] == [2.0, 3.0]
+    assert out["dev"] == [0.0, 0.0] and out["bid_ret"] == [0.0, 0.0]  # the first sample starts each EWMA
     assert out["soft"][0] == pytest.approx((2.0 + 3.0 * 1.0) / 4.0)  # weights 1 and 3 of sizes 2 and 1
     assert out["disc"][0] == pytest.approx(100.5 * math.exp(-0.5 * 1.0))
 
@@ -123,6 +124,8 @@ def test_bursts_end_on_side_flip_exchange_gap_and_timer(backend: str) -> None:
     # edge-triggered: valid only in the completing rows
     assert sum(v is not None for v in out["burst_amount"]) == 3
     assert out["pressure"][first] == 3.0
+    # the next completion, 1 ms later: 3 * 2^(-0.001 / 0.1) + (-1)
+    assert out["pressure"][second] == pytest.approx(3.0 * 2 ** (-0.001 / 0.1) - 1.0, rel=1e-15)
 
 
 def test_impulse_incremental_sums_equal_a_full_recompute() -> None:
