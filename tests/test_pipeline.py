@@ -192,14 +192,20 @@ def test_replay_reproduces_a_run_and_refuses_changed_data(workdir: Path, capsys)
     assert "the code differs" in capsys.readouterr().out
 
 
-def test_multirun_with_joblib_makes_one_parent_and_four_children(workdir: Path) -> None:
-    cmd = [
-        sys.executable, "-m", "harness", "-m", "hydra/launcher=joblib_local",
-        "trainer.lr=0.01,0.1", "circuit.halflife_pressure=0.5,1.0", "stream.events=30000", "trainer.epochs=3",
-    ]  # fmt: skip
+def sweep(workdir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
+    """`harness -m OVERRIDES` in a fresh process (a multirun), with the default store of `workdir`."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HARNESS_PARENT_RUN_ID")}
+    cmd = [sys.executable, "-m", "harness", "-m", *overrides]
     res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900, env=env)
     assert res.returncode == 0, res.stderr[-3000:]
+    return res
+
+
+def test_multirun_with_joblib_makes_one_parent_and_four_children(workdir: Path) -> None:
+    sweep(
+        workdir, "hydra/launcher=joblib_local", "trainer.lr=0.01,0.1", "circuit.halflife_pressure=0.5,1.0",
+        "stream.events=30000", "trainer.epochs=3",
+    )  # fmt: skip
     runs = runs_of(workdir)
     parents = [r for r in runs if r.data.tags.get("harness.sweep") == "parent"]
     assert len(parents) == 1
@@ -215,13 +221,10 @@ def test_multirun_with_joblib_makes_one_parent_and_four_children(workdir: Path) 
 
 def test_optuna_sweeper_minimises_the_returned_objective(workdir: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="hydra-optuna-sweeper is not installed")
-    cmd = [
-        sys.executable, "-m", "harness", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3",
-        "hydra.sweeper.direction=minimize", "trainer.lr=interval(0.001,0.3)", "stream.events=20000", "trainer.epochs=2",
-    ]  # fmt: skip
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "HARNESS_PARENT_RUN_ID")}
-    res = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900, env=env)
-    assert res.returncode == 0, res.stderr[-3000:]
+    res = sweep(
+        workdir, "hydra/sweeper=optuna", "hydra.sweeper.n_trials=3", "hydra.sweeper.direction=minimize",
+        "trainer.lr=interval(0.001,0.3)", "stream.events=20000", "trainer.epochs=2",
+    )  # fmt: skip
     runs = runs_of(workdir)
     (parent,) = [r for r in runs if r.data.tags.get("harness.sweep") == "parent"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

@@ -106,25 +106,20 @@ struct Book {
         }
         return total;
     }
-    // sizes of the levels within `width` of the best price (best - price <= width for bids, price - best for asks)
-    double bid_band(double width) const {
+    // sizes of the levels within `width` of the best price (|price - best| <= width), best first
+    template <typename Side>
+    static double band(const Side& side, double width) {
         double total = 0.0;
-        const double best = bid_price();
-        for (const auto& level : bids) {
-            if (best - level.first > width) break;
+        if (side.empty()) return total;
+        const double best = side.begin()->first;
+        for (const auto& level : side) {
+            if (std::fabs(level.first - best) > width) break;
             total += level.second;
         }
         return total;
     }
-    double ask_band(double width) const {
-        double total = 0.0;
-        const double best = ask_price();
-        for (const auto& level : asks) {
-            if (level.first - best > width) break;
-            total += level.second;
-        }
-        return total;
-    }
+    double bid_band(double width) const { return band(bids, width); }
+    double ask_band(double width) const { return band(asks, width); }
     double bid_depth(std::int64_t levels) const { return depth(bids, levels); }
     double ask_depth(std::int64_t levels) const { return depth(asks, levels); }
     double crossed() const { return crossed_count; }
