@@ -16,6 +16,7 @@ where the operator requires a positive value (a half-life) has a lower bound of 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -201,21 +202,10 @@ class CircuitModel(torch.nn.Module):
             v = self.values().tolist()
         return dict(zip(self.param_names, v, strict=True))
 
-    def statistic_values(self) -> dict[str, float]:
-        """Current values of the train statistics (`Circuit.statistic` parameters) the model reads."""
-        return {name: float(self._const_values[i]) for name, i in self._stat_pos.items()}
-
     def set_statistics(self, values: dict[str, float]) -> None:
         """Set train statistics by name (they are constants of the model, not fitted)."""
         for name, value in values.items():
             self._const_values[self._stat_pos[name]] = float(value)
-
-    def set_param_values(self, values: dict[str, float]) -> None:
-        """Set fitted parameters from their values (inverse transforms)."""
-        with torch.no_grad():
-            for i, (name, c) in enumerate(zip(self.param_names, self._constraints, strict=True)):
-                if name in values:
-                    self.raw[i] = _to_raw(float(values[name]), c)
 
     # ----- evaluation -----------------------------------------------------------------------------------
     def forward(self, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -260,6 +250,8 @@ class CircuitModel(torch.nn.Module):
                 for g in groups:
                     imported[(d, g)] = outs[g] if same else outs[g].index_select(1, idx)
             sources = _Sources(bank, params, self._const_values, outs, imported, d, width)
+            if d == ROWS:
+                rows_sources = sources
             for g in self._domain_groups[d]:
                 xs = [sources.gather(self._gathers[(g.index, j)]) for j in range(len(g.inputs))]
                 ps = {p: sources.gather(self._param_gathers[(g.index, p)]) for p in g.params}
@@ -271,11 +263,7 @@ class CircuitModel(torch.nn.Module):
                     outs[g.index] = g.op.torch_f(ps, *xs)  # type: ignore[attr-defined]
         target = self._refs[self.trace.target]
         final_width = self.n_rows if rows is None else len(rows)
-        sources = _Sources(
-            self._banks[ROWS] if rows is None else self._banks[ROWS].index_select(1, rows),
-            params, self._const_values, outs, imported, ROWS, final_width,
-        )  # fmt: skip
-        value = sources.one(target)
+        value = rows_sources.one(target)
         if value.shape[-1] != final_width:
             value = value.expand(final_width)
         cap = {"outs": outs, "imported": imported, "params": params, "need": need} if capture else {}
@@ -284,26 +272,19 @@ class CircuitModel(torch.nn.Module):
     def _plan_gather(self, spec: list[Ref]) -> _Gather:
         order = sorted(range(len(spec)), key=lambda i: (_source_key(spec[i]), i))
         segments: list[_Segment] = []
-        positions: list[int] = []
-        for i in order:
-            key = _source_key(spec[i])
-            if not segments or segments[-1].key != key:
-                segments.append(_Segment(key, torch.empty(0, dtype=torch.long), False))
-                segments[-1].rows = []  # type: ignore[assignment]
-            segments[-1].rows.append(spec[i][-1])  # type: ignore[attr-defined]
-            positions.append(i)
-        for s in segments:
-            rows = list(s.rows)  # type: ignore[arg-type]
-            s.rows = torch.tensor(rows, dtype=torch.long)
-            s.identity = len(segments) == 1 and rows == list(range(self._source_len(s.key)))
+        for key, members in itertools.groupby(order, key=lambda i: _source_key(spec[i])):
+            rows = [spec[i][-1] for i in members]
+            segment = _Segment(key, torch.tensor(rows, dtype=torch.long), False)
+            segment.identity = rows == list(range(self._source_len(key)))  # the whole source, in order
             stride = rows[1] - rows[0] if len(rows) > 1 else 1
             if stride > 0 and rows == list(range(rows[0], rows[-1] + 1, stride)):
-                s.step = slice(rows[0], rows[-1] + 1, stride)
+                segment.step = slice(rows[0], rows[-1] + 1, stride)
             elif stride == 0 and len(set(rows)) == 1:
-                s.repeat = len(rows)  # one row for every member: a broadcast view, not a copy
+                segment.repeat = len(rows)  # one row for every member: a broadcast view, not a copy
+            segments.append(segment)
         inverse = None
-        if positions != list(range(len(spec))):
-            inverse = torch.argsort(torch.tensor(positions, dtype=torch.long))
+        if order != list(range(len(spec))):
+            inverse = torch.argsort(torch.tensor(order, dtype=torch.long))
         scalar = all(self._source_scalar(s.key) for s in segments)
         return _Gather(segments, inverse, scalar)
 

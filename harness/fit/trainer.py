@@ -500,8 +500,7 @@ def _check_inputs(model: torch.nn.Module, y: torch.Tensor, split: Split, config:
 
 @contextlib.contextmanager
 def _deterministic() -> Iterator[None]:
-    """torch's deterministic algorithms for the duration of a fit (on CPU they are also the fast ones for the
-    index_select backward of small folds), then the caller's setting again."""
+    """torch's deterministic algorithms for the duration of a fit, then the caller's setting again."""
     before = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
@@ -34,10 +33,6 @@ def _fields(node: DictConfig, drop: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in drop}
 
 
-def _fit_market(**kw: Any) -> Circuit:
-    return examples.fit_market(**kw)
-
-
 def _linear_xy(init: float) -> Circuit:
     c = Circuit("linear_xy")
     x, y = c.input("x"), c.input("y")
@@ -48,7 +43,7 @@ def _linear_xy(init: float) -> Circuit:
 
 
 CIRCUITS: dict[str, Callable[..., Circuit]] = {
-    "fit_market": _fit_market,
+    "fit_market": examples.fit_market,
     "trade_pressure": examples.trade_pressure,
     "linear_xy": _linear_xy,
 }
@@ -167,8 +162,3 @@ def split_fractions(cfg: DictConfig) -> tuple[float, float, float]:
     if len(split) != 3:
         raise ConfigError(f"task.split={split} must be three fractions (train, validation, test)")
     return split[0], split[1], split[2]
-
-
-def as_float(x: Any) -> float:
-    """A metric value as a plain float (nan for None)."""
-    return float("nan") if x is None else float(np.float64(x))

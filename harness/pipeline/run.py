@@ -66,8 +66,10 @@ def run(
     extra_tags: dict[str, str] | None = None,
     console: Console | None = None,
     compose_s: float = 0.0,
+    events: build.Events | None = None,
 ) -> Outcome:
-    """Run the pipeline for a composed config and log it; return the outcome (raises on failure)."""
+    """Run the pipeline for a composed config and log it; return the outcome (raises on failure). `events`: the
+    stream of `cfg` when the caller has loaded it already (replay checks its digest first)."""
     import mlflow
 
     console = console or Console(stderr=True)
@@ -81,7 +83,7 @@ def run(
     active = mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name, parent_run_id=parent or None)
     with active as run_:
         try:
-            outcome = _stages(cfg, run_.info.run_id, stages, console, hydra_dir, extra_tags or {})
+            outcome = _stages(cfg, run_.info.run_id, stages, console, hydra_dir, extra_tags or {}, events)
         except KeyboardInterrupt:
             mlflow.set_tag("harness.error", "KeyboardInterrupt: the run was interrupted")
             mlflow.end_run(status="KILLED")
@@ -94,7 +96,13 @@ def run(
 
 
 def _stages(
-    cfg: DictConfig, run_id: str, stages: _Stages, console: Console, hydra_dir: Path | None, extra: dict[str, str]
+    cfg: DictConfig,
+    run_id: str,
+    stages: _Stages,
+    console: Console,
+    hydra_dir: Path | None,
+    extra: dict[str, str],
+    loaded: build.Events | None,
 ) -> Outcome:
     import mlflow
 
@@ -121,7 +129,7 @@ def _stages(
         sampler, label, trainer = build.make_sampler(cfg), build.make_label(cfg), build.make_trainer(cfg)
         split = build.split_fractions(cfg)
     with stages("stream", console, "loading the events..."):
-        events = build.load_stream(cfg)
+        events = loaded if loaded is not None else build.load_stream(cfg)
     mlflow.set_tag("harness.data_digest", events.digest)
     mlflow_log.log_dataset(cfg.stream.kind, events.digest, events.source, events.files, events.rows)
 

@@ -76,14 +76,9 @@ class SyntheticStream:
 
 
 @dataclass
-class TardisStream:
-    """`hs.streams.tardis(book=..., trades=..., quotes=...)`; paths relative to the working directory."""
+class _FileStream:
+    """What every file-based stream takes: the bad-row policy, a Parquet cache, batching and a row limit."""
 
-    kind: str = "tardis"
-    book: Optional[list[str]] = None  # noqa: UP045
-    trades: Optional[list[str]] = None  # noqa: UP045
-    quotes: Optional[list[str]] = None  # noqa: UP045
-    clock: str = "local"
     on_bad_rows: str = "error"
     cache_dir: Optional[str] = None  # noqa: UP045
     chunk: int = 250_000
@@ -91,17 +86,24 @@ class TardisStream:
 
 
 @dataclass
-class BinanceStream:
+class TardisStream(_FileStream):
+    """`hs.streams.tardis(book=..., trades=..., quotes=...)`; paths relative to the working directory."""
+
+    kind: str = "tardis"
+    book: Optional[list[str]] = None  # noqa: UP045
+    trades: Optional[list[str]] = None  # noqa: UP045
+    quotes: Optional[list[str]] = None  # noqa: UP045
+    clock: str = "local"
+
+
+@dataclass
+class BinanceStream(_FileStream):
     """`hs.streams.binance(trades=..., agg_trades=..., book_ticker=...)`."""
 
     kind: str = "binance"
     trades: Optional[list[str]] = None  # noqa: UP045
     agg_trades: Optional[list[str]] = None  # noqa: UP045
     book_ticker: Optional[list[str]] = None  # noqa: UP045
-    on_bad_rows: str = "error"
-    cache_dir: Optional[str] = None  # noqa: UP045
-    chunk: int = 250_000
-    limit: Optional[int] = None  # noqa: UP045
 
 
 @dataclass

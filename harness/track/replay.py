@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import HarnessError
+from harness.pipeline.build import Events
 
 REFUSED = 3
 
@@ -42,14 +43,14 @@ def main(run: str, *, tracking_uri: str, experiment: str = "harness", console: C
     cfg.tracking.uri = tracking_uri
     tags = original.data.tags
     try:
-        _check_inputs(cfg, tags, console)
+        events = _check_inputs(cfg, tags, console)
     except ReplayRefused as e:
         console.print(f"[red]refused:[/red] {e}")
         return REFUSED
 
     from harness.pipeline.run import run as run_pipeline
 
-    outcome = run_pipeline(cfg, extra_tags={"harness.replay_of": run_id}, console=console)
+    outcome = run_pipeline(cfg, extra_tags={"harness.replay_of": run_id}, console=console, events=events)
     checks = [
         (
             "recorded data (harness.record_digest)",
@@ -94,8 +95,8 @@ def _logged(client, run_id: str) -> tuple[DictConfig, dict[str, float]]:  # type
     return cfg, values
 
 
-def _check_inputs(cfg: DictConfig, tags: dict[str, str], console: Console) -> None:
-    """Refuse when the data digest or the kernel hash differs from the run's."""
+def _check_inputs(cfg: DictConfig, tags: dict[str, str], console: Console) -> Events:
+    """Refuse when the data digest or the kernel hash differs from the run's; the loaded events otherwise."""
     from harness.codegen import compile_cpp
     from harness.fit.trace import trace
     from harness.pipeline import build, schema
@@ -118,6 +119,7 @@ def _check_inputs(cfg: DictConfig, tags: dict[str, str], console: Console) -> No
     commit = store.git_state(schema.ROOT)["commit"]
     if commit != tags.get("harness.git_commit"):
         console.print(f"note: the run was made at commit {tags.get('harness.git_commit')}, this checkout is {commit}")
+    return events
 
 
 def _canonical(params: dict[str, float]) -> str:
