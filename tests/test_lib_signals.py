@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import harness as hs
+from harness.lib.book import Book
 from harness.lib.impulse import Impulse, fair_of, full_sums
 from harness.streams import schema
 
@@ -130,7 +131,9 @@ def test_bursts_end_on_side_flip_exchange_gap_and_timer(backend: str) -> None:
 
 def test_impulse_incremental_sums_equal_a_full_recompute() -> None:
     rng = np.random.default_rng(7)
+    book_op = Book()
     op = Impulse(distance=2.0, recompute_every=10**9, reanchor=1e9)  # never recompute after the first time
+    book, _ = book_op.ref_init(book_op.params)
     state, _ = op.ref_init(op.params)
     ctx = hs.ops.StepContext(0, lambda at: None)
     worst = 0.0
@@ -139,8 +142,9 @@ def test_impulse_incremental_sums_equal_a_full_recompute() -> None:
         sides = [B if rng.random() < 0.5 else A for _ in range(n)]
         prices = [float(100 + (-1 if s > 0 else 1) * rng.integers(1, 30) * 0.5) for s in sides]
         amounts = [float(rng.choice([0.0, 0.5, 1.0, 3.0])) for _ in range(n)]
-        fair = op.ref_step(state, ctx, op.params, [sides, prices, amounts, 1.0 if step == 0 else 0.0])
-        sb, sa = full_sums(state.book, state.anchor, 2.0)
+        book_op.ref_step(book, ctx, book_op.params, [sides, prices, amounts, 1.0 if step == 0 else 0.0])
+        fair = op.ref_step(state, ctx, op.params, [book])
+        sb, sa = full_sums(book, state.anchor, 2.0)
         full = fair_of(sb, sa, state.anchor, 2.0)
         if fair is None or full is None:
             assert fair is None and full is None
@@ -233,7 +237,8 @@ def test_signal_errors() -> None:
         hs.lib.bursts(md)
     with pytest.raises(hs.CircuitError, match="distance=0.0 is out of range"):
         hs.lib.impulse(md, 0.0)
-    with pytest.raises(hs.CircuitError, match="pass the Market"):
-        hs.lib.impulse(hs.lib.BookView(md.node), 1.0)
+    with pytest.raises(hs.CircuitError, match="pass the book"):
+        hs.lib.impulse(md.mid, 1.0)  # type: ignore[arg-type]
+    assert hs.lib.impulse(hs.lib.BookView(md.node), 1.0) is hs.lib.impulse(md, 1.0)  # one node on the one book
     with pytest.raises(hs.CircuitError, match="2 inputs but 1 initial weights"):
         hs.lib.soft_bounded_sum([md.bid_size, md.ask_size], "s", init=[0.0])

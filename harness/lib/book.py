@@ -6,87 +6,151 @@ first message of a snapshot block). Its value is the mid. `BookField` nodes read
 prices and sizes, mid, size-weighted mid, spread, depth sums over the best N levels, and the count of
 crossed messages. Prices are invalid while a side is empty. A crossed book (best bid >= best ask after a
 message) is an error (`crossed="error"`) or makes the prices invalid and counts (`crossed="invalid"`).
+
+Levels live on a price grid: a price p is the level with grid index k = round(p / tick), and p must lie
+on the grid (|p / tick - k| within rounding, see `grid_index`). With `tick` given, a price off the grid is an
+error; with `tick=0` (the default) the grid is inferred: the coarsest decimal grid 10^-d (d = 0..12) that
+holds every price seen so far, made finer when a price needs it. A level keeps the price of its last update.
+Other signals (`hs.lib.impulse`) read the book's levels and the level updates of the current message
+(`BookState.deltas`) instead of keeping copies. The C++ twin (`cpp/harness/book.hpp`) keeps the levels near
+the touch in a flat, tick-indexed ladder; both give the same numbers bit for bit.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.circuit.operator import Operator, OperatorError, Param, StepContext
 
-ERR_CROSSED, ERR_NAN_PRICE, ERR_BAD_AMOUNT, ERR_SIDE, ERR_LENGTHS = 1, 2, 3, 4, 5
+ERR_CROSSED, ERR_NAN_PRICE, ERR_BAD_AMOUNT, ERR_SIDE, ERR_LENGTHS, ERR_PRICE_RANGE, ERR_OFF_GRID = 1, 2, 3, 4, 5, 6, 7
+
+# decimal grids tried when the tick is inferred: 10^-d for d = 0..12 (the same literals in book.hpp)
+GRIDS = (1.0, 0.1, 0.01, 0.001, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12)
+GRID_EPS = 2.220446049250313e-16  # double precision epsilon
+GRID_LIMIT = 4503599627370496.0  # 2^52: grid indices beyond it are not exact
+
+
+def grid_index(price: float, tick: float) -> int | None:
+    """round(price / tick) when `price` lies on the grid of `tick` (within 1e-6 of a tick, or 16 ulps of the
+    quotient for very fine grids), else None. Round half to even, as C++ nearbyint."""
+    q = price / tick
+    if not abs(q) < GRID_LIMIT:
+        return None
+    k = round(q)
+    if not abs(q - k) <= max(1e-6, 16.0 * GRID_EPS * abs(q)):
+        return None
+    return k
+
+
+@dataclass
+class BookSide:
+    """The levels of one side keyed by grid index; bid keys are negated so that the best key is the smallest."""
+
+    levels: dict[int, list[float]] = field(default_factory=dict)  # key -> [price, size]
+    keys: list[int] = field(default_factory=list)  # ascending: best first
+
+    def set(self, key: int, price: float, amount: float) -> float:
+        """Set (amount > 0) or delete (amount 0) the level at `key`; return its previous size (0: none)."""
+        level = self.levels.get(key)
+        old = level[1] if level is not None else 0.0
+        if amount == 0.0:
+            if level is not None:
+                del self.levels[key]
+                self.keys.pop(bisect.bisect_left(self.keys, key))
+        elif level is not None:
+            level[0], level[1] = price, amount
+        else:
+            self.levels[key] = [price, amount]
+            bisect.insort(self.keys, key)
+        return old
+
+    def clear(self) -> None:
+        self.levels.clear()
+        self.keys.clear()
+
+    def best(self) -> list[float]:
+        """[price, size] of the best level (the side must not be empty)."""
+        return self.levels[self.keys[0]]
+
+    def each(self) -> Iterator[list[float]]:
+        """[price, size] of every level, best first."""
+        for key in self.keys:
+            yield self.levels[key]
+
+    def rekey(self, tick: float, sign: int) -> None:
+        """Re-index every level on a finer grid (keys = sign * round(price / tick))."""
+        levels = {sign * round(level[0] / tick): level for level in self.levels.values()}
+        self.levels = levels
+        self.keys = sorted(levels)
+
+
+@dataclass
+class LevelDelta:
+    """One applied level update of the current message: side, price, size before, size after."""
+
+    side: float
+    price: float
+    old: float
+    amount: float
 
 
 @dataclass
 class BookState:
-    """Both sides of the book: size per price, and the prices in ascending order."""
+    """Both sides of the book, the price grid, and what the current message changed."""
 
-    bids: dict[float, float] = field(default_factory=dict)
-    asks: dict[float, float] = field(default_factory=dict)
-    bid_prices: list[float] = field(default_factory=list)
-    ask_prices: list[float] = field(default_factory=list)
+    bids: BookSide = field(default_factory=BookSide)
+    asks: BookSide = field(default_factory=BookSide)
+    tick: float = 0.0  # the grid in use (given, or inferred: GRIDS[grid])
+    grid: int = 0
     crossed: float = 0.0  # messages after which the book was crossed
     crossed_now: bool = False
+    snapshot_now: bool = False  # the current message cleared the book first
+    deltas: list[LevelDelta] = field(default_factory=list)  # the current message's level updates, in order
 
-    def apply(self, side: float, price: float, amount: float) -> None:
-        sizes, prices = (self.bids, self.bid_prices) if side > 0 else (self.asks, self.ask_prices)
-        if amount == 0.0:
-            if price in sizes:
-                del sizes[price]
-                prices.pop(bisect.bisect_left(prices, price))
-        else:
-            if price not in sizes:
-                bisect.insort(prices, price)
-            sizes[price] = amount
+    def key(self, side: float, price: float, fixed: bool) -> int:
+        """The level key of `price` on `side` (+1 bid: negated), refining an inferred grid when needed."""
+        k = grid_index(price, self.tick)
+        if k is None:
+            if fixed:
+                raise OperatorError(ERR_OFF_GRID, price, self.tick)
+            self.refine(price)
+            k = grid_index(price, self.tick)
+            assert k is not None
+        return -k if side > 0 else k
 
-    def clear(self) -> None:
-        self.bids.clear()
-        self.asks.clear()
-        self.bid_prices.clear()
-        self.ask_prices.clear()
+    def refine(self, price: float) -> None:
+        """Move an inferred grid to the coarsest finer decimal grid that holds `price` (error if none)."""
+        for d in range(self.grid + 1, len(GRIDS)):
+            if grid_index(price, GRIDS[d]) is not None:
+                self.grid, self.tick = d, GRIDS[d]
+                self.bids.rekey(self.tick, -1)
+                self.asks.rekey(self.tick, 1)
+                return
+        raise OperatorError(ERR_OFF_GRID, price, 0.0)
 
     def band(self, bid: bool, width: float) -> float:
         """Sum of the sizes of one side's levels within `width` (price units) of its best price, best first."""
-        if bid:
-            best = self.bid_prices[-1]
-            prices = [p for p in reversed(self.bid_prices) if best - p <= width]
-            sizes = self.bids
-        else:
-            best = self.ask_prices[0]
-            prices = [p for p in self.ask_prices if p - best <= width]
-            sizes = self.asks
+        side = self.bids if bid else self.asks
+        best = side.best()[0]
         total = 0.0
-        for price in prices:
-            total += sizes[price]
+        for price, size in side.each():
+            if abs(price - best) > width:
+                break
+            total += size
         return total
 
     def depth(self, bid: bool, levels: int) -> float:
         """Sum of the sizes of the best `levels` levels of one side, best first."""
-        sizes, prices = (self.bids, self.bid_prices[::-1]) if bid else (self.asks, self.ask_prices)
         total = 0.0
-        for price in prices[:levels]:
-            total += sizes[price]
+        for i, (_, size) in enumerate((self.bids if bid else self.asks).each()):
+            if i == levels:
+                break
+            total += size
         return total
-
-
-def check_message(sides: Sequence[float], prices: Sequence[float], amounts: Sequence[float]) -> None:
-    """Raise OperatorError for the first rule a message breaks: list lengths, then per level a nan price,
-    a negative or nan amount, a side other than +1/-1 (the same order as the C++ twin)."""
-    if not len(sides) == len(prices) == len(amounts):
-        raise OperatorError(
-            ERR_LENGTHS, float(len(prices)), float(len(sides) if len(sides) != len(prices) else len(amounts))
-        )
-    for side, price, amount in zip(sides, prices, amounts, strict=True):
-        if math.isnan(price):
-            raise OperatorError(ERR_NAN_PRICE, price, amount)
-        if not amount >= 0.0:  # negative or nan
-            raise OperatorError(ERR_BAD_AMOUNT, price, amount)
-        if side != 1.0 and side != -1.0:
-            raise OperatorError(ERR_SIDE, side, price)
 
 
 class Book(Operator):
@@ -94,24 +158,38 @@ class Book(Operator):
 
     kind, arity, stateful, can_fail = "book", 4, True, True
     list_inputs = (0, 1, 2)
-    params_spec = {"crossed": Param(rule="'invalid' or 'error'", choices=("invalid", "error"), default="invalid")}
+    params_spec = {
+        "crossed": Param(rule="'invalid' or 'error'", choices=("invalid", "error"), default="invalid"),
+        "tick": Param(rule=">= 0 and finite (price units; 0 infers a decimal grid)", check=lambda v: 0 <= v < math.inf,
+                      default=0.0),
+    }  # fmt: skip
     cpp_state = "hs::Book"
     cpp_includes = ("harness/book.hpp",)
 
     def ref_init(self, p: Mapping[str, Any]) -> tuple[Any, float | None]:
-        return BookState(), None
+        return BookState(tick=p["tick"] or GRIDS[0]), None
 
     def ref_step(self, state: Any, ctx: StepContext, p: Mapping[str, Any], xs: Sequence[Any]) -> float | None:
         sides, prices, amounts, snapshot = xs
         book: BookState = state
-        check_message(sides, prices, amounts)
-        if snapshot == 1.0:
-            book.clear()
+        if not len(sides) == len(prices) == len(amounts):
+            raise OperatorError(
+                ERR_LENGTHS, float(len(prices)), float(len(sides) if len(sides) != len(prices) else len(amounts))
+            )
+        book.deltas = []
+        book.snapshot_now = snapshot == 1.0
+        if book.snapshot_now:
+            book.bids.clear()
+            book.asks.clear()
+        fixed = p["tick"] > 0.0
         for side, price, amount in zip(sides, prices, amounts, strict=True):
-            book.apply(side, price, amount)
+            _check_level(side, price, amount)
+            key = book.key(side, price, fixed)
+            old = (book.bids if side > 0 else book.asks).set(key, price, amount)
+            book.deltas.append(LevelDelta(side, price, old, amount))
         book.crossed_now = False
-        if book.bid_prices and book.ask_prices:
-            bid, ask = book.bid_prices[-1], book.ask_prices[0]
+        if book.bids.keys and book.asks.keys:
+            bid, ask = book.bids.best()[0], book.asks.best()[0]
             if bid >= ask:
                 if p["crossed"] == "error":
                     raise OperatorError(ERR_CROSSED, bid, ask)
@@ -132,11 +210,33 @@ class Book(Operator):
             return f"a level update at price {b!r} has side {a!r}; sides are +1 (bid) or -1 (ask)"
         if code == ERR_LENGTHS:
             return f"the message's side, price and amount lists differ in length ({int(a)} prices, {int(b)})"
+        if code == ERR_PRICE_RANGE:
+            return f"a level update has price {a!r}; prices must be finite"
+        if code == ERR_OFF_GRID and b > 0.0:
+            return f"price {a!r} is off the price grid of tick {b!r} (hs.lib.market(c, tick=...))"
+        if code == ERR_OFF_GRID:
+            return (
+                f"price {a!r} lies on no decimal price grid of at most 12 decimals; "
+                "give the tick: hs.lib.market(c, tick=...)"
+            )
         return super().error_message(code, a, b)
 
     def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
         error_mode = "true" if self.params["crossed"] == "error" else "false"
-        return f"{s}.step({xs[0]}, {xs[1]}, {xs[2]}, {xs[3]}, {error_mode}, s.err);"
+        return f"{s}.step({xs[0]}, {xs[1]}, {xs[2]}, {xs[3]}, {p['tick']}, {error_mode}, s.err);"
+
+
+def _check_level(side: float, price: float, amount: float) -> None:
+    """Raise OperatorError for the first rule a level update breaks (the order of the C++ twin): a nan price,
+    a negative or nan amount, a side other than +1/-1, an infinite price."""
+    if math.isnan(price):
+        raise OperatorError(ERR_NAN_PRICE, price, amount)
+    if not amount >= 0.0:  # negative or nan
+        raise OperatorError(ERR_BAD_AMOUNT, price, amount)
+    if side != 1.0 and side != -1.0:
+        raise OperatorError(ERR_SIDE, side, price)
+    if math.isinf(price):
+        raise OperatorError(ERR_PRICE_RANGE, price, amount)
 
 
 FIELDS = (
@@ -176,7 +276,7 @@ class BookField(Operator):
             return book.crossed
         if book.crossed_now:
             return None
-        has_bid, has_ask = bool(book.bid_prices), bool(book.ask_prices)
+        has_bid, has_ask = bool(book.bids.keys), bool(book.asks.keys)
         if f in ("bid_price", "bid_size", "bid_depth", "bid_band") and not has_bid:
             return None
         if f in ("ask_price", "ask_size", "ask_depth", "ask_band") and not has_ask:
@@ -189,10 +289,8 @@ class BookField(Operator):
             return book.depth(True, p["levels"])
         if f == "ask_depth":
             return book.depth(False, p["levels"])
-        bid = book.bid_prices[-1] if has_bid else 0.0
-        ask = book.ask_prices[0] if has_ask else 0.0
-        bsz = book.bids[bid] if has_bid else 0.0
-        asz = book.asks[ask] if has_ask else 0.0
+        bid, bsz = book.bids.best() if has_bid else (0.0, 0.0)
+        ask, asz = book.asks.best() if has_ask else (0.0, 0.0)
         if f == "bid_price":
             return bid
         if f == "bid_size":

@@ -80,13 +80,16 @@ class BookView:
         return self.field("ask_depth", levels)
 
 
-def book(side: Node, price: Node, amount: Node, snapshot: Node, *, crossed: str = "invalid") -> BookView:
+def book(
+    side: Node, price: Node, amount: Node, snapshot: Node, *, crossed: str = "invalid", tick: float = 0.0
+) -> BookView:
     """An L2 book fed by list inputs (side, price, amount per level update) and a snapshot flag per message.
 
     `crossed="invalid"` makes prices invalid while the book is crossed and counts such messages;
-    `crossed="error"` stops the replay with the row and the two prices.
+    `crossed="error"` stops the replay with the row and the two prices. `tick`: the price grid (a price off
+    it is an error); 0 infers the coarsest decimal grid that holds the prices (see `harness.lib.book`).
     """
-    return BookView(Book(crossed=crossed)(side, price, amount, snapshot))
+    return BookView(Book(crossed=crossed, tick=tick)(side, price, amount, snapshot))
 
 
 @dataclass(frozen=True)
@@ -113,12 +116,15 @@ class Market(BookView):
         return self.trade_amount * self.trade_side
 
 
-def market(c: Circuit, *, quotes: bool = False, crossed: str = "invalid", exchange_time: bool = False) -> Market:
+def market(
+    c: Circuit, *, quotes: bool = False, crossed: str = "invalid", exchange_time: bool = False, tick: float = 0.0
+) -> Market:
     """Declare the market inputs and the triggers "book" and "trade" (and "quote" with `quotes=True`) on `c`.
 
     Book rows set `book_side`, `book_price`, `book_amount` (lists, one entry per level update of one
     exchange message) and `book_snapshot`; trade rows set `trade_price`, `trade_amount`, `trade_side`
     (and `t_exchange`, the exchange's clock in ns, with `exchange_time=True`: burst detection uses it).
+    `tick` is the book's price grid (0: inferred from the prices).
     """
     side = c.input("book_side", list=True)
     price = c.input("book_price", list=True)
@@ -133,5 +139,5 @@ def market(c: Circuit, *, quotes: bool = False, crossed: str = "invalid", exchan
         for name in ("quote_bid_price", "quote_bid_amount", "quote_ask_price", "quote_ask_amount"):
             quote[name] = c.input(name)
         c.trigger("quote", *quote.values())
-    view = book(side, price, amount, snapshot, crossed=crossed)
+    view = book(side, price, amount, snapshot, crossed=crossed, tick=tick)
     return Market(view.node, tp, ta, ts, **quote, trade_exchange_time=te)

@@ -38,11 +38,11 @@ def band_depth(book: BookView, width: float) -> tuple[Node, Node]:
 
 def impulse(md: BookView, distance: float, *, recompute_every: int = 256, reanchor: float = 30.0) -> Node:
     """The impulse fair price of the book (see `harness.lib.impulse`): ref + d*ln(B/A)/2 with sizes weighted
-    by exp(-|price - ref| / distance). Needs the book's list inputs, so pass the `hs.lib.market(c)` result."""
-    if not isinstance(md, Market):
-        raise CircuitError("impulse: pass the Market returned by hs.lib.market(c) (it reads the book's messages)")
-    side, price, amount, snapshot = md.node.inputs
-    return Impulse(distance=distance, recompute_every=recompute_every, reanchor=reanchor)(side, price, amount, snapshot)
+    by exp(-|price - ref| / distance). It reads the levels of the book of `md` (`hs.lib.market(c)` or
+    `hs.lib.book(...)`): several impulses share one set of levels."""
+    if not isinstance(md, BookView):
+        raise CircuitError("impulse: pass the book, e.g. the Market returned by hs.lib.market(c)")
+    return Impulse(distance=distance, recompute_every=recompute_every, reanchor=reanchor)(md.node)
 
 
 # ----- trades -----------------------------------------------------------------------------------------------
