@@ -23,14 +23,14 @@ constexpr std::int32_t BOOK_ERR_CROSSED = 1, BOOK_ERR_NAN_PRICE = 2, BOOK_ERR_BA
 inline constexpr double BOOK_GRIDS[13] = {1.0,  0.1,  0.01,  0.001, 1e-4,  1e-5, 1e-6,
                                           1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12};
 constexpr double BOOK_GRID_EPS = 2.220446049250313e-16;
-constexpr double BOOK_GRID_LIMIT = 4503599627370496.0;  // 2^52
+constexpr double BOOK_GRID_LIMIT = 17592186044416.0;  // 2^44
 
 // round(price / tick) when price lies on the grid (harness.lib.book.grid_index), else false
 inline bool grid_index(double price, double tick, std::int64_t& k) {
     const double q = price / tick;
     if (!(std::fabs(q) < BOOK_GRID_LIMIT)) return false;
     const double r = std::nearbyint(q);
-    if (!(std::fabs(q - r) <= std::max(1e-6, 16.0 * BOOK_GRID_EPS * std::fabs(q)))) return false;
+    if (!(std::fabs(q - r) <= 8.0 * BOOK_GRID_EPS * std::max(1.0, std::fabs(q)))) return false;
     k = static_cast<std::int64_t>(r);
     return true;
 }

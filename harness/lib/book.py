@@ -31,17 +31,18 @@ ERR_CROSSED, ERR_NAN_PRICE, ERR_BAD_AMOUNT, ERR_SIDE, ERR_LENGTHS, ERR_PRICE_RAN
 # decimal grids tried when the tick is inferred: 10^-d for d = 0..12 (the same literals in book.hpp)
 GRIDS = (1.0, 0.1, 0.01, 0.001, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12)
 GRID_EPS = 2.220446049250313e-16  # double precision epsilon
-GRID_LIMIT = 4503599627370496.0  # 2^52: grid indices beyond it are not exact
+GRID_LIMIT = 17592186044416.0  # 2^44: beyond it the rounding tolerance nears a tenth of a tick
 
 
 def grid_index(price: float, tick: float) -> int | None:
-    """round(price / tick) when `price` lies on the grid of `tick` (within 1e-6 of a tick, or 16 ulps of the
-    quotient for very fine grids), else None. Round half to even, as C++ nearbyint."""
+    """round(price / tick) when `price` lies on the grid of `tick`, else None. On the grid: price / tick is within
+    8 ulps of an integer (a decimal price parsed to the nearest double is within ~2); round half to even, as
+    C++ nearbyint."""
     q = price / tick
     if not abs(q) < GRID_LIMIT:
         return None
     k = round(q)
-    if not abs(q - k) <= max(1e-6, 16.0 * GRID_EPS * abs(q)):
+    if not abs(q - k) <= 8.0 * GRID_EPS * max(1.0, abs(q)):
         return None
     return k
 
