@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import harness as hs
 from harness.errors import EventsError
-from harness.lib.book import GRIDS, grid_index
+from harness.lib.book import SCALES, grid_index
 from harness.streams import schema
 
 B, A = 1.0, -1.0
@@ -86,7 +86,7 @@ def both(table: pa.Table, tick: float = 0.0) -> pa.Table | str:
     ],
 )
 def test_grid_index_is_exact_for_real_tick_sizes(price: float, tick: float, index: int) -> None:
-    assert grid_index(price, tick) == index
+    assert grid_index(price, 1.0 / tick) == index
 
 
 @pytest.mark.parametrize(
@@ -94,13 +94,13 @@ def test_grid_index_is_exact_for_real_tick_sizes(price: float, tick: float, inde
     [(60000.15, 0.1), (1.005, 0.01), (0.000012345, 1e-8), (100.5, 1.0), (float("inf"), 0.1), (1e300, 0.01)],
 )
 def test_prices_off_the_grid_have_no_index(price: float, tick: float) -> None:
-    assert grid_index(price, tick) is None
+    assert grid_index(price, 1.0 / tick) is None
 
 
 def test_every_decimal_grid_holds_its_own_multiples() -> None:
-    for d, tick in enumerate(GRIDS):
+    for d, scale in enumerate(SCALES):
         for k in (1, 7, 123, 99_999, 123_456_789):
-            assert grid_index(k / 10**d, tick) == k, (d, k)
+            assert grid_index(k / 10**d, scale) == k, (d, k)
 
 
 def test_a_given_tick_rejects_a_price_off_its_grid() -> None:

@@ -19,17 +19,17 @@ namespace hs {
 constexpr std::int32_t BOOK_ERR_CROSSED = 1, BOOK_ERR_NAN_PRICE = 2, BOOK_ERR_BAD_AMOUNT = 3, BOOK_ERR_SIDE = 4,
                        BOOK_ERR_LENGTHS = 5, BOOK_ERR_PRICE_RANGE = 6, BOOK_ERR_OFF_GRID = 7;
 
-// decimal grids tried when the tick is inferred (harness.lib.book.GRIDS: the same literals)
-inline constexpr double BOOK_GRIDS[13] = {1.0,  0.1,  0.01,  0.001, 1e-4,  1e-5, 1e-6,
-                                          1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12};
+// scales (1 / tick) of the decimal grids tried when the tick is inferred (harness.lib.book.SCALES)
+inline constexpr double BOOK_SCALES[13] = {1.0,  10.0,  100.0, 1e3,  1e4,  1e5, 1e6,
+                                           1e7, 1e8, 1e9, 1e10, 1e11, 1e12};
 constexpr double BOOK_GRID_EPS = 2.220446049250313e-16;
 constexpr double BOOK_GRID_LIMIT = 17592186044416.0;  // 2^44
 
-// round(price / tick) when price lies on the grid (harness.lib.book.grid_index), else false
-inline bool grid_index(double price, double tick, std::int64_t& k) {
-    const double q = price / tick;
+// round(price * scale) when price lies on the grid of tick 1 / scale (harness.lib.book.grid_index), else false
+inline bool grid_index(double price, double scale, std::int64_t& k) {
+    const double q = price * scale;
     if (!(std::fabs(q) < BOOK_GRID_LIMIT)) return false;
-    const double r = std::nearbyint(q);
+    const double r = (q + 6755399441055744.0) - 6755399441055744.0;  // round half to even (|q| < 2^51), inline
     if (!(std::fabs(q - r) <= 8.0 * BOOK_GRID_EPS * std::max(1.0, std::fabs(q)))) return false;
     k = static_cast<std::int64_t>(r);
     return true;
@@ -43,15 +43,14 @@ struct BookLevel {
 // One side's levels by key, best (smallest key) first.
 class BookSide {
    public:
-    static constexpr std::int64_t WINDOW = std::int64_t{1} << 15;  // ladder slots
+    static constexpr std::int64_t WINDOW = std::int64_t{1} << 16;  // ladder slots
     std::int64_t count = 0;                                         // levels held
     std::int64_t best = 0;                                          // key of the best level (count > 0)
 
     // set (amount > 0) or delete (amount == 0) the level at key; returns the size it had (0: none)
-    double set(std::int64_t key, double price, double amount) {
-        if (!placed_) place(key);
-        if (key >= base_ && key < base_ + WINDOW) return set_slot(key, price, amount);
-        return set_far(key, price, amount);
+    [[gnu::always_inline]] inline double set(std::int64_t key, double price, double amount) {
+        if (key - base_ >= 0 && key - base_ < WINDOW && placed_) return set_slot(key, price, amount);
+        return set_other(key, price, amount);
     }
     void clear() {
         for (std::size_t w = 0; count > 0 && w < bits_.size(); ++w) {
@@ -92,8 +91,8 @@ class BookSide {
     void recenter() {
         if (count > 0 && (best < base_ + WINDOW / 16 || best >= base_ + WINDOW / 2)) rebuild(0.0, 1.0);
     }
-    // re-key every level on a finer grid: key = sign * round(price / tick)
-    void rekey(double tick, double sign) { rebuild(tick, sign); }
+    // re-key every level on a finer grid: key = sign * round(price * scale)
+    void rekey(double scale, double sign) { rebuild(scale, sign); }
 
    private:
     std::vector<BookLevel> slots_;
@@ -114,7 +113,12 @@ class BookSide {
         if (key >= base_ && key < base_ + WINDOW) return slots_[static_cast<std::size_t>(key - base_)];
         return far_.find(key)->second;
     }
-    double set_slot(std::int64_t key, double price, double amount) {
+    [[gnu::noinline]] double set_other(std::int64_t key, double price, double amount) {
+        if (!placed_) place(key);
+        if (key >= base_ && key < base_ + WINDOW) return set_slot(key, price, amount);
+        return set_far(key, price, amount);
+    }
+    [[gnu::always_inline]] inline double set_slot(std::int64_t key, double price, double amount) {
         const std::int64_t i = key - base_;
         BookLevel& slot = slots_[static_cast<std::size_t>(i)];
         const double old = slot.size;
@@ -156,11 +160,11 @@ class BookSide {
     void added(std::int64_t key) {
         if (count++ == 0 || key < best) best = key;
     }
-    void removed(std::int64_t key) {
+    [[gnu::always_inline]] inline void removed(std::int64_t key) {
         if (--count > 0 && key == best) best = next_from(key + 1);
     }
     // the smallest key >= k that holds a level (count > 0 and every key below k is empty)
-    std::int64_t next_from(std::int64_t k) const {
+    [[gnu::noinline]] std::int64_t next_from(std::int64_t k) const {
         auto it = far_.lower_bound(k);
         if (it != far_.end() && it->first < base_) return it->first;
         const std::int64_t lo = std::max(k, base_);
@@ -175,13 +179,15 @@ class BookSide {
         }
         return far_.lower_bound(std::max(k, base_ + WINDOW))->first;
     }
-    // every level re-inserted (tick 0: same keys; else keys on the new grid), the window around the best
-    void rebuild(double tick, double sign) {
+    // every level re-inserted (scale 0: same keys; else keys on the new grid), the window around the best
+    [[gnu::noinline]] void rebuild(double scale, double sign) {
         std::vector<std::pair<std::int64_t, BookLevel>> all;
         all.reserve(static_cast<std::size_t>(count));
         collect(all);
-        if (tick != 0.0) {
-            for (auto& entry : all) entry.first = static_cast<std::int64_t>(sign * std::nearbyint(entry.second.price / tick));
+        if (scale != 0.0) {
+            for (auto& entry : all) {
+                entry.first = static_cast<std::int64_t>(sign * std::nearbyint(entry.second.price * scale));
+            }
         }
         clear();
         if (all.empty()) return;
@@ -209,8 +215,8 @@ struct BookDelta {
 };
 
 struct Book {
-    BookSide bids, asks;  // bid keys are -round(price / tick)
-    double tick = 0.0;    // the grid in use: given, or BOOK_GRIDS[grid]
+    BookSide bids, asks;  // bid keys are -round(price * scale)
+    double scale = 0.0;   // 1 / tick of the grid in use: given, or BOOK_SCALES[grid]
     int grid = 0;
     double crossed_count = 0.0;
     bool crossed_now = false;
@@ -226,7 +232,7 @@ struct Book {
                     static_cast<double>(side.size != price.size ? side.size : amount.size));
             return;
         }
-        if (tick == 0.0) tick = fixed_tick > 0.0 ? fixed_tick : BOOK_GRIDS[0];
+        if (scale == 0.0) scale = fixed_tick > 0.0 ? 1.0 / fixed_tick : BOOK_SCALES[0];
         deltas.clear();
         snapshot_now = snapshot == 1.0;
         if (snapshot_now) {
@@ -235,15 +241,16 @@ struct Book {
         }
         for (std::int64_t k = 0; k < price.size; ++k) {
             const double sd = side.data[k], px = price.data[k], am = amount.data[k];
-            if (std::isnan(px)) return err.set(BOOK_ERR_NAN_PRICE, px, am);
-            if (!(am >= 0.0)) return err.set(BOOK_ERR_BAD_AMOUNT, px, am);
-            if (sd != 1.0 && sd != -1.0) return err.set(BOOK_ERR_SIDE, sd, px);
-            if (std::isinf(px)) return err.set(BOOK_ERR_PRICE_RANGE, px, am);
             std::int64_t key;
-            if (!grid_index(px, tick, key)) {
-                if (fixed_tick > 0.0) return err.set(BOOK_ERR_OFF_GRID, px, tick);
+            if (!(std::fabs(px) <= 1.7976931348623157e308 && am >= 0.0 && (sd == 1.0 || sd == -1.0) &&
+                  grid_index(px, scale, key))) {
+                if (std::isnan(px)) return err.set(BOOK_ERR_NAN_PRICE, px, am);
+                if (!(am >= 0.0)) return err.set(BOOK_ERR_BAD_AMOUNT, px, am);
+                if (sd != 1.0 && sd != -1.0) return err.set(BOOK_ERR_SIDE, sd, px);
+                if (std::isinf(px)) return err.set(BOOK_ERR_PRICE_RANGE, px, am);
+                if (fixed_tick > 0.0) return err.set(BOOK_ERR_OFF_GRID, px, fixed_tick);
                 if (!refine(px)) return err.set(BOOK_ERR_OFF_GRID, px, 0.0);
-                grid_index(px, tick, key);
+                grid_index(px, scale, key);
             }
             const double old = sd == 1.0 ? bids.set(-key, px, am) : asks.set(key, px, am);
             deltas.push_back(BookDelta{sd, px, old, am});
@@ -266,14 +273,14 @@ struct Book {
     }
 
     // a finer inferred grid that holds px: re-key both sides (false: none of the decimal grids holds it)
-    bool refine(double px) {
+    [[gnu::noinline]] bool refine(double px) {
         std::int64_t key;
         for (int d = grid + 1; d < 13; ++d) {
-            if (grid_index(px, BOOK_GRIDS[d], key)) {
+            if (grid_index(px, BOOK_SCALES[d], key)) {
                 grid = d;
-                tick = BOOK_GRIDS[d];
-                bids.rekey(tick, -1.0);
-                asks.rekey(tick, 1.0);
+                scale = BOOK_SCALES[d];
+                bids.rekey(scale, -1.0);
+                asks.rekey(scale, 1.0);
                 return true;
             }
         }

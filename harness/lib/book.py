@@ -7,13 +7,13 @@ prices and sizes, mid, size-weighted mid, spread, depth sums over the best N lev
 crossed messages. Prices are invalid while a side is empty. A crossed book (best bid >= best ask after a
 message) is an error (`crossed="error"`) or makes the prices invalid and counts (`crossed="invalid"`).
 
-Levels live on a price grid: a price p is the level with grid index k = round(p / tick), and p must lie
-on the grid (|p / tick - k| within rounding, see `grid_index`). With `tick` given, a price off the grid is an
-error; with `tick=0` (the default) the grid is inferred: the coarsest decimal grid 10^-d (d = 0..12) that
-holds every price seen so far, made finer when a price needs it. A level keeps the price of its last update.
-Other signals (`hs.lib.impulse`) read the book's levels and the level updates of the current message
-(`BookState.deltas`) instead of keeping copies. The C++ twin (`cpp/harness/book.hpp`) keeps the levels near
-the touch in a flat, tick-indexed ladder; both give the same numbers bit for bit.
+Levels live on a price grid: a price p is the level with grid index k = round(p * scale), scale = 1 / tick,
+and p must lie on the grid (|p * scale - k| within rounding, see `grid_index`). With `tick` given, a price off
+the grid is an error; with `tick=0` (the default) the grid is inferred: the coarsest decimal grid 10^-d (d =
+0..12) that holds every price seen so far, made finer when a price needs it. A level keeps the price of its
+last update. Other signals (`hs.lib.impulse`) read the book's levels and the level updates of the current
+message (`BookState.deltas`) instead of keeping copies. The C++ twin (`cpp/harness/book.hpp`) keeps the levels
+near the touch in a flat, tick-indexed ladder; both give the same numbers bit for bit.
 """
 
 from __future__ import annotations
@@ -28,17 +28,17 @@ from harness.circuit.operator import Operator, OperatorError, Param, StepContext
 
 ERR_CROSSED, ERR_NAN_PRICE, ERR_BAD_AMOUNT, ERR_SIDE, ERR_LENGTHS, ERR_PRICE_RANGE, ERR_OFF_GRID = 1, 2, 3, 4, 5, 6, 7
 
-# decimal grids tried when the tick is inferred: 10^-d for d = 0..12 (the same literals in book.hpp)
-GRIDS = (1.0, 0.1, 0.01, 0.001, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12)
+# scales (1 / tick) of the decimal grids tried when the tick is inferred: 10^d for d = 0..12 (exact doubles)
+SCALES = (1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12)
 GRID_EPS = 2.220446049250313e-16  # double precision epsilon
 GRID_LIMIT = 17592186044416.0  # 2^44: beyond it the rounding tolerance nears a tenth of a tick
 
 
-def grid_index(price: float, tick: float) -> int | None:
-    """round(price / tick) when `price` lies on the grid of `tick`, else None. On the grid: price / tick is within
-    8 ulps of an integer (a decimal price parsed to the nearest double is within ~2); round half to even, as
-    C++ nearbyint."""
-    q = price / tick
+def grid_index(price: float, scale: float) -> int | None:
+    """round(price * scale) when `price` lies on the grid of tick 1 / scale, else None. On the grid: price * scale
+    is within 8 ulps of an integer (a decimal price parsed to the nearest double is within ~2); round half to
+    even, as in C++."""
+    q = price * scale
     if not abs(q) < GRID_LIMIT:
         return None
     k = round(q)
@@ -82,9 +82,9 @@ class BookSide:
         for key in self.keys:
             yield self.levels[key]
 
-    def rekey(self, tick: float, sign: int) -> None:
-        """Re-index every level on a finer grid (keys = sign * round(price / tick))."""
-        levels = {sign * round(level[0] / tick): level for level in self.levels.values()}
+    def rekey(self, scale: float, sign: int) -> None:
+        """Re-index every level on a finer grid (keys = sign * round(price * scale))."""
+        levels = {sign * round(level[0] * scale): level for level in self.levels.values()}
         self.levels = levels
         self.keys = sorted(levels)
 
@@ -105,31 +105,32 @@ class BookState:
 
     bids: BookSide = field(default_factory=BookSide)
     asks: BookSide = field(default_factory=BookSide)
-    tick: float = 0.0  # the grid in use (given, or inferred: GRIDS[grid])
+    scale: float = 1.0  # 1 / tick of the grid in use (given, or inferred: SCALES[grid])
     grid: int = 0
     crossed: float = 0.0  # messages after which the book was crossed
     crossed_now: bool = False
     snapshot_now: bool = False  # the current message cleared the book first
     deltas: list[LevelDelta] = field(default_factory=list)  # the current message's level updates, in order
 
-    def key(self, side: float, price: float, fixed: bool) -> int:
-        """The level key of `price` on `side` (+1 bid: negated), refining an inferred grid when needed."""
-        k = grid_index(price, self.tick)
+    def key(self, side: float, price: float, tick: float) -> int:
+        """The level key of `price` on `side` (+1 bid: negated); a given `tick` (> 0) is fixed, else an inferred
+        grid is refined when needed."""
+        k = grid_index(price, self.scale)
         if k is None:
-            if fixed:
-                raise OperatorError(ERR_OFF_GRID, price, self.tick)
+            if tick > 0.0:
+                raise OperatorError(ERR_OFF_GRID, price, tick)
             self.refine(price)
-            k = grid_index(price, self.tick)
+            k = grid_index(price, self.scale)
             assert k is not None
         return -k if side > 0 else k
 
     def refine(self, price: float) -> None:
         """Move an inferred grid to the coarsest finer decimal grid that holds `price` (error if none)."""
-        for d in range(self.grid + 1, len(GRIDS)):
-            if grid_index(price, GRIDS[d]) is not None:
-                self.grid, self.tick = d, GRIDS[d]
-                self.bids.rekey(self.tick, -1)
-                self.asks.rekey(self.tick, 1)
+        for d in range(self.grid + 1, len(SCALES)):
+            if grid_index(price, SCALES[d]) is not None:
+                self.grid, self.scale = d, SCALES[d]
+                self.bids.rekey(self.scale, -1)
+                self.asks.rekey(self.scale, 1)
                 return
         raise OperatorError(ERR_OFF_GRID, price, 0.0)
 
@@ -168,7 +169,7 @@ class Book(Operator):
     cpp_includes = ("harness/book.hpp",)
 
     def ref_init(self, p: Mapping[str, Any]) -> tuple[Any, float | None]:
-        return BookState(tick=p["tick"] or GRIDS[0]), None
+        return BookState(scale=1.0 / p["tick"] if p["tick"] > 0.0 else SCALES[0]), None
 
     def ref_step(self, state: Any, ctx: StepContext, p: Mapping[str, Any], xs: Sequence[Any]) -> float | None:
         sides, prices, amounts, snapshot = xs
@@ -182,10 +183,9 @@ class Book(Operator):
         if book.snapshot_now:
             book.bids.clear()
             book.asks.clear()
-        fixed = p["tick"] > 0.0
         for side, price, amount in zip(sides, prices, amounts, strict=True):
             _check_level(side, price, amount)
-            key = book.key(side, price, fixed)
+            key = book.key(side, price, p["tick"])
             old = (book.bids if side > 0 else book.asks).set(key, price, amount)
             book.deltas.append(LevelDelta(side, price, old, amount))
         book.crossed_now = False
