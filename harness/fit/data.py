@@ -57,6 +57,7 @@ class FitData:
     kernel_target: np.ndarray  # the kernel's target output at each row point (as recorded, before fitting)
     stat_sources: dict[str, tuple[np.ndarray, np.ndarray]]  # recorded output -> (values, valid) at the row points
     rows_replayed: int
+    replay_s: float  # seconds in the kernel's replay while recording
     sampled: int
     dropped: dict[str, int]
 
@@ -113,6 +114,7 @@ def collect(
     label: Label,
     sampler: Sampler | None = None,
     progress: bool | None = None,
+    total: int | None = None,
 ) -> FitData:
     """Replay `events` through `kernel` (the trace's recording circuit, freshly reset) and bind the data."""
     leaf_names = {n.id: trace.leaf_output(n) for n in trace.nodes if n.kind == "leaf"}
@@ -136,7 +138,7 @@ def collect(
     kernel.reset()
     rec = record(
         kernel, events, sampler=sampler, labels=[label], outputs=outputs, row_index=True, on_rows=on_rows,
-        progress=progress,
+        progress=progress, total=total,
     )  # fmt: skip
     table = rec.table
 
@@ -223,6 +225,7 @@ def collect(
         kernel_target=cand[ROWS][2][trace.target_output][keep_rows],
         stat_sources={o: (cand[ROWS][2][o][keep_rows], cand[ROWS][3][o][keep_rows]) for o in stat_outputs},
         rows_replayed=rec.rows,
+        replay_s=rec.replay_s,
         sampled=rec.sampled,
         dropped=dropped,
     )

@@ -26,7 +26,7 @@ from harness.fit.data import FitData, collect
 from harness.fit.model import CircuitModel
 from harness.fit.trace import Trace, trace
 from harness.fit.trainer import NonFiniteLoss, Split, TrainerConfig, TrainResult, chronological_split, train
-from harness.replay.events import iter_batches
+from harness.replay.driver import chunks
 from harness.replay.labels import Label, LabelError
 from harness.replay.sampling import Sampler
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 PARITY_RTOL = 1e-9
 PARITY_ATOL = 1e-12
+PARITY_EVENTS = 250_000  # events replayed by the fitted kernel to check parity (the slice starts at the first)
 
 
 class ParityError(FitError):
@@ -62,7 +63,7 @@ class FitResult:
     training: TrainResult
     parity: dict[str, float] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage
-    kernel_predictions: np.ndarray | None = None  # the fitted kernel's target at every training row (parity)
+    kernel_predictions: np.ndarray | None = None  # the fitted kernel's target at the first rows (the parity slice)
 
     def save_params(self, path: str | Path) -> Path:
         """Write the parameters as a JSON object {name: value} (what `kernel.set_params` takes)."""
@@ -97,7 +98,9 @@ def fit(
     fold: bool = True,
     backend: str = "cpp",
     parity: bool = True,
+    parity_events: int | None = PARITY_EVENTS,
     progress: bool | None = None,
+    total: int | None = None,
 ) -> FitResult:
     """Fit the learnable parameters under output `target` so that it predicts `label` on `events`.
 
@@ -130,7 +133,7 @@ def fit(
     stages["compile_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    data = collect(tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress)
+    data = collect(tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress, total=total)
     stages["record_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -161,9 +164,9 @@ def fit(
     )  # fmt: skip
     if parity:
         clock = time.perf_counter()
-        replayed = replay_target(kernel, replayable(), tr.target_output, data.domains[0].rows)
+        replayed = replay_target(kernel, replayable(), tr.target_output, data.domains[0].rows, parity_events)
         with torch.no_grad():
-            pred = model().numpy()
+            pred = model().numpy()[: len(replayed)]
         result.parity = _parity_stats(replayed, pred)
         result.kernel_predictions = replayed
         stages["parity_s"] = time.perf_counter() - clock
@@ -210,23 +213,21 @@ def make_label(label: Label | tuple) -> Label:
     return lab
 
 
-def replay_target(kernel: Kernel, events: object, output: str, rows: np.ndarray) -> np.ndarray:
-    """The kernel's `output` at replay positions `rows` (reset first; nan where invalid)."""
+def replay_target(
+    kernel: Kernel, events: object, output: str, rows: np.ndarray, max_events: int | None = None
+) -> np.ndarray:
+    """The kernel's `output` at replay positions `rows` (reset first; nan where invalid), over the first
+    `max_events` events (None: all); only the positions inside that slice are returned."""
     kernel.reset()
-    timer_rows = bool(kernel.plan.timers)
-    out = np.full(len(rows), np.nan)
-    offset = 0
-    for batch in iter_batches(events):
-        table = kernel.replay(batch, timer_rows=timer_rows)
-        n = table.num_rows
-        lo, hi = np.searchsorted(rows, [offset, offset + n])
+    out: list[np.ndarray] = []
+    for chunk in chunks(kernel, events, max_events=max_events, label="parity"):
+        lo, hi = np.searchsorted(rows, [chunk.offset, chunk.offset + chunk.rows.num_rows])
         if hi > lo:
-            col = table.column(output)
-            take = pa.array(rows[lo:hi] - offset, pa.int64())
-            picked = col.take(take)
-            out[lo:hi] = picked.to_numpy(zero_copy_only=False).astype(np.float64)
-        offset += n
-    return out
+            picked = chunk.rows.column(output).take(pa.array(rows[lo:hi] - chunk.offset, pa.int64()))
+            out.append(picked.to_numpy(zero_copy_only=False).astype(np.float64))
+        if hi == len(rows):
+            break
+    return np.concatenate(out) if out else np.empty(0)
 
 
 def _parity_stats(kernel_values: np.ndarray, pred: np.ndarray) -> dict[str, float]:

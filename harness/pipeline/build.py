@@ -8,7 +8,6 @@ names the config key when a value is unusable.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from harness.errors import HarnessError
 from harness.fit.trainer import TrainerConfig
 from harness.replay.labels import Label
 from harness.replay.sampling import Sampler, every_event, every_n, when
+from harness.streams.content_digest import StreamDigest
 
 
 class ConfigError(HarnessError, ValueError):
@@ -57,23 +57,46 @@ def build_circuit(cfg: DictConfig) -> Circuit:
     return CIRCUITS[builder](**_fields(cfg.circuit, ("builder",)))
 
 
-@dataclass
 class Events:
     """A loaded stream: how to iterate it, its content digest, a description for the run, its files.
 
     A file stream is held as one table; a synthetic stream is regenerated on each pass (it is a pure function
-    of its seed and settings), so 10M+ events never sit in memory at once.
+    of its seed and settings), so 10M+ events never sit in memory at once. The digest is computed along the
+    first complete pass (the replay that records the run), or by a pass of its own when asked for first.
     """
 
-    source_batches: Callable[[], Iterator[pa.RecordBatch]]
-    digest: str
-    rows: int
-    source: str  # e.g. "synthetic(events=300000, seed=0)" or the first file's path
-    files: list[str]
+    def __init__(
+        self,
+        source_batches: Callable[[], Iterator[pa.RecordBatch]],
+        rows: int,
+        source: str,
+        files: list[str],
+        digest: str | None = None,
+    ) -> None:
+        self.source_batches = source_batches
+        self.rows = rows
+        self.source = source  # e.g. "synthetic(events=300000, seed=0)" or the first file's path
+        self.files = files
+        self._digest = digest
+
+    @property
+    def digest(self) -> str:
+        """The content digest of the whole stream (`hs.streams.digest`)."""
+        if self._digest is None:
+            self._digest = streams.digest(self.source_batches())
+        return self._digest
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """A fresh pass over the events as record batches (what the replay consumes)."""
-        return self.source_batches()
+        """A fresh pass over the events as record batches (what the replay consumes); a first complete pass
+        also computes the digest."""
+        if self._digest is not None:
+            yield from self.source_batches()
+            return
+        d = StreamDigest()
+        for batch in self.source_batches():
+            d.add(batch)
+            yield batch
+        self._digest = d.hexdigest()
 
 
 def _paths(values: list[str] | None, key: str) -> list[Path] | None:
@@ -102,7 +125,7 @@ def load_stream(cfg: DictConfig) -> Events:
         def generate() -> Iterator[pa.RecordBatch]:
             return streams.synthetic_batches(n, seed=seed, chunk=chunk, **params)
 
-        return Events(generate, streams.digest(generate()), n, f"synthetic(events={n}, seed={seed})", [])
+        return Events(generate, n, f"synthetic(events={n}, seed={seed})", [])
     if kind == "tardis":
         parts = {k: _paths(s[k], f"stream.{k}") for k in ("book", "trades", "quotes")}
         files = [p for v in parts.values() if v for p in v]
@@ -125,10 +148,7 @@ def load_stream(cfg: DictConfig) -> Events:
         table = table.slice(0, int(limit))
     if table.num_rows == 0:
         raise ConfigError(f"stream ({source}): no events")
-    return Events(
-        lambda: iter(table.to_batches(max_chunksize=chunk)), streams.digest(table), table.num_rows, source,
-        [str(p) for p in files],
-    )  # fmt: skip
+    return Events(lambda: iter(table.to_batches(max_chunksize=chunk)), table.num_rows, source, [str(p) for p in files])
 
 
 def make_sampler(cfg: DictConfig) -> Sampler:

@@ -6,7 +6,6 @@ output, only the rows where its value changes: not the whole replay.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -14,9 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.replay.events import iter_batches
+from harness.replay.driver import chunks
 from harness.replay.labels import Label, LabelError, StepSeries, compute, horizon_ns, make_labels, value_at
 from harness.replay.sampling import Sampler, SamplerError, every_event
 
@@ -31,6 +29,7 @@ class Recording:
     table: pa.Table  # t, source, the recorded outputs, one column per label; rows with every label present
     labels: list[str]  # the label column names
     rows: int  # rows replayed (one per event, plus one per timer firing when the circuit has timers)
+    replay_s: float  # seconds in the kernel's replay (the rest is reading the events, sampling, labels)
     sampled: int  # rows the sampler chose
     dropped: dict[str, int] = field(default_factory=dict)  # no_horizon / invalid_label -> rows dropped
 
@@ -51,12 +50,14 @@ def record(
     progress: bool | None = None,
     row_index: bool = False,
     on_rows: Callable[[pa.Table, int], None] | None = None,
+    total: int | None = None,
 ) -> Recording:
     """Replay `events` through `kernel` (continuing from its state), sample rows and attach labels.
 
     `sampler` defaults to every event. `labels` are `Label`s or tuples `(output, horizons[, kind])`.
     `outputs` chooses the recorded output columns (default: all). `progress` shows a bar per chunk
-    (default: when stderr is a terminal). Rows whose labels are incomplete are dropped and counted.
+    (default: when stderr is a terminal; `total`: the number of events, when known). Rows whose labels are
+    incomplete are dropped and counted.
     `row_index=True` adds a `row` column: the row's position in the whole replay (events and timer rows).
     `on_rows(rows, offset)` sees every replayed chunk (t, source, outputs) before sampling, with the
     position of its first row: fitting uses it to keep the rows where decays step.
@@ -80,44 +81,37 @@ def record(
     index_column = ["row"] if row_index else []
     columns = ["t", "source", *index_column, *keep_outputs, *[o for o in labelled if o not in keep_outputs]]
 
-    timer_rows = bool(kernel.plan.timers)
     state = sampler.new_state()
     series = {o: StepSeries() for o in labelled}
     parts: list[pa.Table] = []
     n_rows = 0
+    replay_s = 0.0
     t_end: int | None = None
-    total = _rows_hint(events)
-    show = sys.stderr.isatty() if progress is None else progress
-    with Progress(
-        TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True, disable=not show
-    ) as bar:
-        task = bar.add_task("replay", total=total)
-        for batch in iter_batches(events):
-            rows = kernel.replay(batch, timer_rows=timer_rows)
-            if not timer_rows:
-                rows = rows.add_column(1, "source", _trigger_names(batch))
-            rows = rows.set_column(1, "source", rows.column("source").cast(pa.string()))
-            if on_rows is not None:
-                on_rows(rows, n_rows)
-            if row_index:
-                rows = rows.append_column("row", pa.array(np.arange(n_rows, n_rows + rows.num_rows, dtype=np.int64)))
-            n_rows += rows.num_rows
-            bar.advance(task, batch.num_rows)
-            if not rows.num_rows:
-                continue
-            t = rows.column("t").to_numpy()
-            t_end = int(t[-1])
-            for name, s in series.items():
-                col = rows.column(name)
-                s.append(t, col.to_numpy(zero_copy_only=False), col.is_valid().to_numpy(zero_copy_only=False))
-            idx = sampler.select(rows, state)
-            parts.append(rows.select(columns).take(pa.array(idx, pa.int64())))
+    for chunk in chunks(kernel, events, progress=progress, total=total):
+        rows = chunk.rows
+        replay_s += chunk.seconds
+        if on_rows is not None:
+            on_rows(rows, chunk.offset)
+        if row_index:
+            rows = rows.append_column("row", pa.array(np.arange(n_rows, n_rows + rows.num_rows, dtype=np.int64)))
+        n_rows += rows.num_rows
+        if not rows.num_rows:
+            continue
+        t = rows.column("t").to_numpy()
+        t_end = int(t[-1])
+        for name, s in series.items():
+            col = rows.column(name)
+            s.append(t, col.to_numpy(zero_copy_only=False), col.is_valid().to_numpy(zero_copy_only=False))
+        idx = sampler.select(rows, state)
+        parts.append(rows.select(columns).take(pa.array(idx, pa.int64())))
 
     sampled = pa.concat_tables(parts) if parts else _empty(columns)
     table, names, dropped = _attach_labels(sampled, labs, {o: s.finish() for o, s in series.items()}, t_end)
     table = table.select(["t", "source", *index_column, *keep_outputs, *names])
     table = table.set_column(1, "source", pc.dictionary_encode(table.column("source")))
-    return Recording(table=table, labels=names, rows=n_rows, sampled=sampled.num_rows, dropped=dropped)
+    return Recording(
+        table=table, labels=names, rows=n_rows, replay_s=replay_s, sampled=sampled.num_rows, dropped=dropped
+    )
 
 
 def _attach_labels(
@@ -157,14 +151,6 @@ def _attach_labels(
     if not keep.all():
         table = table.filter(pa.array(keep))
     return table, names, dropped
-
-
-def _trigger_names(batch: pa.RecordBatch) -> pa.Array:
-    return batch.column(batch.schema.get_field_index("trigger")).cast(pa.string())
-
-
-def _rows_hint(events: object) -> int | None:
-    return events.num_rows if isinstance(events, (pa.Table, pa.RecordBatch)) else None
 
 
 def _empty(columns: list[str]) -> pa.Table:

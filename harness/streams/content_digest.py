@@ -121,44 +121,59 @@ def _batches(events: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch | pa.Ta
 
 def digest(events: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch | pa.Table]) -> str:
     """sha256 hex digest of the normalised content of `events` (see the module docstring)."""
-    if isinstance(events, pa.Table | pa.RecordBatch):
-        schema = events.schema
-        batches: Iterator[pa.RecordBatch] = _batches(events)
-    else:
-        batches = _batches(events)
-        first = next(batches, None)
-        if first is None:
+    d = StreamDigest()
+    for batch in _batches(events):
+        d.add(batch)
+    if d.schema is None:
+        if isinstance(events, pa.Table | pa.RecordBatch):
+            d.start(events.schema)
+        else:
             raise HarnessError("digest: an empty iterable of batches has no schema")
-        schema = first.schema
-        batches = _chain(first, batches)
-    h = _Hasher()
-    for f in schema:
-        h.put(b"N", f.name.encode())
-        h.put(b"T", _type_name(f.type).encode())
-    pending: list[pa.RecordBatch] = []
-    held = 0
-    rows = 0
-    for batch in batches:
+    return d.hexdigest()
+
+
+class StreamDigest:
+    """The digest of a stream fed batch by batch (`add`), e.g. while it is being replayed: one pass serves both.
+    `hexdigest()` after the last batch equals `digest()` of the whole stream."""
+
+    def __init__(self) -> None:
+        self.h = _Hasher()
+        self.schema: pa.Schema | None = None
+        self.pending: list[pa.RecordBatch] = []
+        self.held = 0
+        self.rows = 0
+
+    def start(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        for f in schema:
+            self.h.put(b"N", f.name.encode())
+            self.h.put(b"T", _type_name(f.type).encode())
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Hash one more batch (its schema must be the first batch's)."""
+        if self.schema is None:
+            self.start(batch.schema)
+        schema = self.schema
+        assert schema is not None
         if batch.schema.names != schema.names or batch.schema.types != schema.types:
             raise HarnessError(f"digest: a batch's schema differs from the first one's: {batch.schema}")
-        pending.append(batch)
-        held += batch.num_rows
-        while held >= WINDOW:
-            table = pa.Table.from_batches(pending, schema=schema)
-            _window(h, table.slice(0, WINDOW))
+        self.pending.append(batch)
+        self.held += batch.num_rows
+        while self.held >= WINDOW:
+            table = pa.Table.from_batches(self.pending, schema=schema)
+            _window(self.h, table.slice(0, WINDOW))
             rest = table.slice(WINDOW)
-            pending, held = rest.to_batches(), rest.num_rows
-            rows += WINDOW
-    if held:
-        _window(h, pa.Table.from_batches(pending, schema=schema))
-        rows += held
-    h.put(b"R", rows.to_bytes(8, "little"))
-    return h.h.hexdigest()
+            self.pending, self.held = rest.to_batches(), rest.num_rows
+            self.rows += WINDOW
 
-
-def _chain(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    yield first
-    yield from rest
+    def hexdigest(self) -> str:
+        """The digest of everything added (call once, after the last batch)."""
+        if self.held:
+            _window(self.h, pa.Table.from_batches(self.pending, schema=self.schema))
+            self.rows += self.held
+            self.pending, self.held = [], 0
+        self.h.put(b"R", self.rows.to_bytes(8, "little"))
+        return self.h.h.hexdigest()
 
 
 def _window(h: _Hasher, table: pa.Table) -> None:

@@ -1,0 +1,78 @@
+"""The replay driver: events chunk by chunk through a kernel, yielding the rows each chunk produced.
+
+Recording (`hs.replay.record`), fitting (its leaves and the parity slice) and evaluation all replay through
+`chunks`, so there is one loop that carries the kernel's state across batches, records timer rows when the
+circuit has timers, shows progress, and can stop after a number of events (a bounded slice of the stream).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from harness.replay.events import iter_batches
+
+if TYPE_CHECKING:
+    from harness.kernel import Kernel
+
+
+@dataclass
+class Chunk:
+    """The rows one batch of events produced: `t`, `source` (string), the kernel's outputs."""
+
+    rows: pa.Table
+    offset: int  # position of the first row in the whole replay (events and timer rows)
+    events: int  # events of the batch
+    seconds: float  # time in the kernel's replay
+
+
+def chunks(
+    kernel: Kernel,
+    events: object,
+    *,
+    progress: bool | None = None,
+    total: int | None = None,
+    max_events: int | None = None,
+    label: str = "replay",
+) -> Iterator[Chunk]:
+    """Replay `events` (a table or an iterable of record batches) through `kernel`, continuing from its state.
+
+    Rows: one per event, plus one per timer firing when the circuit has timers. `max_events` stops after that
+    many events (the rest of the stream is never read). `progress` shows a bar (default: when stderr is a
+    terminal); `total` is the number of events when known.
+    """
+    timer_rows = bool(kernel.plan.timers)
+    if total is None and isinstance(events, (pa.Table, pa.RecordBatch)):
+        total = events.num_rows
+    if max_events is not None:
+        total = max_events if total is None else min(total, max_events)
+    show = sys.stderr.isatty() if progress is None else progress
+    offset = seen = 0
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=True, disable=not show) as bar:
+        task = bar.add_task(label, total=total)
+        for batch in iter_batches(events):
+            if max_events is not None:
+                batch = batch.slice(0, max_events - seen)
+            clock = time.perf_counter()
+            rows = kernel.replay(batch, timer_rows=timer_rows)
+            seconds = time.perf_counter() - clock
+            if not timer_rows:
+                rows = rows.add_column(1, "source", _trigger_names(batch))
+            rows = rows.set_column(1, "source", rows.column("source").cast(pa.string()))
+            yield Chunk(rows, offset, batch.num_rows, seconds)
+            offset += rows.num_rows
+            seen += batch.num_rows
+            bar.advance(task, batch.num_rows)
+            if max_events is not None and seen >= max_events:
+                return
+
+
+def _trigger_names(batch: pa.RecordBatch) -> pa.Array:
+    return batch.column(batch.schema.get_field_index("trigger")).cast(pa.string())
