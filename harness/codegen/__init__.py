@@ -27,7 +27,7 @@ def compile_many(
     """
     from harness.codegen.cache import KernelCache, kernel_key, module_name
     from harness.codegen.emit import generate, vector_math_level
-    from harness.codegen.native import NativeKernel, load_module
+    from harness.codegen.native import NativeKernel
     from harness.codegen.toolchain import toolchain
 
     level = vector_math_level(vector_math)
@@ -35,11 +35,11 @@ def compile_many(
     sources = [generate(c, vector_math=level) for c in circuits]
     keys = [kernel_key(s.body, tc) for s in sources]
     units = {key: src.module_source(module_name(key)) for key, src in zip(keys, sources, strict=True)}
-    entries = KernelCache(cache_dir).ensure(units, tc)
+    cache = KernelCache(cache_dir)
+    entries = cache.ensure(units, tc, names={key: c.name for key, c in zip(keys, circuits, strict=True)})
     kernels = []
     for circuit, src, key in zip(circuits, sources, keys, strict=True):
-        entry = entries[key]
-        module = load_module(entry.module_path, entry.module)
+        module, entry = cache.load(entries[key], units[key], tc, circuit.name)  # rebuilt once if it fails to import
         kernels.append(NativeKernel(circuit, src, entry, module))
     return kernels
 

@@ -6,6 +6,11 @@ compile and link commands (read back with `ninja -t commands`) become a template
 by Ninja from that template, several in parallel, in a fraction of the time. Without Ninja, or when the
 template cannot be made, every build runs the full CMake project.
 
+The template is stored as argv lists with a sha256 (`.toolchains/` in the cache) and verified when read;
+a bad one is quarantined and remade. Commands are shell-quoted and Ninja-escaped and refer to sources
+relative to the build dir, and CMake itself runs only in directories it copes with, so a cache path with
+spaces, ';', '$', quotes or non-ASCII letters works.
+
 Kernels include only the C API of Python, never pybind11's headers: the bindings live in harness._native,
 built once at install time.
 """
@@ -16,11 +21,14 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sysconfig
+import tempfile
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,12 +37,19 @@ from harness.errors import HarnessError
 
 EXT_SUFFIX = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
 PROBE = "hs_probe_module"
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"  # argv lists and a sha256
+TEMPLATE_FIELDS = ("version", "compile", "link", "object", "output")
+SHELL_OPERATORS = {"&&", "||", ";", "|", "&", ">", "<", ">>", "2>"}
+_SAFE_PATH = re.compile(r"[\w./+,=@%-]+")
 log = logging.getLogger("harness.codegen")
 
 
 class CompileError(HarnessError):
     """The C++ compiler (or CMake) rejected a generated kernel; the message holds its output."""
+
+
+class KernelCacheWarning(RuntimeWarning):
+    """A cached kernel or toolchain record failed verification or import and was quarantined and rebuilt."""
 
 
 @dataclass(frozen=True)
@@ -78,21 +93,71 @@ def build_modules(
     """Build `units` in `workdir`; return module name -> path of the built extension module.
 
     With `template_dir` (a directory shared by builds, e.g. the kernel cache) the CMake-derived command
-    template is kept there and reused; without it every call runs the full CMake project.
+    template is kept there and reused; without it every call runs the full CMake project. A build from the
+    template that fails is tried once more with CMake; when that works the template was at fault and is
+    quarantined.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / "src"
     src.mkdir(exist_ok=True)
     for unit in units:
         (src / f"{unit.module}.cpp").write_text(unit.source)
-    template = _template(tc, template_dir) if template_dir is not None and tc.generator == "Ninja" else None
-    if template is not None:
+    record = _template(tc, template_dir) if template_dir is not None and tc.generator == "Ninja" else None
+    if record is None:
+        return _build_with_cmake(units, workdir, tc)
+    path, template = record
+    try:
         return _build_from_template(units, workdir, tc, template)
-    return _build_with_cmake(units, workdir, tc)
+    except CompileError as first:
+        try:
+            modules = _build_with_cmake(units, workdir / "cmake", tc, sources=src)
+        except CompileError:
+            raise first from None
+        assert template_dir is not None
+        _quarantine_record(template_dir, path, f"a build from it failed where CMake succeeded: {first}")
+        return modules
 
 
-def _build_with_cmake(units: list[BuildUnit], workdir: Path, tc: Toolchain) -> dict[str, Path]:
+def _cmake_safe(path: Path) -> bool:
+    """True when CMake copes with `path` (it does not with spaces, ';', quotes or '$' in its build dirs)."""
+    return _SAFE_PATH.fullmatch(path.absolute().as_posix()) is not None
+
+
+def _scratch_dir(prefix: str) -> Path:
+    """A new private directory whose path CMake copes with (the system temp dir, else /tmp or /var/tmp)."""
+    for base in (None, "/tmp", "/var/tmp"):
+        if base is not None and not os.path.isdir(base):
+            continue
+        path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+        if _cmake_safe(path) or base == "/var/tmp":
+            return path
+        shutil.rmtree(path, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def _build_with_cmake(
+    units: list[BuildUnit], workdir: Path, tc: Toolchain, sources: Path | None = None
+) -> dict[str, Path]:
+    """Build with the full CMake project in `workdir` (sources from `sources`, default workdir/src).
+
+    A workdir CMake cannot handle (a cache path with spaces, ';', quotes, '$') builds in a scratch dir
+    and the modules are copied back under workdir/build.
+    """
+    sources = sources or workdir / "src"
+    if not _cmake_safe(workdir):
+        scratch = _scratch_dir("harness-build-")
+        try:
+            built = _build_with_cmake(units, scratch, tc, sources=sources)
+            out = workdir / "build"
+            out.mkdir(parents=True, exist_ok=True)
+            return {name: Path(shutil.copy2(path, out / path.name)) for name, path in built.items()}
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     src = workdir / "src"
+    if sources != src:
+        src.mkdir(parents=True, exist_ok=True)
+        for unit in units:
+            shutil.copy2(sources / f"{unit.module}.cpp", src / f"{unit.module}.cpp")
     (workdir / "CMakeLists.txt").write_text(
         CMAKE_TEMPLATE.format(
             flags=" ".join(tc.flags),
@@ -122,23 +187,37 @@ def _build_with_cmake(units: list[BuildUnit], workdir: Path, tc: Toolchain) -> d
     return _outputs(units, build)
 
 
+def ninja_escape_path(path: str) -> str:
+    """A path as Ninja reads it in a `build` line: '$', ' ' and ':' escaped with '$'."""
+    if "\n" in path:
+        raise ValueError(f"a path with a newline cannot appear in build.ninja: {path!r}")
+    return path.replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
+
+
+def _command(argv: list[str], module: str) -> str:
+    """One template command for `module`, shell-quoted and escaped for a Ninja variable.
+
+    `{WORK}` becomes '..': Ninja runs the commands in the build dir, so no path of the cache (which may
+    hold spaces, ';', quotes or '$') ever reaches build.ninja or the shell.
+    """
+    line = shlex.join(tok.replace("{WORK}", "..").replace(PROBE, module) for tok in argv)
+    return line.replace("$", "$$")
+
+
 def _build_from_template(units: list[BuildUnit], workdir: Path, tc: Toolchain, template: dict) -> dict[str, Path]:
     build = workdir / "build"
     build.mkdir(exist_ok=True)
     lines = ["rule run", "  command = $cmd", "  description = $desc", ""]
     for unit in units:
-
-        def fill(text: str, module: str = unit.module) -> str:
-            return text.replace("{WORK}", workdir.as_posix()).replace(PROBE, module).replace("$", "$$")
-
-        obj = fill(template["object"])
+        obj = template["object"].replace(PROBE, unit.module)
         (build / obj).parent.mkdir(parents=True, exist_ok=True)
+        output = template["output"].replace(PROBE, unit.module)
         lines += [
-            f"build {obj}: run {fill('{WORK}/src/' + PROBE + '.cpp')}",
-            f"  cmd = {fill(template['compile'])}",
+            f"build {ninja_escape_path(obj)}: run {ninja_escape_path(f'../src/{unit.module}.cpp')}",
+            f"  cmd = {_command(template['compile'], unit.module)}",
             f"  desc = compile {unit.module}",
-            f"build {fill(template['output'])}: run {obj}",
-            f"  cmd = {fill(template['link'])}",
+            f"build {ninja_escape_path(output)}: run {ninja_escape_path(obj)}",
+            f"  cmd = {_command(template['link'], unit.module)}",
             f"  desc = link {unit.module}",
             "",
         ]
@@ -148,15 +227,60 @@ def _build_from_template(units: list[BuildUnit], workdir: Path, tc: Toolchain, t
     return _outputs(units, build)
 
 
-def _template(tc: Toolchain, template_dir: Path) -> dict | None:
-    """The compile/link command template of this toolchain: read it, or make it with one CMake probe."""
-    key = hashlib.sha256(f"{TEMPLATE_VERSION}\n{tc.fingerprint}\n{tc.cmake}\n{tc.make_program}".encode()).hexdigest()
-    path = template_dir / ".toolchains" / f"{key}.json"
+def template_digest(template: dict) -> str:
+    """sha256 of a template's commands and names (what its record stores to be verified)."""
+    body = {k: template[k] for k in TEMPLATE_FIELDS}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def check_template(data: object) -> str | None:
+    """None when a toolchain record is well-formed and matches its digest, else what is wrong."""
+    if not isinstance(data, dict) or data.get("version") != TEMPLATE_VERSION:
+        return "not a toolchain record of this harness version"
+    if not all(isinstance(data.get(k), list) and all(isinstance(t, str) for t in data[k]) for k in ("compile", "link")):
+        return "its commands are not lists of strings"
+    if not all(isinstance(data.get(k), str) for k in ("object", "output", "sha256")):
+        return "its object, output or sha256 field is missing"
+    if data["sha256"] != template_digest(data):
+        return "its content differs from its recorded sha256"
+    if f"{{WORK}}/src/{PROBE}.cpp" not in data["compile"] or data["output"] != f"{PROBE}{EXT_SUFFIX}":
+        return "its commands do not build the probe module"
+    return None
+
+
+def _template(tc: Toolchain, template_dir: Path) -> tuple[Path, dict] | None:
+    """The compile/link command record of this toolchain (path, template): read and verified, or made anew.
+
+    A record that fails verification is quarantined (kept for inspection) with a warning, then remade.
+    """
+    ident = "\n".join([TEMPLATE_VERSION, tc.fingerprint, tc.cmake, tc.make_program, str(tc.include_dir), tc.python])
+    path = template_dir / ".toolchains" / f"{hashlib.sha256(ident.encode()).hexdigest()}.json"
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            data, reason = None, f"unreadable ({type(e).__name__})"
+        else:
+            reason = check_template(data)
+        if reason is None:
+            assert isinstance(data, dict)
+            return path, data
+        _quarantine_record(template_dir, path, reason)
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        pass
-    probe_dir = template_dir / ".toolchains" / f"probe.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        template = make_template(tc)
+    except (CompileError, OSError, subprocess.CalledProcessError, ValueError) as e:
+        log.warning("no build template for this toolchain (%s); every kernel build runs CMake", e)
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(json.dumps(template, indent=2))
+    tmp.replace(path)
+    return path, template
+
+
+def make_template(tc: Toolchain) -> dict:
+    """Build the probe module with CMake in a scratch dir and turn its two commands into a template."""
+    probe_dir = _scratch_dir("harness-probe-")
     try:
         unit = BuildUnit(PROBE, PROBE_SOURCE)
         (probe_dir / "src").mkdir(parents=True)
@@ -168,31 +292,55 @@ def _template(tc: Toolchain, template_dir: Path) -> dict | None:
             text=True,
             check=True,
         ).stdout.strip()
-        template = _parse_commands(out, probe_dir)
-    except (CompileError, OSError, subprocess.CalledProcessError, ValueError) as e:
-        log.warning("no build template for this toolchain (%s); every kernel build runs CMake", e)
-        return None
+        return _parse_commands(out, probe_dir)
     finally:
         shutil.rmtree(probe_dir, ignore_errors=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(template, indent=2))
-    tmp.replace(path)
-    return template
+
+
+def _quarantine_record(template_dir: Path, path: Path, reason: str) -> None:
+    """Move a bad toolchain record to .quarantine/ (kept for inspection) and warn."""
+    qroot = template_dir / ".quarantine"
+    dest = qroot / f"toolchain.{path.name}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+    try:
+        qroot.mkdir(parents=True, exist_ok=True)
+        os.rename(path, dest)
+    except FileNotFoundError:
+        return  # another process moved it already
+    except OSError as e:
+        raise HarnessError(
+            f"cannot quarantine the broken toolchain record {path} ({reason}): {e.strerror or e}; delete it "
+            f"or set HARNESS_KERNEL_CACHE to a writable directory"
+        ) from None
+    msg = f"kernel cache: toolchain record {path.name} is broken: {reason}; moved to {dest}, remaking it"
+    log.warning(msg)
+    warnings.warn(msg, KernelCacheWarning, stacklevel=3)
 
 
 def _parse_commands(text: str, probe_dir: Path) -> dict:
-    """Turn `ninja -t commands` of the probe (one compile, one link line) into a template."""
+    """Turn `ninja -t commands` of the probe (one compile, one link line) into a template of argv lists."""
     commands = [ln for ln in text.splitlines() if ln.strip()]
     work = probe_dir.as_posix()
     if len(commands) != 2 or work.count(PROBE) or any("{WORK}" in c for c in commands):
         raise ValueError(f"unexpected probe build commands: {commands}")
-    compile_cmd, link_cmd = (c.replace(work, "{WORK}") for c in commands)
-    tokens = shlex.split(compile_cmd)
-    obj = tokens[tokens.index("-o") + 1] if "-o" in tokens else ""
+    compile_argv, link_argv = (_argv(c, work) for c in commands)
+    obj = compile_argv[compile_argv.index("-o") + 1] if "-o" in compile_argv else ""
     output = f"{PROBE}{EXT_SUFFIX}"
-    if f"-o {obj}" not in compile_cmd or output not in link_cmd or f"{{WORK}}/src/{PROBE}.cpp" not in compile_cmd:
+    if not obj or f"{{WORK}}/src/{PROBE}.cpp" not in compile_argv or output not in link_argv or obj not in link_argv:
         raise ValueError(f"unexpected probe build commands: {commands}")
-    return {"compile": compile_cmd, "link": link_cmd, "object": obj, "output": output}
+    template = {"version": TEMPLATE_VERSION, "compile": compile_argv, "link": link_argv, "object": obj, "output": output}
+    return {**template, "sha256": template_digest(template)}
+
+
+def _argv(command: str, work: str) -> list[str]:
+    """A CMake-generated command as argv tokens, `: && cmd && :` unwrapped, the probe dir as {WORK}."""
+    tokens = shlex.split(command)
+    if tokens[:2] == [":", "&&"]:
+        tokens = tokens[2:]
+    if tokens[-2:] == ["&&", ":"]:
+        tokens = tokens[:-2]
+    if not tokens or any(t in SHELL_OPERATORS or "\n" in t for t in tokens):
+        raise ValueError(f"unexpected shell syntax in probe build command: {command}")
+    return [t.replace(work, "{WORK}") for t in tokens]
 
 
 def _outputs(units: list[BuildUnit], build: Path) -> dict[str, Path]:
