@@ -73,7 +73,8 @@ class FitData:
 
 
 class _Columns:
-    """Growing lists of per-chunk arrays of one step domain's candidates."""
+    """Growing lists of per-chunk arrays of one step domain's candidates (owned by numpy, not views of the
+    chunk's Arrow buffers, so a finished chunk's memory is freed whole)."""
 
     def __init__(self, names: list[str]) -> None:
         self.rows: list[np.ndarray] = []
@@ -87,23 +88,30 @@ class _Columns:
         take = pa.array(idx, pa.int64())
         for name in self.values:
             col = rows.column(name).take(take)
-            self.values[name].append(_values(col))
+            self.values[name].append(np.array(_values(col), dtype=np.float64, copy=True))
             self.valid[name].append(col.is_valid().to_numpy(zero_copy_only=False))
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-        def cat(xs: list[np.ndarray], dtype: Any) -> np.ndarray:
-            return np.concatenate(xs) if xs else np.empty(0, dtype)
-
+        """The concatenated columns; each list is emptied as it is joined, so memory peaks at one extra column."""
         return (
-            cat(self.rows, np.int64),
-            cat(self.t, np.int64),
-            {k: cat(v, np.float64) for k, v in self.values.items()},
-            {k: cat(v, bool) for k, v in self.valid.items()},
+            _join(self.rows, np.int64),
+            _join(self.t, np.int64),
+            {k: _join(v, np.float64) for k, v in self.values.items()},
+            {k: _join(v, bool) for k, v in self.valid.items()},
         )
+
+
+def _join(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+    out = np.concatenate(parts) if parts else np.empty(0, dtype)
+    parts.clear()
+    return out
 
 
 def _values(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return pc.fill_null(col, 0.0).to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+
+
+Candidates = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]  # rows, t, values, valid
 
 
 def collect(
@@ -118,19 +126,11 @@ def collect(
 ) -> FitData:
     """Replay `events` through `kernel` (the trace's recording circuit, freshly reset) and bind the data."""
     leaf_names = {n.id: trace.leaf_output(n) for n in trace.nodes if n.kind == "leaf"}
-    step = [d for d in trace.domains if not d.is_rows]
-    per_domain = {
-        d.index: sorted({leaf_names[n.id] for n in trace.domain_nodes(d.index) if n.kind == "leaf"}) for d in step
-    }
-    buffers = {d.index: _Columns(per_domain[d.index]) for d in step}
-    run_sets = {d.index: pa.array(list(d.runs), pa.string()) for d in step}
+    step = {d.index: _StepDomain(trace, d.index, d.runs, leaf_names) for d in trace.domains if not d.is_rows}
 
     def on_rows(rows: pa.Table, offset: int) -> None:
-        source = rows.column("source")
-        for d in step:
-            idx = np.flatnonzero(pc.is_in(source, value_set=run_sets[d.index]).to_numpy(zero_copy_only=False))
-            if len(idx):
-                buffers[d.index].add(rows, idx, offset)
+        for dom in step.values():
+            dom.add(rows, offset)
 
     rows_leaves = sorted({leaf_names[n.id] for n in trace.domain_nodes(ROWS) if n.kind == "leaf"})
     stat_outputs = sorted({out for out, _ in trace.statistics.values()})
@@ -140,60 +140,71 @@ def collect(
         kernel, events, sampler=sampler, labels=[label], outputs=outputs, row_index=True, on_rows=on_rows,
         progress=progress, total=total,
     )  # fmt: skip
-    table = rec.table
+    cand: dict[int, Candidates] = {index: dom.columns.finish() for index, dom in step.items()}
+    cand[ROWS] = _row_candidates(rec, outputs)
+    y_all = _values(rec.table.column(label.columns()[0]))
+    recorded = {"rows": rec.rows, "replay_s": rec.replay_s, "sampled": rec.sampled, "dropped": dict(rec.dropped)}
+    del rec  # the recorded table is now in `cand`: free it before the domains are built
 
-    cand: dict[int, tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
-    for d in step:
-        cand[d.index] = buffers[d.index].finish()
-    cand[ROWS] = (
+    edge = set(trace.circuit.plan().edge)
+    masks: dict[int, np.ndarray] = {}  # domain -> which candidates are points
+    for d in trace.domain_order():
+        masks[d] = _domain_mask(trace, d, cand, masks, leaf_names, edge)
+    _check_target_validity(trace, cand[ROWS], masks[ROWS])
+    keep_rows = masks[ROWS]
+    target = cand[ROWS][2][trace.target_output][keep_rows]
+    stats = {o: (cand[ROWS][2][o][keep_rows], cand[ROWS][3][o][keep_rows]) for o in stat_outputs}
+    domains = {d: _domain_data(trace, d, cand.pop(d), masks[d], leaf_names) for d in list(cand)}
+
+    y = y_all[keep_rows]
+    recorded["dropped"]["invalid_target"] = int((~keep_rows).sum())
+    if not len(y):
+        raise FitDataError(
+            f"fit: no rows to fit on: {recorded['rows']} rows replayed, {recorded['sampled']} sampled, dropped "
+            f"{recorded['dropped']} (target {trace.target_output!r}, label {label.columns()[0]!r})"
+        )
+    return FitData(
+        trace=trace, domains=domains, imports=_imports(trace, domains), y=y, label_column=label.columns()[0],
+        horizon_ns=horizon_ns(label.horizons[0]), kernel_target=target, stat_sources=stats,
+        rows_replayed=recorded["rows"], replay_s=recorded["replay_s"], sampled=recorded["sampled"],
+        dropped=recorded["dropped"],
+    )  # fmt: skip
+
+
+def _row_candidates(rec: Any, outputs: list[str]) -> Candidates:
+    """The sampled rows (with their labels) as candidates of the rows domain."""
+    table = rec.table
+    return (
         table.column("row").to_numpy(),
         table.column("t").to_numpy(),
         {name: _values(table.column(name)) for name in outputs},
         {name: table.column(name).is_valid().to_numpy(zero_copy_only=False) for name in outputs},
     )
 
-    edge = set(trace.circuit.plan().edge)
-    valid: dict[int, dict[int, np.ndarray]] = {}  # domain -> TNode id -> validity at the candidates
-    masks: dict[int, np.ndarray] = {}  # domain -> which candidates are points
-    for d in trace.domain_order():
-        rows_d, _, _, leaf_valid = cand[d]
-        vd: dict[int, np.ndarray] = {}
-        for n in trace.domain_nodes(d):
-            if n.kind == "leaf":
-                vd[n.id] = leaf_valid[leaf_names[n.id]]
-            elif n.kind == "import":
-                prod = trace.nodes[n.source]  # type: ignore[index]
-                vd[n.id] = _import_valid(prod, rows_d, cand[prod.domain][0], masks[prod.domain], prod.node in edge)
-            else:
-                vd[n.id] = _all_valid([vd[i] for i in n.inputs if not trace.nodes[i].scalar], len(rows_d))
-        valid[d] = vd
-        if d == ROWS:
-            masks[d] = vd[trace.target] if not trace.nodes[trace.target].scalar else np.ones(len(rows_d), bool)
-        else:
-            producers = [
-                n for n in trace.domain_nodes(d) if n.kind == "decay" or (n.kind == "op" and any(n.node.observed))
-            ]
-            masks[d] = _all_valid(
-                [vd[i] for p in producers for i in p.inputs if not trace.nodes[i].scalar], len(rows_d)
-            )
 
-    kernel_valid = cand[ROWS][3][trace.target_output]
-    if not np.array_equal(kernel_valid, masks[ROWS]):
-        first = int(np.flatnonzero(kernel_valid != masks[ROWS])[0])
+def _check_target_validity(trace: Trace, rows: Candidates, mask: np.ndarray) -> None:
+    """The traced validity of the target must be the kernel's (a cross-check of the trace's rules)."""
+    kernel_valid = rows[3][trace.target_output]
+    if not np.array_equal(kernel_valid, mask):
+        first = int(np.flatnonzero(kernel_valid != mask)[0])
         raise FitDataError(
             f"fit: the traced validity of {trace.target_output!r} differs from the kernel's at replay row "
-            f"{int(cand[ROWS][0][first])} (kernel: {bool(kernel_valid[first])}); this is a bug in harness.fit"
+            f"{int(rows[0][first])} (kernel: {bool(kernel_valid[first])}); this is a bug in harness.fit"
         )
 
-    domains: dict[int, DomainData] = {}
-    for d, (rows_d, t_d, values, _) in cand.items():
-        keep = masks[d]
-        data = DomainData(rows=rows_d[keep], t=t_d[keep])
-        for n in trace.domain_nodes(d):
-            if n.kind == "leaf":
-                data.leaves[n.id] = np.ascontiguousarray(values[leaf_names[n.id]][keep])
-        domains[d] = data
 
+def _domain_data(trace: Trace, d: int, cand: Candidates, keep: np.ndarray, leaf_names: dict[int, str]) -> DomainData:
+    """The points of domain `d`: its candidates where `keep`, with the values of its leaves."""
+    rows_d, t_d, values, _ = cand
+    data = DomainData(rows=rows_d[keep], t=t_d[keep])
+    for n in trace.domain_nodes(d):
+        if n.kind == "leaf":
+            data.leaves[n.id] = np.ascontiguousarray(values[leaf_names[n.id]][keep])
+    return data
+
+
+def _imports(trace: Trace, domains: dict[int, DomainData]) -> dict[tuple[int, int], np.ndarray]:
+    """(consumer domain, producer domain) -> the producer's last point at or before each consumer point."""
     imports: dict[tuple[int, int], np.ndarray] = {}
     for n in trace.nodes:
         if n.kind == "import":
@@ -204,31 +215,76 @@ def collect(
                 if len(idx) and idx.min() < 0:
                     raise FitDataError("fit: an imported value has no step before a point that needs it (bug)")
                 imports[key] = idx.astype(np.int64)
+    return imports
 
-    keep_rows = masks[ROWS]
-    label_column = label.columns()[0]
-    y = _values(table.column(label_column))[keep_rows]
-    dropped = dict(rec.dropped)
-    dropped["invalid_target"] = int((~keep_rows).sum())
-    if not len(y):
-        raise FitDataError(
-            f"fit: no rows to fit on: {rec.rows} rows replayed, {rec.sampled} sampled, dropped {dropped} "
-            f"(target {trace.target_output!r}, label {label_column!r})"
-        )
-    return FitData(
-        trace=trace,
-        domains=domains,
-        imports=imports,
-        y=y,
-        label_column=label_column,
-        horizon_ns=horizon_ns(label.horizons[0]),
-        kernel_target=cand[ROWS][2][trace.target_output][keep_rows],
-        stat_sources={o: (cand[ROWS][2][o][keep_rows], cand[ROWS][3][o][keep_rows]) for o in stat_outputs},
-        rows_replayed=rec.rows,
-        replay_s=rec.replay_s,
-        sampled=rec.sampled,
-        dropped=dropped,
-    )
+
+def _sources(trace: Trace, d: int) -> dict[int, frozenset[int]]:
+    """For each traced node of domain `d`, the leaves and imports whose validity its own validity needs: a traced
+    value is valid where all of them are (stateless rules)."""
+    sources: dict[int, frozenset[int]] = {}
+    for n in trace.domain_nodes(d):
+        if n.kind in ("leaf", "import"):
+            sources[n.id] = frozenset((n.id,))
+        else:
+            sources[n.id] = frozenset().union(*(sources[i] for i in n.inputs if not trace.nodes[i].scalar))
+    return sources
+
+
+def _needed(trace: Trace, d: int) -> frozenset[int]:
+    """The leaves and imports that must be valid at a point of domain `d`: the target's (rows domain), or the
+    inputs of the domain's producers (a decay, or a node with an observed input, steps there)."""
+    sources = _sources(trace, d)
+    if d == ROWS:
+        return sources[trace.target] if not trace.nodes[trace.target].scalar else frozenset()
+    producers = [n for n in trace.domain_nodes(d) if n.kind == "decay" or (n.kind == "op" and any(n.node.observed))]
+    return frozenset().union(*(sources[i] for p in producers for i in p.inputs if not trace.nodes[i].scalar))
+
+
+class _StepDomain:
+    """The candidates of one step domain (rows of the events it runs in), kept chunk by chunk: the rows where
+    the leaves it needs are valid, plus the first row after each run of them (an import reads its producer's
+    last candidate, so where validity ends must stay); the imports are checked at the end (`_domain_mask`)."""
+
+    def __init__(self, trace: Trace, d: int, runs: Any, leaf_names: dict[int, str]) -> None:
+        self.runs = pa.array(list(runs), pa.string())
+        leaves = sorted({leaf_names[n.id] for n in trace.domain_nodes(d) if n.kind == "leaf"})
+        self.columns = _Columns(leaves)
+        self.need = sorted({leaf_names[i] for i in _needed(trace, d) if trace.nodes[i].kind == "leaf"})
+        self.last = False  # whether the previous candidate's leaves were valid
+
+    def add(self, rows: pa.Table, offset: int) -> None:
+        idx = np.flatnonzero(pc.is_in(rows.column("source"), value_set=self.runs).to_numpy(zero_copy_only=False))
+        if not len(idx):
+            return
+        ok = np.ones(len(idx), dtype=bool)
+        for name in self.need:
+            ok &= rows.column(name).is_valid().to_numpy(zero_copy_only=False)[idx]
+        after = np.empty_like(ok)
+        after[0], after[1:] = self.last, ok[:-1]
+        self.last = bool(ok[-1])
+        self.columns.add(rows, idx[ok | after], offset)
+
+
+def _domain_mask(
+    trace: Trace,
+    d: int,
+    cand: dict[int, Candidates],
+    masks: dict[int, np.ndarray],
+    leaf_names: dict[int, str],
+    edge: set[Any],
+) -> np.ndarray:
+    """Which candidates of domain `d` are points: where every leaf and import it needs is valid (one array per
+    leaf or import, never one per node)."""
+    rows_d, _, _, leaf_valid = cand[d]
+    need = []
+    for i in sorted(_needed(trace, d)):
+        n = trace.nodes[i]
+        if n.kind == "leaf":
+            need.append(leaf_valid[leaf_names[i]])
+        else:
+            prod = trace.nodes[n.source]  # type: ignore[index]
+            need.append(_import_valid(prod, rows_d, cand[prod.domain][0], masks[prod.domain], prod.node in edge))
+    return _all_valid(need, len(rows_d))
 
 
 def _all_valid(masks: list[np.ndarray], n: int) -> np.ndarray:

@@ -71,7 +71,7 @@ class SyntheticStream:
     kind: str = "synthetic"
     events: int = 300_000
     seed: int = 0
-    chunk: int = 250_000  # rows per record batch of the replay
+    chunk: int = 100_000  # events per record batch of the replay (memory holds about one batch at a time)
     params: dict[str, Any] = field(default_factory=dict)  # fields of hs.streams.SyntheticParams
 
 
@@ -81,7 +81,7 @@ class _FileStream:
 
     on_bad_rows: str = "error"
     cache_dir: Optional[str] = None  # noqa: UP045
-    chunk: int = 250_000
+    chunk: int = 100_000
     limit: Optional[int] = None  # noqa: UP045  # keep only the first `limit` events (quick runs)
 
 
@@ -112,7 +112,7 @@ class ParquetStream:
 
     kind: str = "parquet"
     path: str = MISSING
-    chunk: int = 250_000
+    chunk: int = 100_000
     limit: Optional[int] = None  # noqa: UP045
 
 
