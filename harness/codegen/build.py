@@ -311,7 +311,7 @@ def _quarantine_record(template_dir: Path, path: Path, reason: str) -> None:
             f"cannot quarantine the broken toolchain record {path} ({reason}): {e.strerror or e}; delete it "
             f"or set HARNESS_KERNEL_CACHE to a writable directory"
         ) from None
-    msg = f"kernel cache: toolchain record {path.name} is broken: {reason}; moved to {dest}, remaking it"
+    msg = f"kernel cache: toolchain record {path.name} is broken: {reason}; moved to {dest} (CMake makes a new one)"
     log.warning(msg)
     warnings.warn(msg, KernelCacheWarning, stacklevel=3)
 
@@ -327,7 +327,8 @@ def _parse_commands(text: str, probe_dir: Path) -> dict:
     output = f"{PROBE}{EXT_SUFFIX}"
     if not obj or f"{{WORK}}/src/{PROBE}.cpp" not in compile_argv or output not in link_argv or obj not in link_argv:
         raise ValueError(f"unexpected probe build commands: {commands}")
-    template = {"version": TEMPLATE_VERSION, "compile": compile_argv, "link": link_argv, "object": obj, "output": output}
+    template = {"version": TEMPLATE_VERSION, "compile": compile_argv, "link": link_argv}
+    template |= {"object": obj, "output": output}
     return {**template, "sha256": template_digest(template)}
 
 

@@ -91,9 +91,7 @@ def unusable_root(root: Path, err: OSError | None = None) -> KernelCacheError:
         why = f"{err.strerror or type(err).__name__}{where}"
     else:
         why = "it is not writable"
-    return KernelCacheError(
-        f"kernel cache {str(root)!r} is not usable: {why}; set {ENV_VAR} to a writable directory"
-    )
+    return KernelCacheError(f"kernel cache {str(root)!r} is not usable: {why}; set {ENV_VAR} to a writable directory")
 
 
 @dataclass(frozen=True)
@@ -189,7 +187,8 @@ class KernelCache:
             for key in missing:
                 reason = self.check(key)  # again: another process may have built or healed it meanwhile
                 if reason is None:
-                    entries[key] = CacheEntry(key, self.root / key, module_name(key), False, time.perf_counter() - start)
+                    seconds = time.perf_counter() - start
+                    entries[key] = CacheEntry(key, self.root / key, module_name(key), False, seconds)
                     continue
                 if reason != "absent":
                     self._quarantine_entry(key, reason, names.get(key))
