@@ -2,14 +2,19 @@
 
 harness [OVERRIDES...]          the pipeline (Hydra): compose, compile, replay, fit, evaluate, log to MLflow
 harness -m OVERRIDES...         a sweep: one MLflow parent run, a child run per job
-harness runs list|show|compare|replay ...   the run tools
+harness runs list|show|compare|replay|gc ...   the run tools
 harness demo [--events N ...]   the demo: seed scenarios, a synthetic L2 replay checked against the
                                 reference interpreter, a fit of a learnable market circuit
+
+Exit status of the pipeline: 0 done; 1 a config that does not compose (Hydra's message); 2 a run that failed
+(one line; its MLflow run is FAILED) or a sweep with failed jobs or a failed launcher (its parent run is ended,
+a line per failed job); 128 + N on signal N (Ctrl-C 130, SIGTERM 143, SIGHUP 129: one line, runs ended KILLED).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -161,15 +166,60 @@ def main(argv: list[str] | None = None) -> int:
         from harness.track.runs import main as runs_main
 
         return runs_main(args[1:])
-    from harness.pipeline.app import main as pipeline_main
+    return pipeline_main(args)
 
-    saved = sys.argv
+
+def pipeline_main(args: list[str]) -> int:
+    """Run the Hydra application on `args`; whatever stops it, every run and sweep it opened is ended (see the
+    module doc for the exit status). Hydra's error printer is bypassed (HYDRA_FULL_ERROR) so that a failed sweep
+    is ended before its error is reported, in one line."""
+    from hydra.errors import CompactHydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.pipeline import app, signals
+    from harness.track import callbacks
+
+    saved_argv, saved_full = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["harness", *args]
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    app.start_clock()
     try:
-        pipeline_main()
+        with signals.as_interrupts():
+            try:
+                app.main()
+            except BaseException as e:
+                swept = _end_sweeps(callbacks, e)
+                if isinstance(e, KeyboardInterrupt):
+                    if not swept:  # a sweep printed its own line
+                        print(f"interrupted by {signals.signal_name(e)}: the run ended KILLED", file=sys.stderr)
+                    return signals.exit_code(e)
+                if saved_full == "1" or isinstance(e, SystemExit):
+                    raise
+                if isinstance(e, CompactHydraException):  # as Hydra prints it
+                    cause = f"\n{e.__cause__}" if isinstance(e.__cause__, OmegaConfBaseException) else ""
+                    print(f"{e}{cause}", file=sys.stderr)
+                    return 1
+                if swept:
+                    return 2  # the sweep's summary and its failed jobs are printed
+                raise  # not a sweep: an unexpected error keeps its traceback
+            _end_sweeps(callbacks, None)  # normally ended by Hydra's on_multirun_end already
+            return 0
     finally:
-        sys.argv = saved
-    return 0
+        sys.argv = saved_argv
+        if saved_full is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full
+
+
+def _end_sweeps(callbacks, error: BaseException | None) -> bool:  # type: ignore[no-untyped-def]
+    """End the sweeps still open because of `error`; whether there were any. A second signal during this only
+    shortens it (one line)."""
+    try:
+        return bool(callbacks.end_open_sweeps(error))
+    except KeyboardInterrupt:
+        print("interrupted again while ending the sweep: `harness runs gc` ends what is left", file=sys.stderr)
+        return True
 
 
 def demo_main(argv: list[str]) -> int:

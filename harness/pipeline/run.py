@@ -1,8 +1,10 @@
 """One pipeline run: build the circuit, load the stream, fit, write back, evaluate the kernel out of sample,
 and log all of it to one MLflow run. Each stage is timed (`stage/<name>_s`).
 
-A run that raises is ended FAILED with the error in the tag `harness.error` (Ctrl-C: KILLED); whatever was
-logged before stays. The run's identity tags (`harness.config_hash`, `harness.kernel_hash`,
+A run that raises is ended FAILED with the error in the tag `harness.error` (Ctrl-C, SIGTERM, SIGHUP: KILLED,
+naming the signal); whatever was logged before stays. A run records its host, pid and a heartbeat (each stage,
+and every `tracking.heartbeat_s` from a thread), so `harness runs gc` can end it KILLED when its process dies
+without closing it (SIGKILL, out of memory). The run's identity tags (`harness.config_hash`, `harness.kernel_hash`,
 `harness.data_digest`, `harness.prediction_digest`, `harness.record_digest`) are what `harness runs replay`
 checks.
 """
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
@@ -28,9 +30,11 @@ from harness.errors import HarnessError
 from harness.fit.trainer import evaluate
 from harness.pipeline import build
 from harness.pipeline.schema import ROOT
+from harness.pipeline.signals import signal_name
 from harness.track import mlflow_log, store
 
 PARENT_ENV = "HARNESS_PARENT_RUN_ID"
+_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "terminated", "SIGHUP": "hangup"}
 
 
 @dataclass
@@ -46,13 +50,19 @@ class Outcome:
 
 
 class _Stages:
-    """Times named stages; each becomes the metric `stage/<name>_s`."""
+    """Times named stages; each becomes the metric `stage/<name>_s`; each start is a heartbeat of the run."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.heartbeat: store.Heartbeat | None = None
+
+    def beat(self, name: str) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.beat(name)
 
     @contextmanager
     def __call__(self, name: str, console: Console, what: str):  # type: ignore[no-untyped-def]
+        self.beat(name)
         start = time.perf_counter()
         with console.status(what):
             yield
@@ -75,21 +85,29 @@ def run(
     console = console or Console(stderr=True)
     uri = store.tracking_uri(cfg.tracking.uri)
     experiment_id = store.ensure_experiment(uri, cfg.tracking.experiment)
+    heartbeat_s = float(cfg.tracking.get("heartbeat_s", store.DEFAULT_HEARTBEAT_S))  # absent in older logged configs
+    liveness = store.process_tags(heartbeat_s, float(cfg.tracking.get("heartbeat_timeout_s", store.DEFAULT_TIMEOUT_S)))
+    for dead, reason in store.reap_quietly(uri, [experiment_id], by="the check when a run starts"):
+        console.print(f"[dim]note: run {dead.info.run_id} was still RUNNING: ended KILLED ({reason})[/dim]")
     mlflow.set_tracking_uri(uri)
     parent = os.environ.get(PARENT_ENV) or _parent_from_sweep_dir(hydra_dir)
     stages = _Stages()
     if compose_s:
         stages.seconds["compose"] = compose_s
-    active = mlflow.start_run(experiment_id=experiment_id, run_name=cfg.tracking.run_name, parent_run_id=parent or None)
+    active = mlflow.start_run(
+        experiment_id=experiment_id, run_name=cfg.tracking.run_name, parent_run_id=parent or None, tags=liveness
+    )
     with active as run_:
         try:
-            outcome = _stages(cfg, run_.info.run_id, stages, console, hydra_dir, extra_tags or {}, events)
-        except KeyboardInterrupt:
-            mlflow.set_tag("harness.error", "KeyboardInterrupt: the run was interrupted")
+            with store.Heartbeat(uri, run_.info.run_id, heartbeat_s) as stages.heartbeat:
+                outcome = _stages(cfg, run_.info.run_id, stages, console, hydra_dir, extra_tags or {}, events)
+        except KeyboardInterrupt as e:
+            why = signal_name(e)
+            mlflow.set_tag("harness.error", f"{why}: the run was interrupted ({_SIGNALS.get(why, 'a signal')})")
             mlflow.end_run(status="KILLED")
             raise
         except BaseException as e:
-            mlflow.set_tag("harness.error", f"{type(e).__name__}: {e}"[:5000])
+            mlflow.set_tag("harness.error", mlflow_log.redact(f"{type(e).__name__}: {e}")[: mlflow_log.MAX_TAG])
             mlflow.end_run(status="FAILED")
             raise
     return outcome
@@ -116,13 +134,13 @@ def _stages(
         **{f"harness.version.{k}": v for k, v in store.package_versions().items()},
         **extra,
     }
-    mlflow.set_tags(tags)
+    mlflow.set_tags(mlflow_log.redact_tags(tags))
     mlflow.log_params(mlflow_log.flat_params(cfg))
     with mlflow_log.artifact_dir() as art:
         (art / "config").mkdir()
-        (art / "config" / "resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        (art / "config" / "resolved.yaml").write_text(mlflow_log.config_yaml(cfg))  # resolved now, redacted
         if hydra_dir is not None and (hydra_dir / ".hydra").is_dir():
-            shutil.copytree(hydra_dir / ".hydra", art / "hydra")
+            mlflow_log.copy_hydra_dir(hydra_dir / ".hydra", art / "hydra", cfg)
 
     with stages("build", console, "building the circuit..."):
         circuit = build.build_circuit(cfg)
@@ -131,6 +149,7 @@ def _stages(
     with stages("stream", console, "loading the events..."):
         events = loaded if loaded is not None else build.load_stream(cfg)
 
+    stages.beat("fit")
     clock = time.perf_counter()
     res = fit.fit(
         circuit, events.batches, target=cfg.task.target, label=label, split=split, trainer=trainer,

@@ -176,6 +176,8 @@ class TrackingConf:
     run_name: Optional[str] = None  # noqa: UP045
     log_sample_max_rows: int = 200_000  # the recorded sample is logged as parquet up to this many rows
     plots: bool = True
+    heartbeat_s: float = 60.0  # a running run writes its heartbeat this often (and at each stage)
+    heartbeat_timeout_s: float = 900.0  # a RUNNING run without a heartbeat for this long is ended KILLED (runs gc)
 
 
 @dataclass

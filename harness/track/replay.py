@@ -15,12 +15,13 @@ import json
 import tempfile
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from harness.errors import HarnessError
 from harness.pipeline.build import Events
+from harness.track import mlflow_log
 
 REFUSED = 3
 
@@ -89,7 +90,7 @@ def _logged(client, run_id: str) -> tuple[DictConfig, dict[str, float]]:  # type
                 f"run {run_id} cannot be replayed: its artifacts config/resolved.yaml and fit/params.json are "
                 f"missing ({type(e).__name__}); only finished pipeline runs can be replayed"
             ) from None
-        cfg = OmegaConf.load(config)
+        cfg = mlflow_log.load_config(Path(config))  # as logged: nothing resolved from this environment
         values = json.loads(Path(params).read_text())
     assert isinstance(cfg, DictConfig)
     return cfg, values

@@ -3,10 +3,14 @@
 `list` the recent runs (sweep children under their parent), `show` one run (tags, error, params by config
 section, final metrics, artifacts, children), `compare` runs side by side (the params that differ, the metrics,
 the identity tags that say whether two runs used the same config, kernel and data). `replay` is handed to
-`harness.track.replay`. A run is named by its id or a unique prefix of it (`resolve_run`, reused by replay).
+`harness.track.replay`. `gc` ends RUNNING runs that are dead (their process is gone on this host, or their
+heartbeat is older than their timeout) as KILLED with the reason. A run is named by its id or a unique prefix
+of it (`resolve_run`, reused by replay).
 
-Read only: a sqlite store that does not exist is an error, not created. Bad input (unknown run or experiment,
-an ambiguous prefix, an unreadable store) prints one line `error: ...` to stderr and returns 2.
+A sqlite store that does not exist is an error, not created. Looking changes nothing except the same cheap
+check `gc` makes: dead RUNNING runs of the experiments looked at are ended KILLED (a note on stderr says so).
+Bad input (unknown run or experiment, an ambiguous prefix, an unreadable store) prints one line `error: ...` to
+stderr and returns 2.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import math
 import re
 import sys
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -267,6 +272,45 @@ def compare_command(client: MlflowClient, args: argparse.Namespace, console: Con
     return 0
 
 
+def gc_command(client: MlflowClient, args: argparse.Namespace, console: Console) -> int:
+    """End the dead RUNNING runs KILLED (process gone on this host, or heartbeat older than the timeout) and show
+    every RUNNING run with its verdict; `--dry-run` only shows."""
+    ids = experiment_ids(client, None if args.all_experiments else [args.experiment])
+    where = "all experiments" if args.all_experiments else f"experiment {args.experiment!r}"
+    found = store.reap(client, list(ids), timeout_s=args.heartbeat_timeout, dry_run=args.dry_run, by="harness runs gc")
+    if not found:
+        console.print(f"no RUNNING runs in {where}")
+        return 0
+    now = time.time()
+    verb = "would end" if args.dry_run else "ended"
+    table = Table(title=f"{len(found)} RUNNING runs in {where}")
+    for col in ("run", "name", "host", "pid", "heartbeat", "stage", "verdict"):
+        table.add_column(col, overflow="fold" if col == "verdict" else "ellipsis")
+    for run, reason in found:
+        tags = run.data.tags
+        beat = tags.get(store.HEARTBEAT_TAG)
+        age = f"{now - float(beat):.0f} s ago" if beat and _is_number(beat) else "-"
+        verdict = Text(f"{verb} KILLED: {reason}", style="magenta") if reason else Text("alive", style="green")
+        cells = [run.info.run_id[:SHORT], run.info.run_name or "", tags.get(store.HOST_TAG, "-")]
+        cells += [tags.get(store.PID_TAG, "-"), age, tags.get(store.STAGE_TAG, "-")]
+        table.add_row(*(Text(c) for c in cells), verdict)
+    console.print(table)
+    dead = sum(reason is not None for _, reason in found)
+    console.print(f"{dead} of {len(found)} RUNNING runs {verb} KILLED")
+    return 0
+
+
+def check_dangling(uri: str, client: MlflowClient, args: argparse.Namespace) -> None:
+    """The cheap check when a command opens the store: end the dead RUNNING runs of the experiments it looks at
+    (a note on stderr per run); never fails the command."""
+    try:
+        ids = experiment_ids(client, None if getattr(args, "all_experiments", False) else [args.experiment])
+    except Exception:
+        return  # the command itself reports an unknown experiment or an unreadable store
+    for run, reason in store.reap_quietly(uri, list(ids), by=f"harness runs {args.command}"):
+        print(f"note: run {run.info.run_id} was still RUNNING: ended KILLED ({reason})", file=sys.stderr)
+
+
 def replay_command(args: argparse.Namespace) -> int:
     """Hand `harness runs replay RUN` to harness.track.replay (imported only when asked for)."""
     try:
@@ -282,9 +326,9 @@ def replay_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The `harness runs` argument parser: list, show, compare, replay."""
+    """The `harness runs` argument parser: list, show, compare, replay, gc."""
     parser = argparse.ArgumentParser(prog="harness runs", description="Look at the runs in the MLflow store.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,compare,replay}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,show,compare,replay,gc}")
 
     def common(p: argparse.ArgumentParser, many: bool = True) -> None:
         p.add_argument(
@@ -311,6 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="rerun a logged run and check it reproduces (harness.track.replay)")
     common(p, many=False)
     p.add_argument("run", help="run id or a unique prefix of it")
+    p = sub.add_parser("gc", help="end RUNNING runs whose process is gone or whose heartbeat is too old as KILLED")
+    common(p)
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="a run silent for S seconds is dead (default: the tracking.heartbeat_timeout_s each run recorded)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="show the verdicts, end nothing")
     return parser
 
 
@@ -327,8 +381,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "replay":
             return replay_command(args)
         client = open_client(args.tracking_uri)
-        command = {"list": list_command, "show": show_command, "compare": compare_command}[args.command]
-        return command(client, args, Console())
+        if args.command != "gc":
+            check_dangling(args.tracking_uri, client, args)
+        command = {"list": list_command, "show": show_command, "compare": compare_command, "gc": gc_command}
+        return command[args.command](client, args, Console())
     except RunsError as e:
         return _fail(str(e))
     except (MlflowException, OSError) as e:
@@ -354,6 +410,23 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds, got {text}")
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def _experiment_names(client: MlflowClient, args: argparse.Namespace) -> list[str]:
