@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 
 from harness.errors import HarnessError
 from harness.pipeline import schema, signals
@@ -60,7 +61,7 @@ def main(cfg: DictConfig) -> float:
             with signals.as_interrupts():
                 return run(cfg, hydra_dir=output, compose_s=take_compose_time()).objective
         except HarnessError as e:
-            Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(str(e))}", highlight=False)
             sys.exit(2)  # a clear message, not a traceback; the MLflow run is already marked FAILED
     # a sweep job: its config was composed by the launcher, so the job's stages start here (no compose stage)
     job = f"job {hc.job.num} ({' '.join(hc.overrides.task)})"

@@ -94,9 +94,8 @@ def run(
     stages = _Stages()
     if compose_s:
         stages.seconds["compose"] = compose_s
-    active = mlflow.start_run(
-        experiment_id=experiment_id, run_name=cfg.tracking.run_name, parent_run_id=parent or None, tags=liveness
-    )
+    name = mlflow_log.redact(str(cfg.tracking.run_name)) if cfg.tracking.run_name else None
+    active = mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent or None, tags=liveness)
     with active as run_:
         try:
             with store.Heartbeat(uri, run_.info.run_id, heartbeat_s) as stages.heartbeat:

@@ -97,9 +97,8 @@ class MlflowSweepCallback(Callback):
             **store.process_tags(heartbeat_s, float(config.tracking.heartbeat_timeout_s)),
         }
         client = MlflowClient(tracking_uri=self.uri)
-        run = client.create_run(
-            experiment_id, run_name=config.tracking.run_name or "sweep", tags=mlflow_log.redact_tags(tags)
-        )
+        name = mlflow_log.redact(str(config.tracking.run_name or "sweep"))
+        run = client.create_run(experiment_id, run_name=name, tags=mlflow_log.redact_tags(tags))
         self.parent = run.info.run_id
         _open.append(self)
         if compose_s:
