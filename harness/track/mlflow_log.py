@@ -93,12 +93,13 @@ def _escape(value: Any) -> Any:
 
 def copy_hydra_dir(src: Path, dst: Path, cfg: DictConfig) -> None:
     """Hydra's `.hydra/` folder as logged: `config.yaml` is the job's config resolved at run time, `hydra.yaml`
-    Hydra's own config resolved where it can be (as it was when the job ran), every file redacted."""
+    Hydra's own config resolved where it can be (as it was when the job ran), `overrides.yaml` the command line as
+    typed; every file redacted."""
     dst.mkdir(parents=True, exist_ok=True)
     for path in sorted(p for p in src.iterdir() if p.is_file()):
         if path.name == "config.yaml":
             text = config_yaml(cfg)
-        elif path.suffix in (".yaml", ".yml"):
+        elif path.suffix in (".yaml", ".yml") and path.name != "overrides.yaml":  # overrides: the command line
             text = _resolved_file(path)
         else:
             text = redact(path.read_text(errors="replace"))
