@@ -20,21 +20,27 @@ from harness.streams import tardis_csv as tardis
 BOOK_HEAD = "exchange,symbol,timestamp,local_timestamp,is_snapshot,side,price,amount"
 TRADES_HEAD = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount"
 QUOTES_HEAD = "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount"
+T = 1_723_161_255_000_000  # 2024-08-08 in tardis microseconds: fixture times are T + a few
+
+
+def ts(us: int) -> str:
+    """A fixture timestamp: T + `us` microseconds."""
+    return str(T + us)
 
 
 def book_rows(n: int = 10) -> list[str]:
     """Rows of a valid book file: a 2-row snapshot message, then one-row incremental messages."""
-    rows = [f"x,Y,1000,2000,true,{side},{price},1.5" for side, price in (("bid", 99.5), ("ask", 100.5))]
-    rows += [f"x,Y,{1001 + i},{2001 + i},false,{'bid' if i % 2 else 'ask'},{100 + i}.25,{i}" for i in range(n - 2)]
+    rows = [f"x,Y,{ts(1000)},{ts(2000)},true,{side},{price},1.5" for side, price in (("bid", 99.5), ("ask", 100.5))]
+    rows += [f"x,Y,{ts(1001 + i)},{ts(2001 + i)},false,{'bid' if i % 2 else 'ask'},{100 + i}.25,{i}" for i in range(n - 2)]
     return rows
 
 
 def trade_rows(n: int = 10) -> list[str]:
-    return [f"x,Y,{1000 + i},{2000 + i},id{i},{'buy' if i % 2 else 'sell'},{100 + i}.5,0.{i + 1}" for i in range(n)]
+    return [f"x,Y,{ts(1000 + i)},{ts(2000 + i)},id{i},{'buy' if i % 2 else 'sell'},{100 + i}.5,0.{i + 1}" for i in range(n)]
 
 
 def quote_rows(n: int = 10) -> list[str]:
-    return [f"x,Y,{1000 + i},{2000 + i},1.{i},{101 + i},{100 + i},2.{i}" for i in range(n)]
+    return [f"x,Y,{ts(1000 + i)},{ts(2000 + i)},1.{i},{101 + i},{100 + i},2.{i}" for i in range(n)]
 
 
 def write(path: Path, head: str | None, rows: list[str]) -> Path:
@@ -148,7 +154,7 @@ def test_zero_trade_size_and_non_finite_price(tmp_path: Path) -> None:
 
 
 def test_decreasing_timestamps_for_the_chosen_clock(tmp_path: Path) -> None:
-    rows = replaced(trade_rows(), 6, 2, "999")  # exchange time goes back, local time does not
+    rows = replaced(trade_rows(), 6, 2, ts(999))  # exchange time goes back, local time does not
     path = write(tmp_path / "trades.csv", TRADES_HEAD, rows)
     assert tardis.read_trades(path).num_rows == 10
     expect(
@@ -156,23 +162,23 @@ def test_decreasing_timestamps_for_the_chosen_clock(tmp_path: Path) -> None:
         path,
         "row 7 (line 8)",
         "decreasing timestamp",
-        "timestamp 999 is before an earlier row's 1005",
+        f"timestamp {ts(999)} is before an earlier row's {ts(1005)}",
     )
     trades = tardis.read_trades(path, clock="exchange", on_bad_rows="skip")
     assert skipped(trades) == {"decreasing timestamp": 1} and trades.num_rows == 9
-    back = write(tmp_path / "back.csv", TRADES_HEAD, replaced(trade_rows(), 6, 3, "1"))
-    expect(lambda: tardis.read_trades(back), back, "row 7 (line 8)", "decreasing timestamp", "local_timestamp 1")
+    back = write(tmp_path / "back.csv", TRADES_HEAD, replaced(trade_rows(), 6, 3, ts(1)))
+    expect(lambda: tardis.read_trades(back), back, "row 7 (line 8)", "decreasing timestamp", f"local_timestamp {ts(1)}")
 
 
 def test_decreasing_local_timestamp_in_a_book_file(tmp_path: Path) -> None:
-    path = write(tmp_path / "book.csv", BOOK_HEAD, replaced(book_rows(), 5, 3, "2001"))
-    expect(lambda: tardis.read_book(path), path, "row 6 (line 7)", "decreasing timestamp", "local_timestamp 2001")
+    path = write(tmp_path / "book.csv", BOOK_HEAD, replaced(book_rows(), 5, 3, ts(2001)))
+    expect(lambda: tardis.read_book(path), path, "row 6 (line 7)", "decreasing timestamp", f"local_timestamp {ts(2001)}")
     book = tardis.read_book(path, on_bad_rows="skip")
     assert skipped(book) == {"decreasing timestamp": 1} and book.num_rows == 8
 
 
 def test_book_messages_going_back_in_exchange_time(tmp_path: Path) -> None:
-    rows = replaced(book_rows(), 6, 2, "1001")  # message 6 (a one-row message) goes back in exchange time
+    rows = replaced(book_rows(), 6, 2, ts(1001))  # message 6 (a one-row message) goes back in exchange time
     path = write(tmp_path / "book.csv", BOOK_HEAD, rows)
     assert tardis.read_book(path).num_rows == 9  # fine on the local clock
     expect(lambda: tardis.read_book(path, clock="exchange"), path, "row 7 (line 8)", "decreasing timestamp", "message")
@@ -193,7 +199,7 @@ def test_skip_counts_each_rule(tmp_path: Path) -> None:
     rows = replaced(rows, 3, 6, "abc")
     rows = replaced(rows, 5, 7, "-2")
     rows = replaced(rows, 7, 5, "middle")
-    rows = replaced(rows, 9, 3, "5")
+    rows = replaced(rows, 9, 3, ts(5))
     rows[11] = "x,Y"
     path = write(tmp_path / "book.csv.gz", BOOK_HEAD, rows)
     book = tardis.read_book(path, on_bad_rows="skip")

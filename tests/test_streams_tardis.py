@@ -154,7 +154,8 @@ def test_snapshot_levels_with_empty_fields_are_left_out(tmp_path: Path) -> None:
     path = tmp_path / "snap.csv"
     head = "exchange,symbol,timestamp,local_timestamp,asks[0].price,asks[0].amount,bids[0].price,bids[0].amount,"
     head += "asks[1].price,asks[1].amount,bids[1].price,bids[1].amount\n"
-    path.write_text(head + "x,Y,10,20,101,1,100,2,102,3,,\nx,Y,11,21,,,,,,,,\n")
+    t = 1_723_161_255_000_000  # 2024-08-08, in microseconds (times before 2000 are implausible)
+    path.write_text(head + f"x,Y,{t + 10},{t + 20},101,1,100,2,102,3,,\nx,Y,{t + 11},{t + 21},,,,,,,,\n")
     snaps = tardis.read_snapshots(path)
     assert snaps.column("book_price").to_pylist() == [[101.0, 100.0, 102.0], []]
     assert snaps.column("book_side").to_pylist() == [[-1.0, 1.0, -1.0], []]
@@ -204,7 +205,9 @@ def test_tiny_deribit_bitmex_huobi_files() -> None:
 def test_unknown_trade_side_is_zero(tmp_path: Path) -> None:
     path = tmp_path / "trades.csv"
     head = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
-    path.write_text(head + "x,Y,1,2,a,buy,10,1\nx,Y,1,3,b,unknown,10,1\nx,Y,1,4,c,sell,10,1\nx,Y,1,5,d,,10,1\n")
+    t = 1_723_161_255_000_000  # 2024-08-08, in microseconds (times before 2000 are implausible)
+    sides = ("buy", "unknown", "sell", "")
+    path.write_text(head + "".join(f"x,Y,{t + 1},{t + 2 + i},{i},{side},10,1\n" for i, side in enumerate(sides)))
     assert tardis.read_trades(path).column("trade_side").to_pylist() == [1.0, 0.0, -1.0, 0.0]
 
 

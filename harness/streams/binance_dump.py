@@ -14,12 +14,17 @@ trade_side = -1 when is_buyer_maker (the seller took liquidity) else +1), t from
 bookTicker rows are "quote" events (quote_bid_price = best_bid_price, ...), t from event_time. These dumps
 have one clock: t_local = t_exchange = t. Times are epoch milliseconds; a file whose first time is at least
 1e14 is read as microseconds (Binance spot dumps from 2025 on). Bad input: see `harness.streams.csvread`.
+Plausibility rules (`harness.streams.rules`, relaxed per stream with `rules=`): times in range (checked in the
+file's unit, before the conversion to ns), prices finite, > 0, below a bound and without 10x jumps, sizes finite,
+>= 0 (trades > 0) and below a bound, `is_buyer_maker` a boolean, and a header row, when there is one, that is
+the dump type's columns in Binance's order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -29,8 +34,9 @@ from harness.errors import HarnessError
 from harness.streams import cache, csvread, schema
 from harness.streams import merge_by_time as merge
 from harness.streams.csvread import Path_, ReadStats, Source
+from harness.streams.rules import Rules
 
-VERSION = 1  # bump when the output of a reader changes: cached tables of older versions are not reused
+VERSION = 2  # bump when the output of a reader changes: cached tables of older versions are not reused
 MICROSECONDS_FROM = 10**14  # first time value from which a file's times are microseconds, not milliseconds
 
 
@@ -87,7 +93,7 @@ BOOK_TICKER = Layout(
 
 
 def _read_file(
-    path: Path_, layout: Layout, on_bad_rows: str, st: ReadStats, prev: int | None
+    path: Path_, layout: Layout, on_bad_rows: str, st: ReadStats, prev: int | None, rules: Rules
 ) -> tuple[pa.Table, np.ndarray]:
     """One dump file, checked; returns the table and its event times in ns."""
     probe = Source(csvread.as_paths(path)[0], layout.kind, True)
@@ -104,21 +110,29 @@ def _read_file(
             )
         names = layout.names[:fields]
     table, _, src = csvread.read_csv(
-        probe.path, kind=layout.kind, columns=layout.types, names=names, on_bad_rows=on_bad_rows, stats=st
+        probe.path,
+        kind=layout.kind,
+        columns=layout.types,
+        names=names,
+        headers=[layout.names[:n] for n in layout.counts],
+        on_bad_rows=on_bad_rows,
+        stats=st,
+        rules=rules,
     )
-    checks: list[csvread.Check] = []
+    raw = csvread.numeric(table, layout.time)
+    micro = len(raw) > 0 and raw[0] >= MICROSECONDS_FROM
+    scale, unit = (1000, "microseconds") if micro else (1_000_000, "milliseconds")
+    checks: list[csvread.Check] = [csvread.time_check(raw, layout.time, unit, scale, rules)]
     for name, typ in layout.types.items():
         if typ != _F64:
             continue
         values = csvread.numeric(table, name)
         if name.endswith("price"):
-            checks.append(csvread.price_check(values, name))
+            checks.extend(csvread.price_check(values, name, rules))
         else:
-            checks.extend(csvread.size_check(values, name, positive=layout is not BOOK_TICKER))
+            checks.extend(csvread.size_check(values, name, rules, positive=layout is not BOOK_TICKER))
     table = csvread.apply_rules(table, src, checks, on_bad_rows, st)
-    raw = csvread.numeric(table, layout.time)
-    scale = 1000 if len(raw) and raw[0] >= MICROSECONDS_FROM else 1_000_000
-    t = raw * scale
+    t = csvread.numeric(table, layout.time) * scale  # in range (the time rule ran first): cannot overflow
     keep = csvread.rule_mask(table, src, [csvread.order_check(t, prev, f"{layout.time} (in ns)")], on_bad_rows, st)
     if keep is not None:
         table, t = table.filter(pa.array(keep)), t[keep]
@@ -136,11 +150,15 @@ def _events(trigger: str, t: np.ndarray, columns: dict[str, pa.Array]) -> pa.Tab
     return schema.conform(pa.table({**base, **columns}))
 
 
-def _read(paths: Path_ | Sequence[Path_], layout: Layout, on_bad_rows: str) -> pa.Table:
+def _read(
+    paths: Path_ | Sequence[Path_], layout: Layout, on_bad_rows: str, rules: Rules | Mapping[str, Any] | None
+) -> pa.Table:
     csvread.check_on_bad_rows(on_bad_rows)
-    st, parts, prev = ReadStats(), [], None
+    checked = Rules.of(rules)
+    checked.warn_relaxed(layout.kind)
+    st, parts, prev = ReadStats(relaxed=checked.relaxed()), [], None
     for path in csvread.as_paths(paths):
-        table, t = _read_file(path, layout, on_bad_rows, st, prev)
+        table, t = _read_file(path, layout, on_bad_rows, st, prev, checked)
         if len(t):
             prev = int(t[-1]) if prev is None else max(prev, int(t[-1]))
         col = {name: table.column(name).combine_chunks() for name in layout.types}
@@ -161,19 +179,25 @@ def _read(paths: Path_ | Sequence[Path_], layout: Layout, on_bad_rows: str) -> p
     return csvread.attach_stats(table, st)
 
 
-def read_trades(paths: Path_ | Sequence[Path_], *, on_bad_rows: str = "error") -> pa.Table:
+def read_trades(
+    paths: Path_ | Sequence[Path_], *, on_bad_rows: str = "error", rules: Rules | Mapping[str, Any] | None = None
+) -> pa.Table:
     """Read Binance `trades` dumps: one "trade" event per row."""
-    return _read(paths, TRADES, on_bad_rows)
+    return _read(paths, TRADES, on_bad_rows, rules)
 
 
-def read_agg_trades(paths: Path_ | Sequence[Path_], *, on_bad_rows: str = "error") -> pa.Table:
+def read_agg_trades(
+    paths: Path_ | Sequence[Path_], *, on_bad_rows: str = "error", rules: Rules | Mapping[str, Any] | None = None
+) -> pa.Table:
     """Read Binance `aggTrades` dumps (7 or 8 fields): one "trade" event per aggregated trade."""
-    return _read(paths, AGG_TRADES, on_bad_rows)
+    return _read(paths, AGG_TRADES, on_bad_rows, rules)
 
 
-def read_book_ticker(paths: Path_ | Sequence[Path_], *, on_bad_rows: str = "error") -> pa.Table:
+def read_book_ticker(
+    paths: Path_ | Sequence[Path_], *, on_bad_rows: str = "error", rules: Rules | Mapping[str, Any] | None = None
+) -> pa.Table:
     """Read Binance `bookTicker` dumps: one "quote" event per row, t from event_time."""
-    return _read(paths, BOOK_TICKER, on_bad_rows)
+    return _read(paths, BOOK_TICKER, on_bad_rows, rules)
 
 
 def binance(
@@ -183,12 +207,15 @@ def binance(
     *,
     on_bad_rows: str = "error",
     cache_dir: Path_ | None = None,
+    rules: Rules | Mapping[str, Any] | None = None,
 ) -> pa.Table:
     """Read the given Binance dumps and merge them into one market table (`merge.merge`, arguments in order).
 
-    With `cache_dir`, the merged table is kept as Parquet there (see `tardis_csv.tardis`).
+    `rules` relaxes plausibility rules; with `cache_dir`, the merged table is kept as Parquet there, its source
+    files' content verified on every hit (see `tardis_csv.tardis`).
     """
     csvread.check_on_bad_rows(on_bad_rows)
+    checked = Rules.of(rules)
     readers = {"trades": read_trades, "agg_trades": read_agg_trades, "book_ticker": read_book_ticker}
     args = zip(readers, (trades, agg_trades, book_ticker), strict=True)
     given = {k: csvread.as_paths(v) for k, v in args if v is not None}
@@ -196,8 +223,9 @@ def binance(
         raise HarnessError("binance: give at least one of trades, agg_trades, book_ticker")
 
     def build() -> pa.Table:
-        return merge.merge(*[readers[k](v, on_bad_rows=on_bad_rows) for k, v in given.items()])
+        return merge.merge(*[readers[k](v, on_bad_rows=on_bad_rows, rules=checked) for k, v in given.items()])
 
     if cache_dir is None:
         return build()
-    return cache.cached("binance", VERSION, {"on_bad_rows": on_bad_rows}, given, build, cache_dir)
+    options = {"on_bad_rows": on_bad_rows, "rules": checked.to_dict()}
+    return cache.cached("binance", VERSION, options, given, build, cache_dir, rules=checked)

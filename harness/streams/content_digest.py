@@ -6,13 +6,14 @@ digest does not depend on how the input is split into chunks or batches), column
 (only whether each slot is null; values under nulls are ignored), fixed-width values as little-endian bytes
 (NaNs canonical), strings and binaries as lengths + bytes, dictionary columns as their decoded values, list
 columns as their lengths (offsets rebased at 0) + their flattened values, structs field by field. Schema
-metadata (read stats, ...) is not hashed.
+metadata (read stats, ...) is not hashed. `file_sha256` is the digest of a source file's raw bytes.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
+from os import PathLike
 
 import numpy as np
 import pyarrow as pa
@@ -174,6 +175,13 @@ class StreamDigest:
             self.pending, self.held = [], 0
         self.h.put(b"R", self.rows.to_bytes(8, "little"))
         return self.h.h.hexdigest()
+
+
+def file_sha256(path: str | PathLike[str]) -> str:
+    """sha256 hex digest of a file's bytes, read in bounded chunks: what a source file holds, whatever its name,
+    size or modification time say (the Parquet cache and replay check sources by it)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _window(h: _Hasher, table: pa.Table) -> None:

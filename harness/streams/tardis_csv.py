@@ -22,12 +22,17 @@ Each reader takes one path or a list (several days, read in order and concatenat
 chosen clock must not decrease inside a file or across files (book files: local_timestamp rows, and with
 clock="exchange" also the messages' exchange times). Bad input raises `DataError` naming file, row and rule,
 or with on_bad_rows="skip" drops the row and counts it (`csvread.stats(table)`); see `harness.streams.csvread`.
+Every value also meets the plausibility rules of `harness.streams.rules` (`rules=` relaxes them per stream):
+both timestamps in range (checked in microseconds, before the conversion to ns), prices finite, > 0 and below
+a bound, trade and quote prices without 10x jumps, sizes finite, >= 0 and below a bound, book sides bid/ask,
+trade sides buy/sell/unknown (or empty), and a header that is the kind's columns in tardis' order.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,8 +42,9 @@ from harness.errors import HarnessError
 from harness.streams import cache, csvread, schema
 from harness.streams import merge_by_time as merge
 from harness.streams.csvread import Path_, ReadStats, Source
+from harness.streams.rules import Rules
 
-VERSION = 1  # bump when the output of a reader changes: cached tables of older versions are not reused
+VERSION = 2  # bump when the output of a reader changes: cached tables of older versions are not reused
 CLOCKS = ("local", "exchange")
 
 BOOK_KIND = "tardis incremental_book_L2"
@@ -53,12 +59,29 @@ BOOK_COLUMNS = {**_TIMES, "is_snapshot": pa.bool_(), "side": pa.string(), "price
 TRADE_COLUMNS = {**_TIMES, "side": pa.string(), "price": _F64, "amount": _F64}
 QUOTE_COLUMNS = {**_TIMES, "ask_amount": _F64, "ask_price": _F64, "bid_price": _F64, "bid_amount": _F64}
 _LEVEL = re.compile(r"^(asks|bids)\[(\d+)\]\.(price|amount)$")
+BOOK_HEADER = (*_HEAD, "is_snapshot", "side", "price", "amount")
+TRADES_HEADER = (*_HEAD, "id", "side", "price", "amount")
+QUOTES_HEADER = (*_HEAD, "ask_amount", "ask_price", "bid_price", "bid_amount")
+TRADE_SIDES = ("buy", "sell", "unknown")  # and empty: unknown too
+US = 1000  # ns per tardis timestamp unit (microseconds)
 
 
-def _check(clock: str, on_bad_rows: str) -> None:
+def _check(clock: str, on_bad_rows: str, rules: Rules | Mapping[str, Any] | None, kind: str) -> tuple[Rules, ReadStats]:
+    """Validate the options; the rules (a warning when some are relaxed) and fresh stats recording them."""
     if clock not in CLOCKS:
         raise HarnessError(f"clock must be 'local' or 'exchange', got {clock!r}")
     csvread.check_on_bad_rows(on_bad_rows)
+    checked = Rules.of(rules)
+    checked.warn_relaxed(kind)
+    return checked, ReadStats(relaxed=checked.relaxed())
+
+
+def _time_checks(table: pa.Table, rules: Rules) -> list[csvread.Check]:
+    """Both tardis timestamps in the rules' range, checked in microseconds (before the conversion to ns)."""
+    return [
+        csvread.time_check(csvread.numeric(table, c), c, "microseconds", US, rules)
+        for c in ("timestamp", "local_timestamp")
+    ]
 
 
 def _clock_column(clock: str) -> str:
@@ -66,7 +89,7 @@ def _clock_column(clock: str) -> str:
 
 
 def _ns(us: np.ndarray) -> np.ndarray:
-    return np.asarray(us, dtype=np.int64) * 1000
+    return np.asarray(us, dtype=np.int64) * US  # in range (the time rule ran first): cannot overflow
 
 
 def _rows_table(
@@ -91,17 +114,30 @@ def _finish(parts: list[pa.Table], st: ReadStats) -> pa.Table:
 # --- incremental_book_L2 ---------------------------------------------------------------------------------
 
 
-def read_book(paths: Path_ | Sequence[Path_], *, clock: str = "local", on_bad_rows: str = "error") -> pa.Table:
+def read_book(
+    paths: Path_ | Sequence[Path_],
+    *,
+    clock: str = "local",
+    on_bad_rows: str = "error",
+    rules: Rules | Mapping[str, Any] | None = None,
+) -> pa.Table:
     """Read tardis `incremental_book_L2` files: one "book" event per exchange message (see the module doc)."""
-    _check(clock, on_bad_rows)
-    st, parts = ReadStats(), []
+    checked, st = _check(clock, on_bad_rows, rules, BOOK_KIND)
+    parts = []
     prev_local: int | None = None
     prev_exchange: int | None = None
     for path in csvread.as_paths(paths):
         table, _, src = csvread.read_csv(
-            path, kind=BOOK_KIND, columns=BOOK_COLUMNS, required=_HEAD, on_bad_rows=on_bad_rows, stats=st
+            path,
+            kind=BOOK_KIND,
+            columns=BOOK_COLUMNS,
+            required=_HEAD,
+            headers=[BOOK_HEADER],
+            on_bad_rows=on_bad_rows,
+            stats=st,
+            rules=checked,
         )
-        part = _book_messages(table, src, clock, on_bad_rows, st, prev_local, prev_exchange)
+        part = _book_messages(table, src, clock, on_bad_rows, st, prev_local, prev_exchange, checked)
         parts.append(part)
         if part.num_rows:
             prev_local = part["t_local"][-1].as_py() // 1000  # local times never decrease
@@ -142,13 +178,19 @@ def _book_messages(
     st: ReadStats,
     prev_local: int | None,
     prev_exchange: int | None,
+    rules: Rules,
 ) -> pa.Table:
     r = _Rows(table)
     side_col = table.column("side")
     checks = [
-        (csvread.BAD_SIDE, np.isnan(r.side), lambda i: f"side {side_col[i].as_py()!r} is neither 'bid' nor 'ask'"),
-        csvread.price_check(r.price, "price"),
-        *csvread.size_check(r.amount, "amount"),
+        *_time_checks(table, rules),
+        (
+            csvread.BAD_SIDE,
+            np.isnan(r.side),
+            lambda i: f"side {csvread.shown(side_col[i].as_py())} is neither 'bid' nor 'ask'",
+        ),
+        *csvread.price_check(r.price, "price", rules, jump=False),  # levels lie far apart: no jump rule
+        *csvread.size_check(r.amount, "amount", rules),
     ]
     r.keep(csvread.rule_mask(r.table, src, checks, on_bad_rows, st))
     order = csvread.order_check(r.local, prev_local, "local_timestamp")
@@ -201,10 +243,16 @@ def _message_starts(local: np.ndarray, snap: np.ndarray) -> np.ndarray:
 # --- trades / quotes -------------------------------------------------------------------------------------
 
 
-def read_trades(paths: Path_ | Sequence[Path_], *, clock: str = "local", on_bad_rows: str = "error") -> pa.Table:
+def read_trades(
+    paths: Path_ | Sequence[Path_],
+    *,
+    clock: str = "local",
+    on_bad_rows: str = "error",
+    rules: Rules | Mapping[str, Any] | None = None,
+) -> pa.Table:
     """Read tardis `trades` files: one "trade" event per row (the `id` column, any type, is not kept)."""
-    _check(clock, on_bad_rows)
-    st, parts, prev = ReadStats(), [], None
+    checked, st = _check(clock, on_bad_rows, rules, TRADES_KIND)
+    parts, prev = [], None
     tcol = _clock_column(clock)
     for path in csvread.as_paths(paths):
         table, _, src = csvread.read_csv(
@@ -213,11 +261,26 @@ def read_trades(paths: Path_ | Sequence[Path_], *, clock: str = "local", on_bad_
             columns=TRADE_COLUMNS,
             required=(*_HEAD, "id"),
             nullable=("side",),
+            headers=[TRADES_HEADER],
             on_bad_rows=on_bad_rows,
             stats=st,
+            rules=checked,
         )
         price, amount = csvread.numeric(table, "price"), csvread.numeric(table, "amount")
-        checks = [csvread.price_check(price, "price"), *csvread.size_check(amount, "amount", positive=True)]
+        side_col = table.column("side")
+        unknown = pc.invert(pc.or_(pc.is_null(side_col), pc.is_in(side_col, pa.array(TRADE_SIDES))))
+        checks = [
+            *_time_checks(table, checked),
+            (
+                csvread.BAD_SIDE,
+                unknown.to_numpy(zero_copy_only=False),
+                lambda i, side_col=side_col: (
+                    f"side {csvread.shown(side_col[i].as_py())} is not one of {list(TRADE_SIDES)} (or empty)"
+                ),
+            ),
+            *csvread.price_check(price, "price", checked),
+            *csvread.size_check(amount, "amount", checked, positive=True),
+        ]
         table = csvread.apply_rules(table, src, checks, on_bad_rows, st)
         table = _ordered(table, src, tcol, prev, on_bad_rows, st)
         side_col = table.column("side")
@@ -232,10 +295,16 @@ def read_trades(paths: Path_ | Sequence[Path_], *, clock: str = "local", on_bad_
     return _finish(parts, st)
 
 
-def read_quotes(paths: Path_ | Sequence[Path_], *, clock: str = "local", on_bad_rows: str = "error") -> pa.Table:
+def read_quotes(
+    paths: Path_ | Sequence[Path_],
+    *,
+    clock: str = "local",
+    on_bad_rows: str = "error",
+    rules: Rules | Mapping[str, Any] | None = None,
+) -> pa.Table:
     """Read tardis `quotes` or `book_ticker` files: one "quote" event per row."""
-    _check(clock, on_bad_rows)
-    st, parts, prev = ReadStats(), [], None
+    checked, st = _check(clock, on_bad_rows, rules, QUOTES_KIND)
+    parts, prev = [], None
     tcol = _clock_column(clock)
     nullable = ("ask_amount", "ask_price", "bid_price", "bid_amount")
     for path in csvread.as_paths(paths):
@@ -245,23 +314,31 @@ def read_quotes(paths: Path_ | Sequence[Path_], *, clock: str = "local", on_bad_
             columns=QUOTE_COLUMNS,
             required=_HEAD,
             nullable=nullable,
+            headers=[QUOTES_HEADER],
             on_bad_rows=on_bad_rows,
             stats=st,
+            rules=checked,
         )
-        checks: list[csvread.Check] = []
-        for name in nullable:
-            values = csvread.numeric(table, name)
-            valid = table.column(name).is_valid().to_numpy(zero_copy_only=False)
-            if name.endswith("price"):
-                checks.append(csvread.price_check(values, name, valid=valid))
-            else:
-                checks.extend(csvread.size_check(values, name, valid=valid))
+        checks = [*_time_checks(table, checked), *_level_checks(table, nullable, checked)]
         table = csvread.apply_rules(table, src, checks, on_bad_rows, st)
         table = _ordered(table, src, tcol, prev, on_bad_rows, st)
         columns = {f"quote_{name.split('_')[0]}_{name.split('_')[1]}": table[name] for name in nullable}
         parts.append(_rows_of(table, clock, schema.QUOTE, columns))
         prev = _last(table, tcol, prev)
     return _finish(parts, st)
+
+
+def _level_checks(table: pa.Table, names: Sequence[str], rules: Rules) -> list[csvread.Check]:
+    """Price rules for the nullable `*price` columns among `names`, size rules for the others (nulls are fine)."""
+    checks: list[csvread.Check] = []
+    for name in names:
+        values = csvread.numeric(table, name)
+        valid = table.column(name).is_valid().to_numpy(zero_copy_only=False)
+        if name.endswith("price"):
+            checks.extend(csvread.price_check(values, name, rules, valid=valid))
+        else:
+            checks.extend(csvread.size_check(values, name, rules, valid=valid))
+    return checks
 
 
 def _ordered(table: pa.Table, src: Source, column: str, prev: int | None, on_bad_rows: str, st: ReadStats) -> pa.Table:
@@ -298,10 +375,16 @@ def _levels(path: Path_) -> int:
     return n
 
 
-def read_snapshots(paths: Path_ | Sequence[Path_], *, clock: str = "local", on_bad_rows: str = "error") -> pa.Table:
+def read_snapshots(
+    paths: Path_ | Sequence[Path_],
+    *,
+    clock: str = "local",
+    on_bad_rows: str = "error",
+    rules: Rules | Mapping[str, Any] | None = None,
+) -> pa.Table:
     """Read tardis `book_snapshot_5` / `book_snapshot_25` files: each row is a "book" event with book_snapshot 1."""
-    _check(clock, on_bad_rows)
-    st, parts, prev = ReadStats(), [], None
+    checked, st = _check(clock, on_bad_rows, rules, SNAPSHOT_KIND)
+    parts, prev = [], None
     tcol = _clock_column(clock)
     for path in csvread.as_paths(paths):
         n_levels = max(_levels(path), 1)  # a file with no levels fails read_csv on asks[0].price etc.
@@ -312,17 +395,12 @@ def read_snapshots(paths: Path_ | Sequence[Path_], *, clock: str = "local", on_b
             columns={**_TIMES, **dict.fromkeys(level_cols, _F64)},
             required=_HEAD,
             nullable=level_cols,
+            headers=[(*_HEAD, *level_cols)],
             on_bad_rows=on_bad_rows,
             stats=st,
+            rules=checked,
         )
-        checks: list[csvread.Check] = []
-        for name in level_cols:
-            values = csvread.numeric(table, name)
-            valid = table.column(name).is_valid().to_numpy(zero_copy_only=False)
-            if name.endswith("price"):
-                checks.append(csvread.price_check(values, name, valid=valid))
-            else:
-                checks.extend(csvread.size_check(values, name, valid=valid))
+        checks = [*_time_checks(table, checked), *_level_checks(table, level_cols, checked)]
         table = csvread.apply_rules(table, src, checks, on_bad_rows, st)
         table = _ordered(table, src, tcol, prev, on_bad_rows, st)
         n = table.num_rows
@@ -360,13 +438,19 @@ def tardis(
     clock: str = "local",
     on_bad_rows: str = "error",
     cache_dir: Path_ | None = None,
+    rules: Rules | Mapping[str, Any] | None = None,
 ) -> pa.Table:
     """Read the given tardis files and merge them into one market table (`merge.merge`, arguments in this order).
 
-    With `cache_dir`, the merged table is kept as Parquet there, keyed by the files (path, size, mtime), the
-    options and `VERSION`; a later call with the same inputs reads it instead of the CSV files.
+    `rules` relaxes plausibility rules for these files (`harness.streams.rules`). With `cache_dir`, the merged
+    table is kept as Parquet there, keyed by the files (path, size, mtime), the options, the rules and
+    `VERSION`, with the sha256 of each file's content: a later call with the same inputs reads it instead of the
+    CSV files once the files' content is verified unchanged (`harness.streams.cache.cached`).
     """
-    _check(clock, on_bad_rows)
+    checked = Rules.of(rules)
+    if clock not in CLOCKS:
+        raise HarnessError(f"clock must be 'local' or 'exchange', got {clock!r}")
+    csvread.check_on_bad_rows(on_bad_rows)
     readers = {"book": read_book, "trades": read_trades, "quotes": read_quotes, "snapshots": read_snapshots}
     args = zip(readers, (book, trades, quotes, snapshots), strict=True)
     given = {k: csvread.as_paths(v) for k, v in args if v is not None}
@@ -374,10 +458,10 @@ def tardis(
         raise HarnessError("tardis: give at least one of book, trades, quotes, snapshots")
 
     def build() -> pa.Table:
-        tables = [readers[k](v, clock=clock, on_bad_rows=on_bad_rows) for k, v in given.items()]
+        tables = [readers[k](v, clock=clock, on_bad_rows=on_bad_rows, rules=checked) for k, v in given.items()]
         return merge.merge(*tables)
 
     if cache_dir is None:
         return build()
-    options = {"clock": clock, "on_bad_rows": on_bad_rows}
-    return cache.cached("tardis", VERSION, options, given, build, cache_dir)
+    options = {"clock": clock, "on_bad_rows": on_bad_rows, "rules": checked.to_dict()}
+    return cache.cached("tardis", VERSION, options, given, build, cache_dir, rules=checked)
