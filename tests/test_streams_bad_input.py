@@ -31,12 +31,16 @@ def ts(us: int) -> str:
 def book_rows(n: int = 10) -> list[str]:
     """Rows of a valid book file: a 2-row snapshot message, then one-row incremental messages."""
     rows = [f"x,Y,{ts(1000)},{ts(2000)},true,{side},{price},1.5" for side, price in (("bid", 99.5), ("ask", 100.5))]
-    rows += [f"x,Y,{ts(1001 + i)},{ts(2001 + i)},false,{'bid' if i % 2 else 'ask'},{100 + i}.25,{i}" for i in range(n - 2)]
+    rows += [
+        f"x,Y,{ts(1001 + i)},{ts(2001 + i)},false,{'bid' if i % 2 else 'ask'},{100 + i}.25,{i}" for i in range(n - 2)
+    ]
     return rows
 
 
 def trade_rows(n: int = 10) -> list[str]:
-    return [f"x,Y,{ts(1000 + i)},{ts(2000 + i)},id{i},{'buy' if i % 2 else 'sell'},{100 + i}.5,0.{i + 1}" for i in range(n)]
+    return [
+        f"x,Y,{ts(1000 + i)},{ts(2000 + i)},id{i},{'buy' if i % 2 else 'sell'},{100 + i}.5,0.{i + 1}" for i in range(n)
+    ]
 
 
 def quote_rows(n: int = 10) -> list[str]:
@@ -172,7 +176,9 @@ def test_decreasing_timestamps_for_the_chosen_clock(tmp_path: Path) -> None:
 
 def test_decreasing_local_timestamp_in_a_book_file(tmp_path: Path) -> None:
     path = write(tmp_path / "book.csv", BOOK_HEAD, replaced(book_rows(), 5, 3, ts(2001)))
-    expect(lambda: tardis.read_book(path), path, "row 6 (line 7)", "decreasing timestamp", f"local_timestamp {ts(2001)}")
+    expect(
+        lambda: tardis.read_book(path), path, "row 6 (line 7)", "decreasing timestamp", f"local_timestamp {ts(2001)}"
+    )
     book = tardis.read_book(path, on_bad_rows="skip")
     assert skipped(book) == {"decreasing timestamp": 1} and book.num_rows == 8
 

@@ -25,7 +25,9 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
     rows = [f"x,Y,{T + 1000 + i},{T + 2000 + i},{i},{'buy' if i % 2 else 'sell'},{100 + i},0.5" for i in range(20)]
     trades.write_text("\n".join([TRADES_HEAD, *rows]) + "\n")
     book = tmp_path / "book.csv"
-    rows = [f"x,Y,{T + 1000 + i // 3},{T + 2000 + i // 3},{'true' if i < 3 else 'false'},bid,{99 + i},1" for i in range(12)]
+    rows = [
+        f"x,Y,{T + 1000 + i // 3},{T + 2000 + i // 3},{'true' if i < 3 else 'false'},bid,{99 + i},1" for i in range(12)
+    ]
     book.write_text("\n".join([BOOK_HEAD, *rows]) + "\n")
     return trades, book
 
