@@ -21,6 +21,7 @@ from harness.fit.trainer import TrainerConfig
 from harness.replay.labels import Label
 from harness.replay.sampling import Sampler, every_event, every_n, when
 from harness.streams.content_digest import StreamDigest
+from harness.streams.rules import Rules
 
 
 class ConfigError(HarnessError, ValueError):
@@ -109,6 +110,15 @@ def _paths(values: list[str] | None, key: str) -> list[Path] | None:
     return paths
 
 
+def _rules(s: DictConfig) -> Rules:
+    """`stream.rules` (the plausibility rules of the readers; a config without them gets the defaults)."""
+    rules = s.get("rules")
+    try:
+        return Rules.of(None if rules is None else _fields(rules, ()))
+    except HarnessError as e:
+        raise ConfigError(f"stream.{e}") from None
+
+
 def load_stream(cfg: DictConfig) -> Events:
     """Read or generate the events of `cfg.stream` and digest them."""
     s = cfg.stream
@@ -129,17 +139,19 @@ def load_stream(cfg: DictConfig) -> Events:
     if kind == "tardis":
         parts = {k: _paths(s[k], f"stream.{k}") for k in ("book", "trades", "quotes")}
         files = [p for v in parts.values() if v for p in v]
-        table = streams.tardis(**parts, clock=s.clock, on_bad_rows=s.on_bad_rows, cache_dir=s.cache_dir)
+        table = streams.tardis(
+            **parts, clock=s.clock, on_bad_rows=s.on_bad_rows, cache_dir=s.cache_dir, rules=_rules(s)
+        )
         source = str(files[0]) if files else "tardis"
     elif kind == "binance":
         parts = {k: _paths(s[k], f"stream.{k}") for k in ("trades", "agg_trades", "book_ticker")}
         files = [p for v in parts.values() if v for p in v]
-        table = streams.binance(**parts, on_bad_rows=s.on_bad_rows, cache_dir=s.cache_dir)
+        table = streams.binance(**parts, on_bad_rows=s.on_bad_rows, cache_dir=s.cache_dir, rules=_rules(s))
         source = str(files[0]) if files else "binance"
     elif kind == "parquet":
         (path,) = _paths([s.path], "stream.path")  # type: ignore[misc]
         files = [path]
-        table = streams.read_parquet(path)
+        table = streams.read_parquet(path, rules=_rules(s))
         source = str(path)
     else:
         raise ConfigError(f"stream.kind={kind!r} is not a known stream (synthetic, tardis, binance, parquet)")

@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 from harness.fit.trainer import TrainerConfig
+from harness.streams.rules import Rules
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"
@@ -77,12 +78,14 @@ class SyntheticStream:
 
 @dataclass
 class _FileStream:
-    """What every file-based stream takes: the bad-row policy, a Parquet cache, batching and a row limit."""
+    """What every file-based stream takes: the bad-row policy, a Parquet cache, batching, a row limit and the
+    plausibility rules (`harness.streams.rules`; e.g. `stream.rules.min_time=1990-01-01` relaxes one)."""
 
     on_bad_rows: str = "error"
     cache_dir: Optional[str] = None  # noqa: UP045
     chunk: int = 100_000
     limit: Optional[int] = None  # noqa: UP045  # keep only the first `limit` events (quick runs)
+    rules: Any = field(default_factory=lambda: StreamRulesConf())
 
 
 @dataclass
@@ -114,6 +117,7 @@ class ParquetStream:
     path: str = MISSING
     chunk: int = 100_000
     limit: Optional[int] = None  # noqa: UP045
+    rules: Any = field(default_factory=lambda: StreamRulesConf())
 
 
 # ----- trainer, task, tracking -----------------------------------------------------------------------------
@@ -132,6 +136,7 @@ def _schema_of(cls: type, name: str, **defaults: Any) -> type:
 
 
 TrainerConf = _schema_of(TrainerConfig, "TrainerConf", epochs=100)  # the fields of harness.fit.TrainerConfig
+StreamRulesConf = _schema_of(Rules, "StreamRulesConf")  # the fields of harness.streams.rules.Rules
 
 
 @dataclass
