@@ -19,6 +19,8 @@ from harness.errors import EventsError
 from harness.kernel import Kernel
 from harness.replay.events import check_rows
 
+INT64_MAX = 2**63 - 1  # the last event time; a timer due at or after it never fires (as in the C++ kernel)
+
 if TYPE_CHECKING:
     from harness.circuit.builder import Circuit
     from harness.replay.events import EventBatch
@@ -86,7 +88,7 @@ class ReferenceKernel(Kernel):
 
     def _context(self, i: int, t: int) -> StepContext:
         def schedule(at: int | None) -> None:
-            if at is None:
+            if at is None or at >= INT64_MAX:  # no int64 event time comes after: the timer can never fire
                 self._timers.pop(i, None)
             else:
                 self._timers[i] = at

@@ -32,6 +32,28 @@ inline double decay_weight(std::int64_t dt_ns, double halflife_s) {
     return std::exp2(-(static_cast<double>(dt_ns) / 1e9) / halflife_s);
 }
 
+// now - then in nanoseconds as a double: the exact difference rounded once to nearest (ties to even), as
+// Python's float(now - then) on its unbounded ints. Times ~292 years apart overflow int64 (undefined
+// behaviour), so the difference is then formed in uint64, where it is exact, and converted from there.
+inline double elapsed_ns(std::int64_t now, std::int64_t then) {
+    std::int64_t d;
+    if (!__builtin_sub_overflow(now, then, &d)) return static_cast<double>(d);
+    const auto un = static_cast<std::uint64_t>(now), ut = static_cast<std::uint64_t>(then);
+    return now > then ? static_cast<double>(un - ut) : -static_cast<double>(ut - un);
+}
+
+// The decay weight of the gap between two times: decay_weight(now - then, halflife) for any two int64 times.
+inline double decay_weight_between(std::int64_t now, std::int64_t then, double halflife_s) {
+    return std::exp2(-(elapsed_ns(now, then) / 1e9) / halflife_s);
+}
+
+// now + dur for a timer (dur > 0): the due time, or INT64_MAX (no timer) when it is at or past the last
+// int64 time; the reference drops such a timer too, so it never fires on either backend.
+inline std::int64_t due_after(std::int64_t now, std::int64_t dur) {
+    std::int64_t due;
+    return __builtin_add_overflow(now, dur, &due) ? INT64_MAX : due;
+}
+
 // Duration in seconds -> integer nanoseconds, rounded half up (timers.seconds_to_ns in Python).
 inline std::int64_t seconds_to_ns(double seconds) {
     return static_cast<std::int64_t>(std::floor(seconds * 1e9 + 0.5));

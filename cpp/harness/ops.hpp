@@ -46,7 +46,7 @@ struct Ewma {
     bool ok = false;
     std::int64_t t = 0;
     void step(std::int64_t now, double x, bool xok, double halflife) {
-        if (xok) step_w(now, x, true, ok ? decay_weight(now - t, halflife) : 1.0);
+        if (xok) step_w(now, x, true, ok ? decay_weight_between(now, t, halflife) : 1.0);
     }
     void step_w(std::int64_t now, double x, bool xok, double w) {
         if (!xok) return;
@@ -67,7 +67,7 @@ struct DecaySum {
     bool ok = false;
     std::int64_t t = 0;
     void step(std::int64_t now, double x, bool xok, double halflife) {
-        if (xok) step_w(now, x, true, ok ? decay_weight(now - t, halflife) : 1.0);
+        if (xok) step_w(now, x, true, ok ? decay_weight_between(now, t, halflife) : 1.0);
     }
     void step_w(std::int64_t now, double x, bool xok, double w) {
         if (!xok) return;
@@ -108,12 +108,13 @@ struct Count {
 };
 
 // Edge 1.0 when `dur` ns pass after the input's last valid update; each update restarts the countdown.
+// Due times at or past the last int64 time (INT64_MAX) are dropped (NO_TIMER), as in the reference.
 struct Timeout {
     double v = 0.0;
     bool ok = false;
     void step(std::int64_t now, bool xok, std::int64_t dur, std::int64_t& due) {
         ok = false;
-        if (xok) due = now + dur;
+        if (xok) due = due_after(now, dur);
     }
     void fire() {
         v = 1.0;
@@ -131,11 +132,14 @@ struct Every {
         ok = false;
         if (xok && !started) {
             started = true;
-            due = (floordiv(now, period) + 1) * period;
+            std::int64_t k, at;  // the next multiple of period; none at or past the last int64 time
+            const bool past = __builtin_add_overflow(floordiv(now, period), std::int64_t{1}, &k) ||
+                              __builtin_mul_overflow(k, period, &at);
+            due = past ? NO_TIMER : at;
         }
     }
     void fire(std::int64_t now, std::int64_t period, std::int64_t& due) {
-        due = now + period;
+        due = due_after(now, period);
         n += 1.0;
         v = n;
         ok = true;

@@ -358,6 +358,7 @@ class _Emitter:
             "inline std::int32_t fire_due(State& s, std::int64_t t, hs_rows* rows) {",
         ]
         if self.plan.timers:
+            lines.append("    if (t == hs::NO_TIMER) t = hs::NO_TIMER - 1;  // INT64_MAX: an empty slot, never due")
             lines.append("    for (;;) {")
             lines.append("        int which = -1;")
             lines.append("        std::int64_t best = 0;")
@@ -621,7 +622,7 @@ class _Emitter:
                 "            for (std::int64_t k = 0; k < m; ++k) {",
                 f"                if ({match}) {{",
                 "                    const std::int64_t now = t[b + k];",
-                f"                    w{i}[cnt++] = -(static_cast<double>(now - last) / 1e9) / {hl};",
+                f"                    w{i}[cnt++] = -(hs::elapsed_ns(now, last) / 1e9) / {hl};",
                 "                    last = now;",
                 "                }",
                 "            }",
