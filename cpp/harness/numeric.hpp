@@ -1,12 +1,26 @@
 // IEEE-754 double helpers shared by every generated kernel. Each function is the C++ twin of the
-// function of the same name in harness/ops/numeric.py and must return the same bits (NaN: any NaN).
+// function of the same name in harness/ops/numeric.py and must return the same bits, NaNs included
+// (a NaN input comes back as that NaN, quieted; an invalid operation gives the CPU's default NaN).
 // Build without -ffast-math and with -ffp-contract=off so the compiler keeps this operation order.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace hs {
+
+// The double with these IEEE-754 bits: NaN constants keep their sign and payload (quiet_NaN() would not).
+// The value is hidden from the optimiser, which would otherwise rewrite x - (-nan) as x + nan and lose
+// the sign (it treats the constant as a number it may negate).
+inline double f64_from_bits(std::uint64_t bits) {
+    double x;
+    std::memcpy(&x, &bits, sizeof x);
+#if defined(__GNUC__) || defined(__clang__)
+    __asm__("" : "+m"(x));
+#endif
+    return x;
+}
 
 inline double div(double a, double b) { return a / b; }  // IEEE: x/0 = +-inf, 0/0 = nan
 inline double exp(double x) { return std::exp(x); }

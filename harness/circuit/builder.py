@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.circuit.leaves import ConstOp, EventOp, ForwardOp, InputOp, ParamOp, is_list_input
 from harness.circuit.node import Node, Observed
-from harness.circuit.operator import Operator
+from harness.circuit.operator import Operator, float_key
 from harness.errors import CircuitError
 from harness.names import RESERVED, check_name
 
@@ -101,7 +101,7 @@ class Circuit:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CircuitError(f"constant must be a number, got {value!r}")
         value = float(value)
-        key = f"const:{value.hex()}"
+        key = f"const:{float_key(value)}"  # NaNs of different bits are different constants
         digest = _sha(key)
         if digest in self._by_hash:
             return self._by_hash[digest]

@@ -9,6 +9,7 @@ operator class is the single numeric spec of that operator: its Python reference
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,6 +22,17 @@ if TYPE_CHECKING:
     from harness.circuit.builder import Circuit
 
 REQUIRED: Any = object()
+
+
+_QUIET_NAN = struct.pack("<d", math.nan)
+
+
+def float_key(x: float) -> str:
+    """`x.hex()` for structural hashes, except that a NaN with a sign or payload other than the default
+    quiet NaN names its bits (`float.hex` gives 'nan' for every NaN, which would merge different constants)."""
+    if math.isnan(x) and struct.pack("<d", x) != _QUIET_NAN:
+        return f"nan:{struct.pack('>d', x).hex()}"
+    return x.hex()
 
 
 @dataclass(frozen=True)
@@ -170,7 +182,7 @@ class Operator:
             if isinstance(v, Node):
                 parts.append(f"{k}=param:{v.name}")
             elif isinstance(v, float):
-                parts.append(f"{k}={v.hex()}")
+                parts.append(f"{k}={float_key(v)}")
             else:
                 parts.append(f"{k}={v!r}")
         return ",".join(parts)

@@ -1,20 +1,23 @@
 """The one sanitiser of generated C++: identifiers and numbers reach a kernel's source only through here.
 
 Names are re-checked against the builder's rule and refused otherwise; doubles are emitted in their
-shortest round-trip form (`repr`), which the compiler parses back to the same bits; inf and nan are
-named constants. Nothing a user typed is pasted into C++ unchecked.
+shortest round-trip form (`repr`), which the compiler parses back to the same bits; inf and the default
+quiet nan as named constants, any other nan by its bits (sign and payload kept). Nothing a user typed is
+pasted into C++ unchecked.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import struct
 
 from harness.errors import CircuitError
 from harness.names import IDENTIFIER
 
 _FLOAT = re.compile(r"-?(\d+\.\d*|\d+)(e[+-]?\d+)?")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+QUIET_NAN_BITS = 0x7FF8000000000000  # std::numeric_limits<double>::quiet_NaN(), Python's float("nan")
 
 
 def cpp_name(name: object, what: str = "name") -> str:
@@ -25,12 +28,13 @@ def cpp_name(name: object, what: str = "name") -> str:
 
 
 def cpp_double(x: float) -> str:
-    """A C++ double expression that evaluates to exactly `x` (nan: a quiet NaN)."""
+    """A C++ double expression that evaluates to exactly `x`, NaNs included (same sign, payload, quiet bit)."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         raise CircuitError(f"code generation refused the value {x!r}: not a number")
     x = float(x)
     if math.isnan(x):
-        return "HS_NAN"
+        bits = struct.unpack("<Q", struct.pack("<d", x))[0]
+        return "HS_NAN" if bits == QUIET_NAN_BITS else f"hs::f64_from_bits(UINT64_C(0x{bits:016x}))"
     if math.isinf(x):
         return "HS_INF" if x > 0 else "(-HS_INF)"
     text = repr(x)

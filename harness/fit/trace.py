@@ -18,7 +18,7 @@ so their points are the same rows; that is what lets folding batch, say, 64 EWMA
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
 from harness.circuit.builder import Circuit
@@ -187,36 +187,37 @@ class _Tracer:
         self.positive: set[str] = set()
         self.runs = _runs(plan)
 
-    # ----- graph facts ---------------------------------------------------------------------------------
+    # ----- graph facts (iterative: a circuit may be thousands of nodes deep) ----------------------------------
     def params_of(self, node: Node) -> frozenset[Node]:
         """The parameters `node` depends on (learnable ones and statistics; through inputs and tunable operator
         parameters)."""
-        got = self.dep_memo.get(node)
-        if got is None:
-            if node.kind == "param":
-                got = frozenset({node})
-            else:
-                got = frozenset().union(*(self.params_of(m) for m in [*node.inputs, *node.param_nodes.values()]))
-            self.dep_memo[node] = got
-        return got
+
+        def combine(n: Node) -> frozenset[Node]:
+            if n.kind == "param":
+                return frozenset({n})
+            return frozenset().union(*(self.dep_memo[m] for m in _param_deps(n)))
+
+        return _post_order(node, lambda n: () if n.kind == "param" else _param_deps(n), self.dep_memo, combine)
 
     def is_leaf(self, node: Node) -> bool:
         return node.kind not in ("param", "const") and (node in self.stops or not self.params_of(node))
 
     def atoms(self, node: Node) -> frozenset[Node]:
         """The nodes whose validity decides `node`'s: leaves and producers below it."""
-        got = self.atom_memo.get(node)
-        if got is None:
-            if node.kind in ("param", "const"):
-                got = frozenset()
-            elif self.is_leaf(node) or _is_decay(node.op) or any(node.observed):
-                got = frozenset({node})
-            elif node.kind == "forward":
-                got = self.atoms(node.inputs[0])
-            else:
-                got = frozenset().union(*(self.atoms(m) for m in node.inputs))
-            self.atom_memo[node] = got
-        return got
+
+        def below(n: Node) -> tuple[Node, ...]:
+            if n.kind in ("param", "const") or self.is_leaf(n) or _is_decay(n.op) or any(n.observed):
+                return ()
+            return (n.inputs[0],) if n.kind == "forward" else tuple(n.inputs)
+
+        def combine(n: Node) -> frozenset[Node]:
+            if n.kind in ("param", "const"):
+                return frozenset()
+            if not below(n):
+                return frozenset({n})
+            return frozenset().union(*(self.atom_memo[m] for m in below(n)))
+
+        return _post_order(node, below, self.atom_memo, combine)
 
     # ----- building ------------------------------------------------------------------------------------
     def run(self, target: str) -> Trace:
@@ -254,12 +255,20 @@ class _Tracer:
         return tid
 
     def build(self, node: Node, domain: int) -> int:
+        """The TNode id of `node` evaluated in `domain`, building what it needs (inputs first).
+
+        The builders are generators that yield the sub-builds they need and receive their ids: `_drive`
+        runs them on an explicit stack, so no depth of circuit reaches Python's recursion limit.
+        """
+        return _drive(self._build_memo(node, domain))
+
+    def _build_memo(self, node: Node, domain: int) -> Build:
         if node.kind in ("param", "const"):
             return self.shared_leaf(node)
         key = (node, domain)
         if key in self.memo:
             return self.memo[key]
-        tid = self._build(node, domain)
+        tid = yield self._build(node, domain)
         self.memo[key] = tid
         return tid
 
@@ -269,21 +278,23 @@ class _Tracer:
             self.shared[node] = self.add(kind, node, -1, scalar=True)
         return self.shared[node]
 
-    def _build(self, node: Node, domain: int) -> int:
+    def _build(self, node: Node, domain: int) -> Build:
         if self.is_leaf(node):
             return self.add("leaf", node, domain)
         if node.kind == "forward":
-            return self.build(node.inputs[0], domain)
+            return (yield self._build_memo(node.inputs[0], domain))
         op = node.op
         if _is_decay(op) or (_is_stateless_diff(op) and any(node.observed)):
-            producer = self.producer(node)
+            producer = yield self._producer(node)
             return self.add("import", node, domain, source=producer)
         if _is_stateless_diff(op):
-            inputs = tuple(self.build(m, domain) for m in node.inputs)
+            inputs = []
+            for m in node.inputs:
+                inputs.append((yield self._build_memo(m, domain)))
             params = self.op_params(node)
             depth = 1 + max(self.nodes[i].depth for i in (*inputs, *(p for _, p in params)))
             scalar = all(self.nodes[i].scalar for i in inputs)
-            return self.add("op", node, domain, inputs=inputs, params=params, depth=depth, scalar=scalar)
+            return self.add("op", node, domain, inputs=tuple(inputs), params=params, depth=depth, scalar=scalar)
         names = sorted(p.name for p in self.params_of(node))
         raise CircuitError(
             f"trace: node {node.name} ({op.describe()}) depends on learnable parameters {names} but is not "
@@ -305,6 +316,9 @@ class _Tracer:
 
     def producer(self, node: Node) -> int:
         """The TNode of a decay or observed-input node, evaluated in the domain of its own steps."""
+        return _drive(self._producer(node))
+
+    def _producer(self, node: Node) -> Build:
         if node in self.producers:
             return self.producers[node]
         runs = tuple(sorted(self.runs.get(node, ())))
@@ -314,11 +328,13 @@ class _Tracer:
             self.domain_keys[key] = len(self.domains)
             self.domains.append(Domain(len(self.domains), *key))
         dom = self.domain_keys[key]
-        inputs = tuple(self.build(m, dom) for m in node.inputs)
+        inputs = []
+        for m in node.inputs:
+            inputs.append((yield self._build_memo(m, dom)))
         params = self.op_params(node)
         depth = 1 + max(self.nodes[i].depth for i in (*inputs, *(p for _, p in params)))
         kind = "decay" if _is_decay(node.op) else "op"
-        tid = self.add(kind, node, dom, inputs=inputs, params=params, depth=depth)
+        tid = self.add(kind, node, dom, inputs=tuple(inputs), params=params, depth=depth)
         self.producers[node] = tid
         self.memo[(node, dom)] = tid
         return tid
@@ -340,6 +356,50 @@ class _Tracer:
             taken.add(name)
             out[name] = n.node
         return out
+
+
+Build = Generator["Build", int, int]  # a builder: yields the sub-builds it needs, gets their TNode ids back
+
+
+def _drive(build: Build) -> int:
+    """Run a builder and the sub-builders it yields on an explicit stack; return its TNode id."""
+    stack, value = [build], None
+    while stack:
+        try:
+            sub = stack[-1].send(value)  # type: ignore[arg-type]
+        except StopIteration as done:
+            stack.pop()
+            value = done.value
+        else:
+            stack.append(sub)
+            value = None
+    assert value is not None
+    return value
+
+
+def _param_deps(node: Node) -> tuple[Node, ...]:
+    return (*node.inputs, *node.param_nodes.values())
+
+
+def _post_order(
+    root: Node,
+    below: Callable[[Node], Iterable[Node]],
+    memo: dict[Node, frozenset[Node]],
+    combine: Callable[[Node], frozenset[Node]],
+) -> frozenset[Node]:
+    """memo[root], computing `combine` for every node under `root` not in `memo` yet, children first,
+    with an explicit stack (no recursion)."""
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if node in memo:
+            continue
+        if expanded:
+            memo[node] = combine(node)
+        else:
+            stack.append((node, True))
+            stack.extend((m, False) for m in below(node) if m not in memo)
+    return memo[root]
 
 
 def _runs(plan) -> dict[Node, set[str]]:  # type: ignore[no-untyped-def]

@@ -10,13 +10,16 @@ import math
 
 INF = math.inf
 NAN = math.nan
+DEFAULT_NAN = float("inf") - float("inf")  # the NaN this CPU makes for an invalid operation (x86: sign bit set)
 
 
 def div(a: float, b: float) -> float:
-    """a / b with IEEE results for a zero divisor (±inf, or nan for 0/0 and nan/0)."""
+    """a / b with IEEE results for a zero divisor (±inf; the default nan for 0/0; nan/0 keeps a's nan)."""
     if b == 0.0:
-        if a == 0.0 or math.isnan(a):
-            return NAN
+        if a == 0.0:
+            return DEFAULT_NAN
+        if math.isnan(a):
+            return a + b  # a, quieted: what the division returns
         return math.copysign(INF, a) * math.copysign(1.0, b)
     return a / b
 
@@ -38,19 +41,21 @@ def exp2(x: float) -> float:
 
 
 def log(x: float) -> float:
-    """Natural log; log(0) = -inf, log(<0) = nan."""
+    """Natural log; log(0) = -inf, log(<0) = the default nan, log(nan) = that nan (quieted), as libm."""
     if x > 0.0:
         return math.log(x)
     if x == 0.0:
         return -INF
-    return NAN
+    if math.isnan(x):
+        return x + 0.0
+    return DEFAULT_NAN
 
 
 def sqrt(x: float) -> float:
-    """Square root; sqrt(<0) = nan, sqrt(-0.0) = -0.0."""
+    """Square root; sqrt(<0) = the default nan, sqrt(-0.0) = -0.0, sqrt(nan) = that nan."""
     if x >= 0.0 or math.isnan(x):
         return math.sqrt(x)
-    return NAN
+    return DEFAULT_NAN
 
 
 def tanh(x: float) -> float:
@@ -63,7 +68,7 @@ def sigmoid(x: float) -> float:
     if x >= 0.0:
         return 1.0 / (1.0 + math.exp(-x))
     if math.isnan(x):
-        return NAN
+        return x  # the same nan, as the C++ helper returns it
     e = math.exp(x)
     return e / (1.0 + e)
 

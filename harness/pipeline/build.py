@@ -7,6 +7,7 @@ names the config key when a value is unusable.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -189,8 +190,19 @@ def make_trainer(cfg: DictConfig) -> TrainerConfig:
 
 
 def split_fractions(cfg: DictConfig) -> tuple[float, float, float]:
-    """`task.split` as three fractions."""
-    split = [float(x) for x in cfg.task.split]
+    """`task.split` as three fractions, each > 0 (an empty part leaves the objective NaN), summing to 1."""
+    try:
+        split = [float(x) for x in cfg.task.split]
+    except (TypeError, ValueError):
+        raise ConfigError(f"task.split={cfg.task.split} must be three numbers (train, validation, test)") from None
     if len(split) != 3:
         raise ConfigError(f"task.split={split} must be three fractions (train, validation, test)")
+    empty = [part for part, f in zip(("train", "validation", "test"), split, strict=True) if not f > 0]
+    if empty or not all(math.isfinite(f) for f in split):
+        raise ConfigError(
+            f"task.split={split}: the {' and '.join(empty) or 'non-finite'} part(s) would be empty; every part "
+            "needs a finite fraction > 0 (train, validation, test), e.g. task.split=[0.6,0.2,0.2]"
+        )
+    if abs(sum(split) - 1.0) > 1e-9:
+        raise ConfigError(f"task.split={split} sums to {sum(split)!r}; the fractions must sum to 1")
     return split[0], split[1], split[2]
