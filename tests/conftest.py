@@ -50,3 +50,13 @@ def kernel_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
 def backend(request: pytest.FixtureRequest) -> str:
     """Run a test on the reference interpreter and on the generated C++ kernel."""
     return request.param
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh working directory whose default store is sqlite:///<it>/mlflow.db: no tracking URI, parent run or
+    sweep inherited from the environment (mlflow and earlier tests may have set them in this process)."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("MLFLOW_TRACKING_URI", "HARNESS_PARENT_RUN_ID", "HARNESS_SWEEP_PID"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path

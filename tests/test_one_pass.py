@@ -98,9 +98,8 @@ def test_fit_parity_over_the_whole_stream_when_asked() -> None:
 
 
 def test_a_pipeline_run_reads_its_stream_once_plus_the_parity_slice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     read: list[int] = []
     original = hs.streams.synthetic_batches
 
@@ -113,6 +112,6 @@ def test_a_pipeline_run_reads_its_stream_once_plus_the_parity_slice(
     monkeypatch.setattr(build.streams, "synthetic_batches", counting)
     assert main(["stream.events=300000", "trainer.epochs=3", "stream.chunk=50000"]) == 0
     assert read[0] == 300_000 and len(read) == 2 and read[1] <= 250_000  # record + the parity slice
-    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(["0", "1"])[0]
+    run = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").search_runs(["0", "1"])[0]
     assert run.data.tags["harness.data_digest"] == hs.streams.digest(original(300_000, seed=0))
     assert run.data.metrics["parity_rows"] > 0 and run.data.metrics["replay_events_per_s"] > 0

@@ -26,15 +26,6 @@ QUICK = ["stream.events=20000", "trainer.epochs=2", "tracking.plots=false"]
 ENDLESS = ["stream.events=20000", "trainer.epochs=1000000", "tracking.plots=false"]  # trains until stopped
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh working directory: the default store is sqlite:///<it>/mlflow.db."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("MLFLOW_TRACKING_URI", "HARNESS_PARENT_RUN_ID", "HARNESS_SWEEP_PID"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
-
-
 def uri_of(path: Path) -> str:
     return f"sqlite:///{path / 'mlflow.db'}"
 

@@ -58,11 +58,9 @@ def test_load_config_keeps_interpolation_text_as_text(tmp_path: Path, monkeypatc
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in ("MLFLOW_TRACKING_URI", "HARNESS_PARENT_RUN_ID", "HARNESS_SWEEP_PID", "REPLAYER_SECRET"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path
+def workdir(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("REPLAYER_SECRET", raising=False)
+    return workdir
 
 
 def logged_text(client: MlflowClient, run_id: str, into: Path) -> dict[str, str]:

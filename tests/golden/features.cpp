@@ -95,6 +95,7 @@ void timer_16(State& s, std::int64_t t) {
 // a row after each firing. Returns 0, HS_ERR_OPERATOR (s.err says which) or HS_ERR_MEMORY.
 template <bool Rows>
 inline std::int32_t fire_due(State& s, std::int64_t t, hs_rows* rows) {
+    if (t == hs::NO_TIMER) t = hs::NO_TIMER - 1;  // INT64_MAX: an empty slot, never due
     for (;;) {
         int which = -1;
         std::int64_t best = 0;
