@@ -18,6 +18,7 @@
 
 #include "harness/kernel_abi.h"
 #include "harness/numeric.hpp"
+#include "harness/scan.hpp"
 
 namespace py = pybind11;
 
@@ -333,6 +334,27 @@ py::tuple scan_events(py::array codes_arr, uint32_t n_triggers, py::array requir
     return py::make_tuple(out_counts, bad_row, bad_col);
 }
 
+// a [1 or F, N], b [F, N], out [F, N]: C-contiguous float64 (checked), the scan runs without the GIL
+template <void (*Scan)(const double*, bool, const double*, double*, std::int64_t, std::int64_t)>
+void linear_scan(const py::array& a, const py::array& b, py::array& out) {
+    auto ok = [](const py::array& x) {
+        return py::isinstance<py::array_t<double>>(x) && x.ndim() == 2 && (x.flags() & py::array::c_style);
+    };
+    if (!ok(a) || !ok(b) || !ok(out) || !out.writeable()) {
+        throw std::invalid_argument("linear scan: a, b and out must be C-contiguous 2-d float64 arrays");
+    }
+    const py::ssize_t rows = b.shape(0), n = b.shape(1);
+    if (out.shape(0) != rows || out.shape(1) != n || a.shape(1) != n || (a.shape(0) != 1 && a.shape(0) != rows)) {
+        throw std::invalid_argument("linear scan: a must be [1 or F, N] and out [F, N] for b [F, N]");
+    }
+    const auto* ap = static_cast<const double*>(a.data());
+    const auto* bp = static_cast<const double*>(b.data());
+    auto* op = static_cast<double*>(out.mutable_data());
+    const bool shared = a.shape(0) == 1 && rows != 1;
+    py::gil_scoped_release release;
+    Scan(ap, shared, bp, op, rows, n);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -355,6 +377,11 @@ PYBIND11_MODULE(_native, m) {
 
     m.def("scan_events", &scan_events, py::arg("codes"), py::arg("n_triggers"), py::arg("required"),
           py::arg("bitmaps"), py::arg("offsets"));
+
+    m.def("scan_forward", &linear_scan<hs::scan_forward>, py::arg("a"), py::arg("b"), py::arg("out"),
+          "out[:, k] = a[:, k] * out[:, k-1] + b[:, k] (out[:, 0] = b[:, 0]); a has one row or one per row of b");
+    m.def("scan_reverse", &linear_scan<hs::scan_reverse>, py::arg("a"), py::arg("g"), py::arg("out"),
+          "out[:, k] = g[:, k] + a[:, k+1] * out[:, k+1] (out[:, N-1] = g[:, N-1])");
 
     m.def("div", &hs::div);
     m.def("exp", &hs::exp);

@@ -14,6 +14,13 @@ RTOL, ATOL = 1e-12, 1e-13
 F64 = torch.float64
 
 
+@pytest.fixture(autouse=True, params=["native", "blocked"])
+def scan_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both CPU schemes: the sequential C++ pass (float64) and the blocked torch scan."""
+    monkeypatch.setattr(scan_module, "NATIVE_SCAN", request.param == "native")
+    return str(request.param)
+
+
 def sequential(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """s[:, k] = a[:, k] * s[:, k-1] + b[:, k], s[:, -1] = 0, one position at a time in float64."""
     a_t = np.ascontiguousarray(np.broadcast_to(a, b.shape).T)
@@ -72,6 +79,19 @@ def test_long_sequence_and_block_sizes_agree() -> None:
         np.testing.assert_allclose(s, ref, rtol=RTOL, atol=ATOL, err_msg=f"{block=}")
         np.testing.assert_allclose(s, results[8], rtol=RTOL, atol=ATOL, err_msg=f"{block=} vs 8")
     np.testing.assert_array_equal(scan_np(a, b), results[8])  # the default block
+
+
+def test_the_native_pass_is_the_sequential_recurrence_bit_for_bit(scan_impl: str) -> None:
+    if scan_impl != "native":
+        pytest.skip("the blocked scheme rounds differently (within RTOL)")
+    for shared in (False, True):
+        a, b = inputs(9, 4, 5000, shared=shared)
+        np.testing.assert_array_equal(scan_np(a, b), sequential(a, b))
+        g = np.random.default_rng(1).uniform(-1, 1, b.shape)
+        at, bt = torch.from_numpy(a).requires_grad_(), torch.from_numpy(b).requires_grad_()
+        torch.autograd.backward(linear_scan(at, bt), torch.from_numpy(g))
+        lam = sequential(np.roll(np.broadcast_to(a, b.shape), -1, axis=1)[:, ::-1], g[:, ::-1])[:, ::-1]
+        np.testing.assert_array_equal(bt.grad.numpy(), lam)  # db = the reverse recurrence of the gradient
 
 
 def test_empty_sequence() -> None:
