@@ -208,7 +208,8 @@ def _magic(path: Path, src: Source) -> bytes:
 
 class _Inflated(io.RawIOBase):
     """A decompressed stream that ends, remembering why, once it holds more than `max_ratio` times the compressed
-    bytes it came from (past `RATIO_FLOOR` bytes): a compression bomb stops instead of filling memory."""
+    bytes it came from (past `RATIO_FLOOR` bytes): a compression bomb stops instead of filling memory. Only the
+    reading thread calls it (no pyarrow thread ever calls into Python code of ours: see `_read`)."""
 
     def __init__(self, stream: Any, consumed: Callable[[], int], src: Source, max_ratio: float) -> None:
         super().__init__()
@@ -370,10 +371,11 @@ def first_record(path: Path_, src: Source | None = None) -> list[str]:
     line = first_line(path, src)
     ropts = pacsv.ReadOptions(autogenerate_column_names=True)
     try:
-        n = pacsv.read_csv(io.BytesIO(line + b"\n"), read_options=ropts).num_columns
+        text = _native(line + b"\n")  # not a Python file: the parser's read-ahead thread must not call Python
+        n = pacsv.read_csv(pa.BufferReader(text), read_options=ropts).num_columns
         types = {f"f{i}": pa.string() for i in range(n)}
         copts = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False, null_values=[])
-        row = pacsv.read_csv(io.BytesIO(line + b"\n"), read_options=ropts, convert_options=copts)
+        row = pacsv.read_csv(pa.BufferReader(text), read_options=ropts, convert_options=copts)
     except pa.ArrowException as e:
         if "UTF8" in str(e):
             raise src.error(NOT_TEXT, f"the first line is not UTF-8 text: {shown(line)}", line=1) from None
@@ -387,18 +389,67 @@ def has_header(path: Path_, src: Source | None = None) -> bool:
 
 
 # --- reading ---------------------------------------------------------------------------------------------
+#
+# No pyarrow thread may ever call Python code of ours: pyarrow's CSV readers read their input on a background
+# I/O thread (read-ahead), and a Python object read from there can still be running when the interpreter shuts
+# down, which aborts the process ("PyGILState_Release: thread state must be current"). So the reading thread
+# decompresses the file itself, cuts the text into pieces that end at a line end (`_pieces`), copies each piece
+# into Arrow-owned memory and parses it with the serial `pyarrow.csv.read_csv` (use_threads=False), whose
+# read-ahead thread then only ever touches that native buffer, and which calls the invalid_row_handler
+# (`_Lines`) on the calling thread.
+
+
+def _native(*parts: bytes | memoryview) -> pa.Buffer:
+    """`parts` joined in one Arrow-owned buffer (a pyarrow thread may release it without taking the GIL)."""
+    buf = pa.allocate_buffer(sum(len(p) for p in parts))
+    view, at = memoryview(buf).cast("B"), 0
+    for part in parts:
+        view[at : at + len(part)] = part
+        at += len(part)
+    return buf
+
+
+class _LongLine(Exception):
+    """A line with no line end within BLOCK_SIZE bytes (`_read` names its line)."""
+
+
+def _pieces(stream: Any) -> Iterator[pa.Buffer]:
+    """The decompressed text of `stream` in pieces of whole lines, each under 2 * BLOCK_SIZE bytes; raises
+    `_LongLine` for a line of BLOCK_SIZE bytes or more (before its LF) and the ratio error of a stream that
+    stopped early."""
+    carry = b""  # the start of a line that ends in a later block
+    while chunk := stream.read(BLOCK_SIZE):
+        cut = chunk.rfind(b"\n")
+        if cut < 0:
+            carry += chunk
+            if len(carry) >= BLOCK_SIZE:
+                raise _LongLine
+            continue
+        if len(carry) + chunk.find(b"\n") >= BLOCK_SIZE:  # the line carried over ends here, too late
+            raise _LongLine
+        yield _native(carry, memoryview(chunk)[: cut + 1])
+        carry = chunk[cut + 1 :]
+    error = getattr(stream, "error", None)
+    if error is not None:
+        raise error
+    if carry:
+        yield _native(carry, b"\n")  # the last line, given the line end it lacks (a header alone then parses)
 
 
 class _Lines:
-    """The line bookkeeping of one streamed read: malformed rows reported by the parser (it runs ahead of the
-    batches it delivers) and the data row of every delivered row. `stop` makes the first malformed row end
-    the read (on_bad_rows="error"); otherwise they are skipped and only the ones not yet passed are kept, until
-    more than `GARBAGE_ROWS` of them outnumber the good rows before them: then the file is garbage and the read
-    stops (a file of millions of bad lines would otherwise cost a Python call per line)."""
+    """The line bookkeeping of one read: malformed rows reported by the parser (it runs ahead of the batches it
+    delivers) and the data row of every delivered row. `stop` makes the first malformed row end the read
+    (on_bad_rows="error"); otherwise they are skipped and only the ones not yet passed are kept, until more than
+    `GARBAGE_ROWS` of them outnumber the good rows before them: then the file is garbage and the read stops (a
+    file of millions of bad lines would otherwise cost a Python call per line). The parser numbers the lines of
+    each piece from 1 (the first piece from the header line, which it skips): `offset` is the file line before
+    the piece being parsed."""
 
     def __init__(self, header: bool, stop: bool) -> None:
         self.header, self.stop = header, stop
         self.line = 1 + int(header)  # the line of the next delivered row
+        self.offset = 0  # the file line before the piece being parsed
+        self.handled = 0  # lines of the piece being parsed handed to __call__ (each is a line, not a row)
         self.pending: list[int] = []  # malformed lines not yet passed
         self.first: tuple[int, int, int, str] | None = None  # (line, expected, actual, text) of the first one
         self.malformed = 0
@@ -407,17 +458,24 @@ class _Lines:
     def __call__(self, row: Any) -> str:
         if row.number is None:  # only a threaded reader leaves rows unnumbered; this one is serial
             return "error"
+        line = self.offset + int(row.number)
+        self.handled += 1
         self.malformed += 1
         if self.first is None:
-            self.first = (int(row.number), row.expected_columns, row.actual_columns, row.text[: 4 * _SHOWN])
+            self.first = (line, row.expected_columns, row.actual_columns, row.text[: 4 * _SHOWN])
         if self.stop:
             return "error"
-        good = int(row.number) - int(self.header) - self.malformed
+        good = line - int(self.header) - self.malformed
         if self.malformed > GARBAGE_ROWS and self.malformed > good:
-            self.garbage = int(row.number)
+            self.garbage = line
             return "error"
-        self.pending.append(int(row.number))
+        self.pending.append(line)
         return "skip"
+
+    def parsed(self, rows: int, skipped: int) -> None:
+        """The piece being parsed gave `rows` rows after `skipped` lines: the next piece starts after its lines."""
+        self.offset += skipped + rows + self.handled
+        self.handled = 0
 
     def rows(self, n: int) -> np.ndarray:
         """The 1-based data rows of the next `n` delivered rows (the lines in order, minus malformed ones)."""
@@ -459,18 +517,40 @@ def _quiet_undecodable_rows() -> Iterator[None]:
 _ROW_PARSE = re.compile(r"Row #(\d+): Expected (\d+) columns, got (\d+)")
 
 
-def _read(path: Path, src: Source, ropts: Any, copts: Any, lines: _Lines, max_ratio: float) -> pa.Table:
-    """Stream `path` through pyarrow.csv block by block; the table with `ROW`. Every failure is a DataError,
-    except a value that does not convert (`_ConversionFailed`)."""
+def _read(
+    path: Path, src: Source, names: Sequence[str], types: Mapping[str, pa.DataType], lines: _Lines, max_ratio: float
+) -> pa.Table:
+    """Read columns `types` (name -> type) of `path`, whose columns are `names`, piece by piece (see above); the
+    table with `ROW`. Every failure is a DataError, except a value that does not convert (`_ConversionFailed`)."""
     popts = pacsv.ParseOptions(invalid_row_handler=lines, ignore_empty_lines=False)
+    copts = pacsv.ConvertOptions(
+        column_types=dict(types),
+        include_columns=list(types),
+        null_values=[""],
+        strings_can_be_null=True,
+        true_values=TRUE_VALUES,
+        false_values=FALSE_VALUES,
+    )
+    schema = pa.schema([*types.items(), (ROW, pa.int64())])
     batches: list[pa.RecordBatch] = []
     try:
         with _open(path, src, max_ratio) as stream, _quiet_undecodable_rows():
-            reader = pacsv.open_csv(stream, read_options=ropts, parse_options=popts, convert_options=copts)
-            schema = reader.schema.append(pa.field(ROW, pa.int64()))
-            for batch in reader:
-                rows = pa.array(lines.rows(batch.num_rows), pa.int64())
-                batches.append(pa.RecordBatch.from_arrays([*batch.columns, rows], schema=schema))
+            for k, piece in enumerate(_pieces(stream)):
+                skip = int(src.header and k == 0)  # the header line: pyarrow ends lines as the data does
+                ropts = pacsv.ReadOptions(
+                    use_threads=False, block_size=piece.size + 1, column_names=list(names), skip_rows=skip
+                )
+                table = pacsv.read_csv(
+                    pa.BufferReader(piece), read_options=ropts, parse_options=popts, convert_options=copts
+                )
+                lines.parsed(table.num_rows, skip)
+                for batch in table.to_batches():
+                    rows = lines.rows(batch.num_rows)
+                    batch, rows = _drop_blank(batch, rows, lines, src)
+                    batches.append(pa.RecordBatch.from_arrays([*batch.columns, pa.array(rows)], schema=schema))
+    except _LongLine:
+        detail = f"no line end within {BLOCK_SIZE} bytes after line {lines.offset} (a line must fit in one block)"
+        raise src.error(LONG_LINE, detail, line=lines.offset + 1) from None
     except pa.ArrowInvalid as e:
         raise _invalid(src, lines, str(e)) from None
     except _DECODE_ERRORS as e:
@@ -478,6 +558,31 @@ def _read(path: Path, src: Source, ropts: Any, copts: Any, lines: _Lines, max_ra
     except pa.ArrowException as e:
         raise src.error(UNREADABLE, shown(str(e))) from None
     return pa.Table.from_batches(batches, schema=schema)
+
+
+def _drop_blank(
+    batch: pa.RecordBatch, rows: np.ndarray, lines: _Lines, src: Source
+) -> tuple[pa.RecordBatch, np.ndarray]:
+    """`batch` without its blank lines (pyarrow reads one as a row of nulls), which are malformed rows: the first
+    ends the read under on_bad_rows="error"; skipped ones count toward the garbage rule, so a file of blank lines
+    stops early instead of growing a table of empty rows."""
+    if batch.num_rows == 0 or any(c.null_count == 0 for c in batch.columns):
+        return batch, rows
+    blank = np.ones(batch.num_rows, dtype=bool)
+    for column in batch.columns:
+        blank &= column.is_null().to_numpy(zero_copy_only=False)
+    if not blank.any():
+        return batch, rows
+    if lines.stop:
+        detail = f"a blank line (no fields, expected {batch.num_columns} or more)"
+        raise src.error(MALFORMED, detail, row=int(rows[np.argmax(blank)]))
+    lines.malformed += int(blank.sum())
+    good = int(rows[-1]) - lines.malformed
+    if lines.malformed > GARBAGE_ROWS and lines.malformed > good:
+        lines.garbage = int(rows[-1]) + int(src.header)
+        raise pa.ArrowInvalid("garbage")  # reported by _invalid, like malformed rows outnumbering good ones
+    keep = ~blank
+    return batch.filter(pa.array(keep)), rows[keep]
 
 
 def _invalid(src: Source, lines: _Lines, msg: str) -> Exception:
@@ -492,15 +597,10 @@ def _invalid(src: Source, lines: _Lines, msg: str) -> Exception:
         number, expected, actual, text = lines.first
         detail = f"expected {expected} fields, found {actual}: {shown(text)}"
         return src.error(MALFORMED, detail, row=number - int(src.header))
-    if found := _ROW_PARSE.search(msg):  # a malformed row whose text is not UTF-8
+    if found := _ROW_PARSE.search(msg):  # a malformed row whose text is not UTF-8 (numbered within its piece)
         number, expected, actual = (int(g) for g in found.groups())
         detail = f"expected {expected} fields, found {actual} (and the line is not UTF-8 text)"
-        return src.error(MALFORMED, detail, row=number - int(src.header))
-    if "Empty CSV file" in msg:
-        return src.error(EMPTY_FILE, "the file has no header and no rows", line=1)
-    if "straddling object" in msg:
-        detail = f"no line end within {BLOCK_SIZE} bytes after line {lines.line - 1} (a line must fit in one block)"
-        return src.error(LONG_LINE, detail, line=lines.line)
+        return src.error(MALFORMED, detail, row=lines.offset + number - int(src.header))
     if "conversion error" in msg:
         return _ConversionFailed(msg)
     return src.error(UNREADABLE, shown(msg))
@@ -652,7 +752,8 @@ def read_csv(
     src = Source(path, kind, names is None)
     st = stats if stats is not None else ReadStats()
     if names is None:
-        _check_header(first_record(path, src), src, list(dict.fromkeys([*required, *columns])), headers, rules)
+        names = first_record(path, src)
+        _check_header(names, src, list(dict.fromkeys([*required, *columns])), headers, rules)
     else:
         first_line(path, src, rules.max_ratio)  # raises on empty / truncated / unreadable files
         unknown = [c for c in columns if c not in names]
@@ -660,29 +761,15 @@ def read_csv(
             raise HarnessError(f"read_csv: columns {unknown} are not among the names {list(names)}")
     st.files.append(str(path))
 
-    def options(types: Mapping[str, pa.DataType]) -> tuple[Any, Any]:
-        ropts = pacsv.ReadOptions(
-            use_threads=False, block_size=BLOCK_SIZE, column_names=list(names) if names is not None else None
-        )
-        copts = pacsv.ConvertOptions(
-            column_types=dict(types),
-            include_columns=list(columns),
-            null_values=[""],
-            strings_can_be_null=True,
-            true_values=TRUE_VALUES,
-            false_values=FALSE_VALUES,
-        )
-        return ropts, copts
-
     # strings are read as bytes (checked for UTF-8 below); a value that does not convert: all as bytes, again
     as_read = {c: pa.binary() if t == pa.string() else t for c, t in columns.items()}
     lines = _Lines(src.header, stop=on_bad_rows == "error")
     try:
-        table = _read(path, src, *options(as_read), lines, rules.max_ratio)
+        table = _read(path, src, names, as_read, lines, rules.max_ratio)
         converted = True
     except _ConversionFailed:
         lines = _Lines(src.header, stop=on_bad_rows == "error")
-        table = _read(path, src, *options(dict.fromkeys(columns, pa.binary())), lines, rules.max_ratio)
+        table = _read(path, src, names, dict.fromkeys(columns, pa.binary()), lines, rules.max_ratio)
         converted = False
     st.rows_read += table.num_rows + lines.malformed
     st.skip(MALFORMED, lines.malformed)
