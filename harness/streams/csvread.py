@@ -13,8 +13,9 @@ counted per rule in a `ReadStats`. Checks run in stages (malformed rows, UTF-8 t
 values, then the readers' plausibility rules (`harness.streams.rules`), then timestamp order); within the first
 failing stage the first bad row is reported.
 
-Reading is streamed: the file is decompressed and parsed `BLOCK_SIZE` bytes at a time (a line must fit in one
-block), and a compressed file that inflates more than `rules.max_ratio` times its size stops with an error,
+Reading is streamed: the file is decompressed and parsed about `BLOCK_SIZE` bytes at a time, in pieces of whole
+lines (a line must be shorter than `BLOCK_SIZE` bytes), all on the calling thread (no pyarrow thread ever calls
+Python code), and a compressed file that inflates more than `rules.max_ratio` times its size stops with an error,
 so no input can make the reader hold more than a few blocks of raw text at once. Every Arrow decode or
 decompression error becomes a `DataError` naming the file (and the row or line where known).
 """
@@ -410,7 +411,7 @@ def _native(*parts: bytes | memoryview) -> pa.Buffer:
 
 
 class _LongLine(Exception):
-    """A line with no line end within BLOCK_SIZE bytes (`_read` names its line)."""
+    """A line of BLOCK_SIZE bytes or more (`_read` names it: the line after the pieces parsed so far)."""
 
 
 def _pieces(stream: Any) -> Iterator[pa.Buffer]:
@@ -549,7 +550,7 @@ def _read(
                     batch, rows = _drop_blank(batch, rows, lines, src)
                     batches.append(pa.RecordBatch.from_arrays([*batch.columns, pa.array(rows)], schema=schema))
     except _LongLine:
-        detail = f"no line end within {BLOCK_SIZE} bytes after line {lines.offset} (a line must fit in one block)"
+        detail = f"no line end within {BLOCK_SIZE} bytes from the start of the line (a line must fit in one block)"
         raise src.error(LONG_LINE, detail, line=lines.offset + 1) from None
     except pa.ArrowInvalid as e:
         raise _invalid(src, lines, str(e)) from None
