@@ -38,7 +38,6 @@ import numpy as np
 from harness.errors import HarnessError
 
 HEADER_MODES = ("exact", "names")
-_NS_MIN = np.datetime64(np.iinfo(np.int64).min + 1, "ns")  # int64 min is NaT
 
 
 class RulesRelaxed(UserWarning):
@@ -145,15 +144,16 @@ def _ns(value: Any, name: str) -> int:
         raise HarnessError(f"rules.{name}={value!r} must be an ISO 8601 date or date-time string, e.g. '2000-01-01'")
     text = value.strip().removesuffix("Z").removesuffix("+00:00")
     try:
-        t = np.datetime64(text, "ns")
+        us = np.datetime64(text, "us")  # numpy wraps silently outside int64 ns: check in microseconds first
     except (ValueError, OverflowError) as e:
         raise HarnessError(
             f"rules.{name}={value!r} is not an ISO 8601 UTC date or date-time within int64 nanoseconds "
             f"(1677-09-21 .. 2262-04-11): {e}"
         ) from None
-    if np.isnat(t) or t < _NS_MIN:
+    lo, hi = (np.iinfo(np.int64).min + 1) // 1000 + 1, np.iinfo(np.int64).max // 1000
+    if np.isnat(us) or not lo <= int(us.astype(np.int64)) <= hi:
         raise HarnessError(f"rules.{name}={value!r} is outside int64 nanoseconds (1677-09-21 .. 2262-04-11)")
-    return int(t.astype(np.int64))
+    return int(np.datetime64(text, "ns").astype(np.int64))
 
 
 def describe_time(raw: int, unit_ns: int) -> str:
