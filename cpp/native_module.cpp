@@ -8,8 +8,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <optional>
 #include <stdexcept>
@@ -355,6 +355,52 @@ void linear_scan(const py::array& a, const py::array& b, py::array& out) {
     Scan(ap, shared, bp, op, rows, n);
 }
 
+bool f64_c(const py::array& x, int ndim) {
+    return py::isinstance<py::array_t<double>>(x) && x.ndim() == ndim && (x.flags() & py::array::c_style);
+}
+
+// gaps [>= N-1], h [F], x [F, N], s [F, N]: C-contiguous float64 (checked); see hs::decay_scan_forward
+void decay_scan_forward(const py::array& gaps, const py::array& h, const py::array& x, bool ewma, py::array& s) {
+    if (!f64_c(gaps, 1) || !f64_c(h, 1) || !f64_c(x, 2) || !f64_c(s, 2) || !s.writeable()) {
+        throw std::invalid_argument("decay scan: gaps, h, x and s must be C-contiguous float64 arrays (1, 1, 2, 2-d)");
+    }
+    const py::ssize_t rows = x.shape(0), n = x.shape(1);
+    if (h.shape(0) != rows || s.shape(0) != rows || s.shape(1) != n || gaps.shape(0) < std::max<py::ssize_t>(n - 1, 0)) {
+        throw std::invalid_argument("decay scan: h must be [F], s [F, N] and gaps hold N-1 values for x [F, N]");
+    }
+    const auto* gp = static_cast<const double*>(gaps.data());
+    const auto* hp = static_cast<const double*>(h.data());
+    const auto* xp = static_cast<const double*>(x.data());
+    auto* sp = static_cast<double*>(s.mutable_data());
+    py::gil_scoped_release release;
+    hs::decay_scan_forward(gp, hp, xp, ewma, sp, rows, n);
+}
+
+// the gradients; dx is None when x needs none
+void decay_scan_backward(const py::array& gaps, const py::array& h, const py::array& x, const py::array& s,
+                         const py::array& g, bool ewma, py::object dx, py::array& dh) {
+    const bool with_dx = !dx.is_none();
+    py::array dxa = with_dx ? dx.cast<py::array>() : py::array();
+    if (!f64_c(gaps, 1) || !f64_c(h, 1) || !f64_c(x, 2) || !f64_c(s, 2) || !f64_c(g, 2) || !f64_c(dh, 1) ||
+        (with_dx && (!f64_c(dxa, 2) || !dxa.writeable())) || !dh.writeable()) {
+        throw std::invalid_argument("decay scan backward: arrays must be C-contiguous float64");
+    }
+    const py::ssize_t rows = x.shape(0), n = x.shape(1);
+    const bool shapes = h.shape(0) == rows && dh.shape(0) == rows && s.shape(0) == rows && s.shape(1) == n &&
+                        g.shape(0) == rows && g.shape(1) == n && gaps.shape(0) >= std::max<py::ssize_t>(n - 1, 0) &&
+                        (!with_dx || (dxa.shape(0) == rows && dxa.shape(1) == n));
+    if (!shapes) throw std::invalid_argument("decay scan backward: shapes do not match x [F, N]");
+    const auto* gp = static_cast<const double*>(gaps.data());
+    const auto* hp = static_cast<const double*>(h.data());
+    const auto* xp = static_cast<const double*>(x.data());
+    const auto* sp = static_cast<const double*>(s.data());
+    const auto* grad = static_cast<const double*>(g.data());
+    double* dxp = with_dx ? static_cast<double*>(dxa.mutable_data()) : nullptr;
+    auto* dhp = static_cast<double*>(dh.mutable_data());
+    py::gil_scoped_release release;
+    hs::decay_scan_backward(gp, hp, xp, sp, grad, ewma, dxp, dhp, rows, n);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -382,6 +428,11 @@ PYBIND11_MODULE(_native, m) {
           "out[:, k] = a[:, k] * out[:, k-1] + b[:, k] (out[:, 0] = b[:, 0]); a has one row or one per row of b");
     m.def("scan_reverse", &linear_scan<hs::scan_reverse>, py::arg("a"), py::arg("g"), py::arg("out"),
           "out[:, k] = g[:, k] + a[:, k+1] * out[:, k+1] (out[:, N-1] = g[:, N-1])");
+
+    m.def("decay_scan_forward", &decay_scan_forward, py::arg("gaps"), py::arg("h"), py::arg("x"), py::arg("ewma"),
+          py::arg("s"), "the EWMA / decayed-sum recurrence with its weights 2^(-gap/h), into s [F, N]");
+    m.def("decay_scan_backward", &decay_scan_backward, py::arg("gaps"), py::arg("h"), py::arg("x"), py::arg("s"),
+          py::arg("g"), py::arg("ewma"), py::arg("dx"), py::arg("dh"), "the gradients of decay_scan_forward");
 
     m.def("div", &hs::div);
     m.def("exp", &hs::exp);

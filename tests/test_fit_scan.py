@@ -278,3 +278,87 @@ def test_ewma_through_the_scan() -> None:
 def test_decay_weights_invalid(t: torch.Tensor, halflife: torch.Tensor, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         decay_weights(t, halflife)
+
+
+# --- the fused EWMA / decayed-sum pass ----------------------------------------------------------------------
+
+
+def general(form: str):  # type: ignore[no-untyped-def]
+    """The operator's coefficients, as the general path builds them (a, b) from the weights and the input."""
+    return (lambda w, x: (w, (1.0 - w) * x)) if form == "ewma" else (lambda w, x: (w, x))
+
+
+def reference_scan(t: np.ndarray, halflife: np.ndarray, x: np.ndarray, form: str) -> np.ndarray:
+    """The reference interpreter's EWMA / decayed sum (harness.ops.stateful), one sample at a time."""
+    out = np.empty_like(x)
+    for r, h in enumerate(halflife):
+        v = x[r, 0]
+        out[r, 0] = v
+        for k in range(1, x.shape[1]):
+            w = decay_weight(int(t[k] - t[k - 1]), float(h))
+            v = w * v + (1.0 - w) * x[r, k] if form == "ewma" else v * w + x[r, k]
+            out[r, k] = v
+    return out
+
+
+@pytest.mark.parametrize("form", ["ewma", "sum"])
+def test_the_fused_pass_is_the_reference_operator_bit_for_bit(form: str, scan_impl: str) -> None:
+    rng = np.random.default_rng(3)
+    t = event_times(rng, 2000)
+    halflife, x = 10.0 ** rng.uniform(-3, 4, 3), rng.normal(size=(3, 2000))
+    gaps = scan_module.gap_seconds(torch.from_numpy(t))
+    s = scan_module.decay_scan(gaps, torch.from_numpy(halflife), torch.from_numpy(x), 2000, form, general(form))
+    ref = reference_scan(t, halflife, x, form)
+    if scan_impl == "native":  # libm's exp2, as the kernel and the reference: the same bits
+        np.testing.assert_array_equal(s.numpy(), ref)
+    else:  # torch's exp2 is within an ulp of libm's
+        np.testing.assert_allclose(s.numpy(), ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["ewma", "sum"])
+@pytest.mark.parametrize("n", [0, 1, 2, 700])
+def test_the_fused_pass_matches_the_general_path_with_gradients(form: str, n: int) -> None:
+    rng = np.random.default_rng(n)
+    t = event_times(rng, n)
+    gaps = scan_module.gap_seconds(torch.from_numpy(t))
+    g = torch.from_numpy(rng.normal(size=(4, n)))
+    results = []
+    for fused in (form, None):  # None: the general path (weights, coefficients, linear scan)
+        h = torch.from_numpy(10.0 ** rng.uniform(-2, 3, 4)) if not results else results[0][3].detach()
+        h = h.clone().requires_grad_()
+        x = torch.from_numpy(rng.normal(size=(4, n))) if not results else results[0][4].detach()
+        x = x.clone().requires_grad_()
+        s = scan_module.decay_scan(gaps, h, x, n, fused, general(form))
+        torch.autograd.backward(s, g)
+        results.append((s.detach(), h.grad, x.grad, h, x))
+    (s1, dh1, dx1, *_), (s2, dh2, dx2, *_) = results
+    torch.testing.assert_close(s1, s2, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dh1, dh2, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(dx1, dx2, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("form", ["ewma", "sum"])
+def test_the_fused_pass_gradcheck_and_a_shared_input(form: str) -> None:
+    rng = np.random.default_rng(2)
+    t = event_times(rng, 60)
+    gaps = scan_module.gap_seconds(torch.from_numpy(t)) * 1e-9 + 0.05  # gaps of a size that moves the weights
+    h = torch.tensor([0.3, 2.0], dtype=F64, requires_grad=True)
+    x = torch.from_numpy(rng.normal(size=(2, 60))).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda hh, xx: scan_module.decay_scan(gaps, hh, xx, 60, form, general(form)), (h, x)
+    )
+    shared = torch.from_numpy(rng.normal(size=(1, 60))).requires_grad_()  # one input for both half-lives
+    assert torch.autograd.gradcheck(lambda xx: scan_module.decay_scan(gaps, h, xx, 60, form, general(form)), (shared,))
+    h2 = h.detach()[:, None]  # half-lives as [F, 1]
+    torch.testing.assert_close(
+        scan_module.decay_scan(gaps, h2, x, 60, form, general(form)),
+        scan_module.decay_scan(gaps, h.detach(), x, 60, form, general(form)),
+    )
+
+
+def test_the_fused_pass_rejects_a_mismatched_input() -> None:
+    gaps = torch.zeros(9, dtype=F64)
+    with pytest.raises(ValueError, match=r"x must be \[F, n\] = \[2, 10\]"):
+        scan_module.decay_scan(
+            gaps, torch.ones(2, dtype=F64), torch.ones(3, 10, dtype=F64), 10, "ewma", general("ewma")
+        )

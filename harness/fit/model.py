@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from harness.fit.data import FitData
-from harness.fit.scan import decay_weights, linear_scan
+from harness.fit.scan import decay_scan, gap_seconds
 from harness.fit.trace import ROWS, TNode, Trace
 
 FOLD_ELEMENTS = 1 << 21  # the most values (16 MiB of float64) one folded operation produces
@@ -106,6 +106,7 @@ class CircuitModel(torch.nn.Module):
         self._stat_pos = {n.node.name: i for i, n in enumerate(consts) if n.kind == "stat"}
         self._domain_order = trace.domain_order()
         self._t = {d: torch.from_numpy(data.domains[d].t) for d in data.domains}
+        self._gaps = {d: gap_seconds(t) for d, t in self._t.items()}  # once, not per evaluation
         self._width = {d: len(data.domains[d]) for d in data.domains}
         self._imports = {k: torch.from_numpy(v) for k, v in data.imports.items()}
         # imports whose consumer points are the producer's points: no gather needed
@@ -256,9 +257,9 @@ class CircuitModel(torch.nn.Module):
                 xs = [sources.gather(self._gathers[(g.index, j)]) for j in range(len(g.inputs))]
                 ps = {p: sources.gather(self._param_gathers[(g.index, p)]) for p in g.params}
                 if g.kind == "decay":
-                    w = decay_weights(self._t[d][:width], ps["halflife"])
-                    a, b = g.op.torch_coeffs(w, xs[0])  # type: ignore[attr-defined]
-                    outs[g.index] = linear_scan(a, b)
+                    form = getattr(g.op, "scan_form", None)
+                    coeffs = g.op.torch_coeffs  # type: ignore[attr-defined]
+                    outs[g.index] = decay_scan(self._gaps[d], ps["halflife"], xs[0], width, form, coeffs)
                 else:
                     outs[g.index] = g.op.torch_f(ps, *xs)  # type: ignore[attr-defined]
         target = self._refs[self.trace.target]

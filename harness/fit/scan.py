@@ -19,16 +19,37 @@ ulp of libm's).
 
 from __future__ import annotations
 
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-__all__ = ["decay_weights", "linear_scan"]
+__all__ = ["decay_scan", "decay_weights", "decay_weights_from_gaps", "gap_seconds", "linear_scan"]
 
 # Elements per piece of work on the CPU (8 MiB of float64 per tensor): the block steps go over one piece at a time.
 _TILE = 1 << 20
 
 
-@torch.compiler.disable  # a hand-scheduled loop of in-place steps: tracing it would only unroll it
+def _not_compiled(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """`torch.compiler.disable(fn)`, applied at the first call made while torch._dynamo is loaded: the decorator
+    itself imports dynamo (1.2 s of every run's start), and without dynamo loaded nothing is being compiled."""
+    disabled: list[Callable[..., torch.Tensor]] = []
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> torch.Tensor:
+        if "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
+        if not disabled:
+            disabled.append(torch.compiler.disable(fn))
+        return disabled[0](*args, **kwargs)
+
+    return call
+
+
+@_not_compiled  # a hand-scheduled loop of in-place steps: tracing it would only unroll it
 def linear_scan(a: torch.Tensor, b: torch.Tensor, *, block: int = 8) -> torch.Tensor:
     """Return s of shape [F, N] with s[:, k] = a[:, k] * s[:, k-1] + b[:, k] and s[:, -1] = 0.
 
@@ -55,21 +76,128 @@ def decay_weights(t: torch.Tensor, halflife: torch.Tensor) -> torch.Tensor:
     gap is taken in int64 and converted to seconds by one division, the same operations in the same order as
     `harness.ops.numeric.decay_weight` and the C++ kernel. Differentiable in `halflife`.
     """
+    return decay_weights_from_gaps(gap_seconds(t), halflife, t.shape[0] if t.ndim == 1 else None)
+
+
+def gap_seconds(t: torch.Tensor) -> torch.Tensor:
+    """The gaps (t[k] - t[k-1]) / 1e9 in seconds, [N-1] float64, of non-decreasing int64 nanoseconds `t` [N]: what
+    `decay_weights_from_gaps` takes; computed once per time axis, not per evaluation."""
     if t.dtype != torch.int64 or t.ndim != 1:
         raise ValueError(f"t must be a 1-D int64 tensor of nanoseconds, got {t.dtype} of shape {tuple(t.shape)}")
+    dt_ns = torch.diff(t)
+    if bool((dt_ns < 0).any()):
+        raise ValueError("t must be non-decreasing")
+    return dt_ns.to(torch.float64) / 1e9
+
+
+def decay_weights_from_gaps(gaps: torch.Tensor, halflife: torch.Tensor, n: int | None = None) -> torch.Tensor:
+    """`decay_weights` of the first `n` times (all: n = len(gaps) + 1) of a time axis whose `gap_seconds` are `gaps`.
+
+    One fused autograd step: the backward is one product and one matrix-vector sum (d/dh 2^(-g/h) = 2^(-g/h) ln2 g/h^2)
+    instead of autograd's chain of [F, N] temporaries through the division, the negation, the power and the concat.
+    """
     if not halflife.is_floating_point():
         raise ValueError(f"halflife must be floating point, got {halflife.dtype}")
     if halflife.ndim == 2 and halflife.shape[1] == 1:
         halflife = halflife[:, 0]
     if halflife.ndim != 1:
         raise ValueError(f"halflife must have shape [F] or [F, 1], got {tuple(halflife.shape)}")
-    dt_ns = torch.diff(t)
-    if bool((dt_ns < 0).any()):
-        raise ValueError("t must be non-decreasing")
-    dt_s = dt_ns.to(torch.float64) / 1e9
-    weights = torch.exp2(-dt_s / halflife[:, None])  # [F, N-1]
-    first = weights.new_zeros((halflife.shape[0], min(t.shape[0], 1)))
-    return torch.cat([first, weights], dim=1)
+    n = gaps.shape[0] + 1 if n is None else n
+    if not 0 <= n <= gaps.shape[0] + 1:
+        raise ValueError(f"n={n} points need n - 1 of the {gaps.shape[0]} gaps")
+    return _DecayWeights.apply(gaps[: max(n - 1, 0)], halflife, n)
+
+
+class _DecayWeights(torch.autograd.Function):
+    """w[:, 0] = 0, w[:, k] = 2^(-gaps[k-1] / h) for gaps [N-1] and h [F]; differentiable in h."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, gaps: torch.Tensor, halflife: torch.Tensor, n: int) -> torch.Tensor:
+        w = gaps.new_empty((halflife.shape[0], n), dtype=torch.promote_types(gaps.dtype, halflife.dtype))
+        w[:, :1] = 0.0  # nothing when n = 0
+        rest = w[:, 1:]
+        torch.div(-gaps, halflife[:, None], out=rest)  # -(dt / 1e9) / h: the kernel's order (negation is exact)
+        torch.exp2(rest, out=rest)
+        ctx.save_for_backward(gaps, halflife, w)
+        return w
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_w: torch.Tensor) -> tuple[None, torch.Tensor | None, None]:
+        gaps, halflife, w = ctx.saved_tensors  # type: ignore[attr-defined]
+        if not ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            return None, None, None
+        gw = (grad_w[:, 1:] * w[:, 1:]) @ gaps.to(w.dtype)  # sum_k grad * w * g
+        return None, (gw * (_LN2 / (halflife * halflife))).to(halflife.dtype), None
+
+
+_LN2 = 0.6931471805599453
+
+SCAN_FORMS = ("ewma", "sum")  # the decayed recurrences with a fused native pass (an operator's `scan_form`)
+
+
+@_not_compiled  # native passes and the blocked loop: nothing for a compiler to trace
+def decay_scan(
+    gaps: torch.Tensor,
+    halflife: torch.Tensor,
+    x: torch.Tensor,
+    n: int,
+    form: str | None,
+    coeffs: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+) -> torch.Tensor:
+    """The decayed recurrence of a stateful operator over the first `n` points of a time axis with gap seconds
+    `gaps`: s[k] = a[k] * s[k-1] + b[k] with (a, b) = coeffs(w, x) and w = `decay_weights_from_gaps`.
+
+    On the CPU in float64 an operator of a known `form` ("ewma": b = (1 - w) x, "sum": b = x) runs as one fused
+    C++ pass per row that keeps only its output for the backward (it recomputes the weights): ~3x less memory and
+    time than weights, coefficients and scan as separate tensors. Everything else takes that general path.
+    """
+    h = halflife[:, 0] if halflife.ndim == 2 and halflife.shape[1] == 1 else halflife
+    f = h.shape[0] if h.ndim == 1 else -1
+    x = x.expand(f, n) if x.ndim == 2 and x.shape[0] == 1 and f >= 0 else x
+    if x.shape != (f, n):
+        raise ValueError(
+            f"x must be [F, n] = [{f}, {n}] for half-lives of shape {tuple(halflife.shape)}, got {tuple(x.shape)}"
+        )
+    fused = form in SCAN_FORMS and NATIVE_SCAN
+    fused = fused and all(v.device.type == "cpu" and v.dtype == torch.float64 for v in (gaps, h, x))
+    if not fused:
+        a, b = coeffs(decay_weights_from_gaps(gaps, halflife, n), x)
+        return linear_scan(a, b)
+    return _DecayScan.apply(gaps[: max(n - 1, 0)], h, x, form == "ewma")
+
+
+class _DecayScan(torch.autograd.Function):
+    """The fused EWMA / decayed-sum recurrence (harness._native.decay_scan_forward/backward)."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, gaps: torch.Tensor, h: torch.Tensor, x: torch.Tensor, ewma: bool) -> torch.Tensor:
+        from harness import _native
+
+        gaps, h, x = gaps.detach().contiguous(), h.detach().contiguous(), x.detach().contiguous()
+        s = torch.empty_like(x)
+        _native.decay_scan_forward(gaps.numpy(), h.numpy(), x.numpy(), ewma, s.numpy())
+        ctx.save_for_backward(gaps, h, x, s)
+        ctx.ewma = ewma  # type: ignore[attr-defined]
+        return s
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad_s: torch.Tensor) -> tuple[None, torch.Tensor | None, torch.Tensor | None, None]:
+        from harness import _native
+
+        gaps, h, x, s = ctx.saved_tensors  # type: ignore[attr-defined]
+        need_h, need_x = ctx.needs_input_grad[1], ctx.needs_input_grad[2]  # type: ignore[attr-defined]
+        if not (need_h or need_x):
+            return None, None, None, None
+        g = grad_s.detach().contiguous()
+        dx = torch.empty_like(x) if need_x else None
+        dh = torch.empty_like(h)
+        dx_np = dx.numpy() if dx is not None else None
+        _native.decay_scan_backward(
+            gaps.numpy(), h.numpy(), x.numpy(), s.numpy(), g.numpy(), ctx.ewma, dx_np, dh.numpy()
+        )  # type: ignore[attr-defined]
+        return None, dh if need_h else None, dx, None
 
 
 def _check_scan_inputs(a: torch.Tensor, b: torch.Tensor, block: int) -> None:

@@ -45,6 +45,8 @@ class Ewma(Operator):
     def torch_coeffs(self, w: Any, x: Any) -> tuple[Any, Any]:
         return w, (1.0 - w) * x  # v = w*v + (1-w)*x, in the kernel's operation order
 
+    scan_form = "ewma"  # fitting runs this recurrence as one fused native pass (harness.fit.scan.decay_scan)
+
     cpp_state = "hs::Ewma"
     vector_weight = "halflife"  # vector_math kernels precompute the decay weight 2^(-dt/halflife) per block
 
@@ -82,6 +84,8 @@ class DecaySum(Operator):
 
     def torch_coeffs(self, w: Any, x: Any) -> tuple[Any, Any]:
         return w, x  # s = s*w + x
+
+    scan_form = "sum"  # fitting runs this recurrence as one fused native pass (harness.fit.scan.decay_scan)
 
     cpp_state = "hs::DecaySum"
     vector_weight = "halflife"  # vector_math kernels precompute the decay weight 2^(-dt/halflife) per block
