@@ -17,8 +17,7 @@ from mlflow.tracking import MlflowClient
 import harness as hs
 from harness import examples
 from harness.cli import main
-from harness.pipeline import schema
-from harness.pipeline.build import CIRCUITS
+from harness.pipeline import build, schema, targets
 
 QUICK = ["stream.events=40000", "trainer.epochs=5"]
 GROUPS = {
@@ -46,14 +45,14 @@ def composed(overrides: list[str], hydra: bool = False):  # type: ignore[no-unty
 def test_every_option_composes(group: str, option: str) -> None:
     cfg = composed([f"{group}={option}"])
     assert cfg[group] is not None
-    if group == "stream":
-        assert cfg.stream.kind in ("synthetic", "tardis", "binance", "parquet")
+    if group in ("circuit", "stream") and option != "custom":  # each names its function, which exists
+        assert callable(targets.locate(cfg[group].target, f"{group}.target"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(experiment: str) -> None:
     cfg = composed([f"+experiment={experiment}"], hydra=True)
-    assert cfg.circuit.builder in CIRCUITS
+    assert isinstance(build.build_circuit(cfg), hs.Circuit)
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
@@ -72,6 +71,57 @@ def test_typos_and_wrong_types_fail_at_compose_time() -> None:
         composed(["circuit.halflife_mid=abc"])
     with pytest.raises(ConfigCompositionException):
         composed(["stream.events=many"])
+
+
+TRADES_HEAD = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount"
+T0 = 1_723_161_255_000_000  # 2024-08-08 in tardis microseconds
+
+
+def tardis_trades(folder: Path, days: int) -> list[Path]:
+    """`days` tiny tardis trades files (20 trades each, in time order across the files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for d in range(days):
+        t = T0 + d * 86_400_000_000
+        rows = [f"x,Y,{t + 1000 + i},{t + 2000 + i},{i},{'buy' if i % 2 else 'sell'},{100 + i},0.5" for i in range(20)]
+        paths.append(folder / f"trades_{d}.csv")
+        paths[-1].write_text("\n".join([TRADES_HEAD, *rows]) + "\n")
+    return paths
+
+
+def test_a_file_key_takes_one_path_a_glob_or_a_list(tmp_path: Path) -> None:
+    first, second = tardis_trades(tmp_path / "days", 2)
+    for value, files in (
+        (str(first), [first]),  # a single path (was "str is not a ListConfig")
+        (f"{tmp_path}/days/trades_*.csv", [first, second]),  # a glob, sorted
+        (f"[{first},{tmp_path}/days/trades_1*]", [first, second]),  # a list whose items may be globs
+    ):
+        events = build.load_stream(composed(["stream=tardis", f"stream.trades={value}"]))
+        assert events.files == [str(f) for f in files] and events.rows == 20 * len(files)
+    for value, message in (
+        (f"{tmp_path}/days/nothing_*.csv", "stream.trades: no file matches"),
+        (str(tmp_path / "missing.csv"), "stream.trades: data file .* does not exist"),
+        ("[]", r"stream.trades=\[\] names no file"),
+        ("3", "stream.trades=3 must be a file path, a glob or a list of them"),
+    ):
+        with pytest.raises(build.ConfigError, match=message):
+            build.load_stream(composed(["stream=tardis", f"stream.trades={value}"]))
+
+
+def test_an_older_logged_config_naming_builder_and_kind_still_builds() -> None:
+    """Runs logged before `target` named their built-in circuit and stream by `circuit.builder`, `stream.kind`."""
+    from omegaconf import OmegaConf
+
+    old = OmegaConf.create(
+        {
+            "circuit": {"builder": "fit_market", "halflife_pressure": 0.5, "signals": ["pressure", "imbalance"]},
+            "stream": {"kind": "synthetic", "events": 3000, "seed": 1, "chunk": 1000, "params": {}},
+        }
+    )
+    new = composed(["circuit.signals=[pressure,imbalance]"])
+    assert build.build_circuit(old).structure_hash() == build.build_circuit(new).structure_hash()
+    assert (build.circuit_name(old), build.stream_name(old)) == ("fit_market", "synthetic")
+    assert build.load_stream(old).digest == hs.streams.digest(hs.streams.synthetic(3000, seed=1))
 
 
 @pytest.fixture
@@ -111,7 +161,8 @@ def test_default_run_logs_everything(workdir: Path) -> None:
     assert {"stage/build_s", "stage/stream_s", "stage/record_s", "stage/train_s", "stage/log_s"} <= set(m)
     assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 5  # one per epoch, with steps
     p = run.data.params
-    assert p["trainer.epochs"] == "5" and p["stream.events"] == "40000" and p["circuit.builder"] == "fit_market"
+    assert p["trainer.epochs"] == "5" and p["stream.events"] == "40000"
+    assert p["circuit.target"] == "harness.circuits:fit_market"
     tags = run.data.tags
     for key in ("harness.config_hash", "harness.kernel_hash", "harness.data_digest", "harness.git_commit"):
         assert len(tags[key]) >= 7, key
@@ -119,6 +170,7 @@ def test_default_run_logs_everything(workdir: Path) -> None:
     assert tags["harness.data_digest"] == hs.streams.digest(hs.streams.synthetic(40000, seed=0))
     (dataset,) = run.inputs.dataset_inputs
     assert dataset.dataset.digest == tags["harness.data_digest"][:36]
+    assert dataset.dataset.name == "synthetic"  # the stream's function
     names = artifacts(client, run.info.run_id)
     for expected in (
         "config/resolved.yaml", "hydra/config.yaml", "hydra/overrides.yaml", "kernel/fit_market.cpp",
@@ -163,7 +215,7 @@ def test_tiny_tardis_run_on_the_real_btcusdt_sample(workdir: Path, monkeypatch: 
     assert main(["+experiment=btc_sample", "stream.limit=8000", "trainer.epochs=5"]) == 0
     (run,) = runs_of(workdir)
     assert run.info.status == "FINISHED"
-    assert run.data.params["stream.kind"] == "tardis"
+    assert run.data.params["stream.target"] == "harness.pipeline.loaders:tardis"
     assert run.data.metrics["rows_train"] > 100
     assert run.data.metrics["parity_max_abs_error"] <= 1e-12
     assert "test_ic" in run.data.metrics

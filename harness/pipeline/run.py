@@ -156,7 +156,7 @@ def _stages(
         total=events.rows,
     )  # fmt: skip
     mlflow.set_tag("harness.data_digest", events.digest)  # computed along the recording pass
-    mlflow_log.log_dataset(cfg.stream.kind, events.digest, events.source, events.files, events.rows)
+    mlflow_log.log_dataset(build.stream_name(cfg), events.digest, events.source, events.files, events.rows)
     fit_total = time.perf_counter() - clock
     for name in ("compile", "record", "train", "parity"):
         stages.seconds[name] = res.stages.get(f"{name}_s", 0.0)
@@ -277,7 +277,7 @@ def _parent_from_sweep_dir(hydra_dir: Path | None) -> str | None:
 
 
 def _summary(console: Console, cfg: DictConfig, o: Outcome, events: Any) -> None:
-    table = Table(title=f"run {o.run_id} ({cfg.circuit.builder} on {events.source})")
+    table = Table(title=f"run {o.run_id} ({build.circuit_name(cfg)} on {events.source})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     m = o.metrics

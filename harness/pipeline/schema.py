@@ -3,6 +3,8 @@ of the wrong type fails when the config is composed, with Hydra's message.
 
 Each yaml option under `conf/<group>/` names its schema first in its defaults list (`- fit_market_schema`);
 the experiments in `experiments/*.yaml` are registered as the `experiment` group (`+experiment=NAME`).
+A circuit or stream schema's `target` names the function that builds it (`harness.pipeline.targets`);
+`circuit=custom` / `stream=custom` have no schema: any keys, passed to the user's function.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ EXPERIMENTS_DIR = ROOT / "experiments"
 # ----- circuits ------------------------------------------------------------------------------------------
 @dataclass
 class FitMarketCircuit:
-    """`harness.examples.fit_market`: decayed signed flow, mid against its EWMA, book imbalance, a linear head."""
+    """`harness.circuits.fit_market`: decayed signed flow, mid against its EWMA, book imbalance, a linear head."""
 
-    builder: str = "fit_market"
+    target: str = "harness.circuits:fit_market"
     halflife_pressure: float = 0.5  # initial half-life of the decayed trade flow (seconds)
     halflife_mid: float = 2.0  # initial half-life of the mid's EWMA (seconds)
     learn_halflives: bool = True  # fit the half-lives too (else they stay constants)
@@ -39,9 +41,9 @@ class FitMarketCircuit:
 
 @dataclass
 class TradePressureCircuit:
-    """`harness.examples.trade_pressure`: the flagship circuit (bursts, book fairs, returns, learnable mixes)."""
+    """`harness.circuits.trade_pressure`: the flagship circuit (bursts, book fairs, returns, learnable mixes)."""
 
-    builder: str = "trade_pressure"
+    target: str = "harness.circuits:trade_pressure"
     pressure_halflives: list[float] = field(default_factory=lambda: [0.5, 2.0, 8.0])
     return_halflives: list[float] = field(default_factory=lambda: [1.0, 5.0, 30.0])
     impulse_distances: list[float] = field(default_factory=lambda: [1.0, 5.0])
@@ -60,7 +62,7 @@ class TradePressureCircuit:
 class LinearXYCircuit:
     """A two-input linear circuit `w1*x + w2*y` on plain events (tests, tiny examples)."""
 
-    builder: str = "linear_xy"
+    target: str = "harness.circuits:linear_xy"
     init: float = 0.0
 
 
@@ -69,7 +71,7 @@ class LinearXYCircuit:
 class SyntheticStream:
     """`hs.streams.synthetic(events, seed, **params)`."""
 
-    kind: str = "synthetic"
+    target: str = "harness.pipeline.loaders:synthetic"
     events: int = 300_000
     seed: int = 0
     chunk: int = 100_000  # events per record batch of the replay (memory holds about one batch at a time)
@@ -90,31 +92,32 @@ class _FileStream:
 
 @dataclass
 class TardisStream(_FileStream):
-    """`hs.streams.tardis(book=..., trades=..., quotes=...)`; paths relative to the working directory."""
+    """`hs.streams.tardis(book=..., trades=..., quotes=...)`; each a path, a glob or a list of them, relative
+    to the working directory."""
 
-    kind: str = "tardis"
-    book: Optional[list[str]] = None  # noqa: UP045
-    trades: Optional[list[str]] = None  # noqa: UP045
-    quotes: Optional[list[str]] = None  # noqa: UP045
+    target: str = "harness.pipeline.loaders:tardis"
+    book: Any = None  # a path, a glob or a list of them (checked by harness.pipeline.loaders.files)
+    trades: Any = None
+    quotes: Any = None
     clock: str = "local"
 
 
 @dataclass
 class BinanceStream(_FileStream):
-    """`hs.streams.binance(trades=..., agg_trades=..., book_ticker=...)`."""
+    """`hs.streams.binance(trades=..., agg_trades=..., book_ticker=...)`; each a path, a glob or a list."""
 
-    kind: str = "binance"
-    trades: Optional[list[str]] = None  # noqa: UP045
-    agg_trades: Optional[list[str]] = None  # noqa: UP045
-    book_ticker: Optional[list[str]] = None  # noqa: UP045
+    target: str = "harness.pipeline.loaders:binance"
+    trades: Any = None
+    agg_trades: Any = None
+    book_ticker: Any = None
 
 
 @dataclass
 class ParquetStream:
     """`hs.streams.read_parquet(path)`: an events table written by `hs.streams.write_parquet`."""
 
-    kind: str = "parquet"
-    path: str = MISSING
+    target: str = "harness.pipeline.loaders:parquet"
+    path: str = MISSING  # one file (or a glob matching one)
     chunk: int = 100_000
     limit: Optional[int] = None  # noqa: UP045
     rules: Any = field(default_factory=lambda: StreamRulesConf())

@@ -1,0 +1,72 @@
+"""The events a pipeline run replays (`Events`): what a stream function of `conf/stream/*.yaml` gives the pipeline.
+
+A stream function returns a pyarrow Table of events (the pipeline cuts it into record batches) or an `Events`
+(for streams that regenerate their batches on each pass, like the synthetic one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pyarrow as pa
+
+from harness import streams
+from harness.pipeline.targets import ConfigError
+from harness.streams.content_digest import StreamDigest
+
+DEFAULT_CHUNK = 100_000  # events per record batch of the replay
+
+
+class Events:
+    """A loaded stream: how to iterate it, its content digest, a description for the run, its files.
+
+    A file stream is held as one table; a synthetic stream is regenerated on each pass (it is a pure function
+    of its seed and settings), so 10M+ events never sit in memory at once. The digest is computed along the
+    first complete pass (the replay that records the run), or by a pass of its own when asked for first.
+    """
+
+    def __init__(
+        self,
+        source_batches: Callable[[], Iterator[pa.RecordBatch]],
+        rows: int,
+        source: str,
+        files: list[str],
+        digest: str | None = None,
+    ) -> None:
+        self.source_batches = source_batches
+        self.rows = rows
+        self.source = source  # e.g. "synthetic(events=300000, seed=0)" or the first file's path
+        self.files = files
+        self._digest = digest
+
+    @classmethod
+    def from_table(
+        cls, table: pa.Table, source: str, files: list[str], chunk: int = DEFAULT_CHUNK, limit: int | None = None
+    ) -> Events:
+        """The events of a table: its first `limit` rows (all when None), in batches of `chunk` rows."""
+        if int(chunk) <= 0:
+            raise ConfigError(f"stream.chunk={chunk} must be > 0")
+        if limit is not None:
+            table = table.slice(0, int(limit))
+        if table.num_rows == 0:
+            raise ConfigError(f"stream ({source}): no events")
+        return cls(lambda: iter(table.to_batches(max_chunksize=int(chunk))), table.num_rows, source, files)
+
+    @property
+    def digest(self) -> str:
+        """The content digest of the whole stream (`hs.streams.digest`)."""
+        if self._digest is None:
+            self._digest = streams.digest(self.source_batches())
+        return self._digest
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """A fresh pass over the events as record batches (what the replay consumes); a first complete pass
+        also computes the digest."""
+        if self._digest is not None:
+            yield from self.source_batches()
+            return
+        d = StreamDigest()
+        for batch in self.source_batches():
+            d.add(batch)
+            yield batch
+        self._digest = d.hexdigest()

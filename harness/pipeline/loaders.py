@@ -1,0 +1,123 @@
+"""The built-in stream functions that `conf/stream/*.yaml` name (`target: harness.pipeline.loaders:tardis`).
+
+Each takes its config keys as keyword arguments and returns the `Events` of the run; a user's own stream
+function is named and called the same way (it may also return a pyarrow Table). File keys take one path, a
+glob (`data/*.csv.gz`, sorted) or a list of them, relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from harness import streams
+from harness.errors import HarnessError
+from harness.pipeline.events import DEFAULT_CHUNK, Events
+from harness.pipeline.targets import ConfigError
+from harness.streams.rules import Rules
+
+GLOB_CHARS = "*?["
+
+
+def files(value: str | Path | Sequence[str | Path] | None, key: str) -> list[Path] | None:
+    """The files of config key `key`: a path, a glob or a list of them (None stays None); each must exist."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str | Path) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(v, str | Path) for v in items):
+        raise ConfigError(f"{key}={value!r} must be a file path, a glob or a list of them")
+    if not items:
+        raise ConfigError(f"{key}=[] names no file; leave the key unset (null) to read none")
+    out: list[Path] = []
+    for item in items:
+        text = str(item)
+        if any(c in text for c in GLOB_CHARS):
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise ConfigError(f"{key}: no file matches {text!r} (working directory {Path.cwd()})")
+            out += [Path(m) for m in matches]
+        elif not Path(text).exists():
+            raise ConfigError(f"{key}: data file {text!r} does not exist (working directory {Path.cwd()})")
+        else:
+            out.append(Path(text))
+    return out
+
+
+def _rules(rules: dict[str, Any] | None) -> Rules:
+    """`stream.rules` (the readers' plausibility rules; None: the defaults)."""
+    try:
+        return Rules.of(rules)
+    except HarnessError as e:
+        raise ConfigError(f"stream.{e}") from None
+
+
+def _file_events(table: pa.Table, parts: dict[str, list[Path] | None], name: str, chunk: int, limit: Any) -> Events:
+    """The events of a table read from the files in `parts` (source: the first file)."""
+    paths = [str(p) for v in parts.values() if v for p in v]
+    return Events.from_table(table, paths[0] if paths else name, paths, chunk, None if limit is None else int(limit))
+
+
+def synthetic(
+    events: int = 300_000, seed: int = 0, chunk: int = DEFAULT_CHUNK, params: dict[str, Any] | None = None
+) -> Events:
+    """`hs.streams.synthetic(events, seed, **params)`, regenerated on each pass (never held in memory whole)."""
+    n, seed_, chunk_, fields = int(events), int(seed), int(chunk), dict(params or {})
+    if n <= 0:
+        raise ConfigError(f"stream.events={n} must be > 0")
+
+    def generate() -> Iterator[pa.RecordBatch]:
+        return streams.synthetic_batches(n, seed=seed_, chunk=chunk_, **fields)
+
+    return Events(generate, n, f"synthetic(events={n}, seed={seed_})", [])
+
+
+def tardis(
+    book: Any = None,
+    trades: Any = None,
+    quotes: Any = None,
+    *,
+    clock: str = "local",
+    on_bad_rows: str = "error",
+    cache_dir: str | None = None,
+    rules: dict[str, Any] | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    limit: int | None = None,
+) -> Events:
+    """`hs.streams.tardis(book=..., trades=..., quotes=...)` of tardis.dev CSV(.gz) files."""
+    parts = {k: files(v, f"stream.{k}") for k, v in (("book", book), ("trades", trades), ("quotes", quotes))}
+    table = streams.tardis(**parts, clock=clock, on_bad_rows=on_bad_rows, cache_dir=cache_dir, rules=_rules(rules))
+    return _file_events(table, parts, "tardis", chunk, limit)
+
+
+def binance(
+    trades: Any = None,
+    agg_trades: Any = None,
+    book_ticker: Any = None,
+    *,
+    on_bad_rows: str = "error",
+    cache_dir: str | None = None,
+    rules: dict[str, Any] | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    limit: int | None = None,
+) -> Events:
+    """`hs.streams.binance(trades=..., agg_trades=..., book_ticker=...)` of Binance public dumps."""
+    given = (("trades", trades), ("agg_trades", agg_trades), ("book_ticker", book_ticker))
+    parts = {k: files(v, f"stream.{k}") for k, v in given}
+    table = streams.binance(**parts, on_bad_rows=on_bad_rows, cache_dir=cache_dir, rules=_rules(rules))
+    return _file_events(table, parts, "binance", chunk, limit)
+
+
+def parquet(
+    path: str, *, rules: dict[str, Any] | None = None, chunk: int = DEFAULT_CHUNK, limit: int | None = None
+) -> Events:
+    """`hs.streams.read_parquet(path)`: an events table written by `hs.streams.write_parquet`."""
+    found = files(path, "stream.path")
+    assert found is not None
+    if len(found) != 1:
+        raise ConfigError(f"stream.path={path!r} matches {len(found)} files; a parquet stream reads one")
+    table = streams.read_parquet(found[0], rules=_rules(rules))
+    return _file_events(table, {"path": found}, "parquet", chunk, limit)
