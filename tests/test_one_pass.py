@@ -109,7 +109,7 @@ def test_a_pipeline_run_reads_its_stream_once_plus_the_parity_slice(
             read[-1] += batch.num_rows
             yield batch
 
-    monkeypatch.setattr(build.streams, "synthetic_batches", counting)
+    monkeypatch.setattr(hs.streams, "synthetic_batches", counting)  # what the synthetic stream loader calls
     assert main(["stream.events=300000", "trainer.epochs=3", "stream.chunk=50000"]) == 0
     assert read[0] == 300_000 and len(read) == 2 and read[1] <= 250_000  # record + the parity slice
     run = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").search_runs(["0", "1"])[0]
