@@ -2,8 +2,8 @@
 //  - Kernel: owns the state of one generated kernel and runs it through the kernel's C interface
 //    (kernel_abi.h); replay releases the GIL. Keeping the pybind11 bindings here means a generated
 //    kernel never includes pybind11 headers.
-//  - the numeric helpers of numeric.hpp, so tests can prove they agree bit for bit with the Python
-//    reference in harness/ops/numeric.py.
+//  - the numeric twins of numeric.hpp (its HS_NUMERIC_TWINS list), so tests can prove they agree bit for bit
+//    with their Python twins, and the names of vecmath.hpp's vector functions.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -19,6 +19,7 @@
 #include "harness/kernel_abi.h"
 #include "harness/numeric.hpp"
 #include "harness/scan.hpp"
+#include "harness/vecmath.hpp"
 
 namespace py = pybind11;
 
@@ -401,6 +402,11 @@ void decay_scan_backward(const py::array& gaps, const py::array& h, const py::ar
     hs::decay_scan_backward(gp, hp, xp, sp, grad, ewma, dxp, dhp, rows, n);
 }
 
+template <typename R, typename... A>
+constexpr int arity_of(R (*)(A...)) {
+    return static_cast<int>(sizeof...(A));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -434,17 +440,18 @@ PYBIND11_MODULE(_native, m) {
     m.def("decay_scan_backward", &decay_scan_backward, py::arg("gaps"), py::arg("h"), py::arg("x"), py::arg("s"),
           py::arg("g"), py::arg("ewma"), py::arg("dx"), py::arg("dh"), "the gradients of decay_scan_forward");
 
-    m.def("div", &hs::div);
-    m.def("exp", &hs::exp);
-    m.def("exp2", &hs::exp2);
-    m.def("log", &hs::log);
-    m.def("sqrt", &hs::sqrt);
-    m.def("tanh", &hs::tanh);
-    m.def("sigmoid", &hs::sigmoid);
-    m.def("relu", &hs::relu);
-    m.def("fmin", &hs::fmin);
-    m.def("fmax", &hs::fmax);
-    m.def("clamp", &hs::clamp);
-    m.def("decay_weight", &hs::decay_weight);
-    m.def("seconds_to_ns", &hs::seconds_to_ns);
+    // the numeric twins of numeric.hpp, each under its name; NUMERIC_TWINS maps each name to its arity
+    py::dict twins;
+#define HS_BIND_TWIN(NAME)     \
+    m.def(#NAME, &hs::NAME);   \
+    twins[#NAME] = arity_of(&hs::NAME);
+    HS_NUMERIC_TWINS(HS_BIND_TWIN)
+#undef HS_BIND_TWIN
+    m.attr("NUMERIC_TWINS") = twins;
+
+    py::list vector_functions;  // the hs::vec functions of vecmath.hpp, for the check of operators' vector_cpp
+#define HS_LIST_VEC(NAME) vector_functions.append(#NAME);
+    HS_VEC_FUNCTIONS(HS_LIST_VEC)
+#undef HS_LIST_VEC
+    m.attr("VECTOR_FUNCTIONS") = vector_functions;
 }

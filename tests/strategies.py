@@ -1,5 +1,10 @@
 """Hypothesis strategies for random circuits (every hs.ops operator, several triggers, observed inputs,
-parameters, timers) and random events tables with irregular timestamps, for property and differential tests."""
+parameters, timers) and random events tables with irregular timestamps, for property and differential tests.
+
+The operators come from the registry (`hs.ops.OPERATORS`): a new operator joins the random circuits by itself.
+Its parameters are drawn from their `Param.typical` range (a positive tunable one sometimes a learnable
+parameter); JOINT draws the parameters of operators with a rule across them.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,18 @@ from hypothesis import strategies as st
 
 import harness as hs
 from harness import ops
+from harness.circuit.node import SYNTAX
+from harness.circuit.operator import Operator, positive
 
-UNARY = ["neg", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu", "delta", "count", "clamp"]
-BINARY = ["add", "sub", "mul", "div", "min", "max", "lt", "le", "gt", "ge", "eq", "ne"]
-STATEFUL = ["ewma", "decay_sum"]
-TIMERS = ["timeout", "every"]
+OPERATORS: list[type[Operator]] = list(ops.OPERATORS.values())
+
+
+def _clamp_bounds(draw: st.DrawFn) -> dict[str, float]:
+    lo = draw(st.floats(-5.0, 5.0))
+    return {"lo": lo, "hi": lo + draw(st.floats(0.0, 5.0))}
+
+
+JOINT = {"clamp": _clamp_bounds}  # kind -> draw of all its parameters, where one rule ties them (lo <= hi)
 
 values = st.one_of(
     st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 2.0, 100.0, -3.25, 1e-300, 1e300]),
@@ -42,11 +54,15 @@ def circuits(draw: st.DrawFn, *, max_inputs: int = 4, max_nodes: int = 14, timer
     pool: list[hs.Node] = list(inputs)
     if draw(st.booleans()):
         pool.append(triggers[draw(st.integers(0, n_triggers - 1))].event)
-    kinds = UNARY + BINARY + STATEFUL + (TIMERS if timers else []) + ["select", "linear"]
+    kinds: list[type[Operator] | str] = [op for op in OPERATORS if timers or not op.timer]
+    kinds.append("linear")
     for _ in range(draw(st.integers(1, max_nodes))):
         kind = draw(st.sampled_from(kinds))
         a = draw(st.sampled_from(pool))
-        node = _build(draw, kind, a, pool, params, halflife_params)
+        if kind == "linear":
+            node = _linear(draw, a, pool, params)
+        else:
+            node = _build(draw, kind, a, pool, params, halflife_params)
         if isinstance(node, hs.Node) and node.kind != "const":
             pool.append(node)
     candidates = [n for n in pool if n.kind != "input"] or pool
@@ -70,42 +86,39 @@ def _second(draw: st.DrawFn, pool: list[hs.Node], params: list[hs.Node]) -> obje
     return hs.observe(node) if choice == 3 else node
 
 
-def _build(draw: st.DrawFn, kind: str, a: hs.Node, pool: list[hs.Node], params: list[hs.Node], hls: list[hs.Node]):
-    if kind in ("neg", "abs", "exp", "log", "sqrt", "tanh", "sigmoid", "relu"):
-        return getattr(ops, kind)(a)
-    if kind == "delta":
-        return ops.delta(a)
-    if kind == "count":
-        return ops.count(a)
-    if kind == "clamp":
-        lo = draw(st.floats(-5.0, 5.0))
-        return ops.clamp(a, lo, lo + draw(st.floats(0.0, 5.0)))
-    if kind in BINARY:
-        b = _second(draw, pool, params)
-        return getattr(ops, kind)(a, b) if draw(st.booleans()) else _swap(kind, a, b)
-    if kind in STATEFUL:
-        hl = draw(st.sampled_from(hls)) if hls and draw(st.booleans()) else draw(st.floats(0.05, 5.0))
-        return getattr(ops, kind)(a, hl)
-    if kind == "timeout":
-        return ops.timeout(a, draw(st.floats(0.001, 3.0)))
-    if kind == "every":
-        return ops.every(a, draw(st.floats(0.25, 3.0)))
-    if kind == "select":
-        return ops.select(a, draw(st.sampled_from(pool)), _second(draw, pool, params))
-    if kind == "linear":
-        xs = [a, *draw(st.lists(st.sampled_from(pool), min_size=0, max_size=3))]
-        weights = [draw(st.sampled_from(params)) if params and draw(st.booleans()) else draw(finite_values) for _ in xs]
-        return ops.linear(xs, weights, bias=draw(finite_values))
-    raise AssertionError(kind)
+def _build(
+    draw: st.DrawFn, op: type[Operator], a: hs.Node, pool: list[hs.Node], params: list[hs.Node], hls: list[hs.Node]
+) -> hs.Node:
+    """`op` on `a` and further inputs from the pool (numbers, parameters, observed reads), through its hs.ops
+    function or, where it has one, its Python syntax."""
+    inputs = [a, *(_second(draw, pool, params) for _ in op.arg_names()[1:])]
+    if op.tree:
+        inputs += draw(st.lists(st.sampled_from(pool), max_size=2))  # triggering: every pair of the tree runs
+    values = JOINT[op.kind](draw) if op.kind in JOINT else {k: _param(draw, op, k, hls) for k in op.params_spec}
+    if op.symbol is not None and not values and len(inputs) == op.arity and draw(st.booleans()):
+        return _syntax(op, inputs)
+    return getattr(ops, op.kind)(*inputs, **values)
 
 
-def _swap(kind: str, a: hs.Node, b: object) -> hs.Node:
-    """Build with the operator syntax where one exists, first operand first."""
-    sym = {"add": "__add__", "sub": "__sub__", "mul": "__mul__", "div": "__truediv__", "lt": "__lt__",
-           "le": "__le__", "gt": "__gt__", "ge": "__ge__"}  # fmt: skip
-    if kind in sym:
-        return getattr(a, sym[kind])(b)
-    return getattr(ops, kind)(a, b)
+def _param(draw: st.DrawFn, op: type[Operator], name: str, hls: list[hs.Node]) -> object:
+    decl = op.params_spec[name]
+    if decl.typical is None:
+        raise AssertionError(f"{op.kind}: parameter {name} needs Param(typical=...) or a JOINT entry to be drawn")
+    if decl.tunable and decl.check is positive and hls and draw(st.booleans()):
+        return draw(st.sampled_from(hls))
+    return draw(st.floats(*decl.typical))
+
+
+def _syntax(op: type[Operator], inputs: list[object]) -> hs.Node:
+    """Build with the operator syntax, first operand first (`a + b`, `-a`, `abs(a)`)."""
+    (method, *_) = SYNTAX[(op.symbol, op.arity)]
+    return getattr(inputs[0], method)(*inputs[1:])
+
+
+def _linear(draw: st.DrawFn, a: hs.Node, pool: list[hs.Node], params: list[hs.Node]) -> hs.Node:
+    xs = [a, *draw(st.lists(st.sampled_from(pool), min_size=0, max_size=3))]
+    weights = [draw(st.sampled_from(params)) if params and draw(st.booleans()) else draw(finite_values) for _ in xs]
+    return ops.linear(xs, weights, bias=draw(finite_values))
 
 
 @st.composite

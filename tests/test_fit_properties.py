@@ -13,8 +13,10 @@ import harness as hs
 from harness.fit.data import collect
 from harness.fit.model import CircuitModel
 
-BINARY = ["add", "sub", "mul", "min", "max"]
-UNARY = ["tanh", "sigmoid", "neg", "abs", "relu"]
+# the differentiable stateless operators without parameters, from the registry (a new one is tested by itself)
+SMOOTH = [op for op in hs.ops.OPERATORS.values() if op.differentiable and not op.stateful and not op.params_spec]
+UNARY = [op.kind for op in SMOOTH if op.arity == 1]
+BINARY = [op.kind for op in SMOOTH if op.arity == 2]
 
 
 @st.composite

@@ -1,24 +1,44 @@
-"""The C++ numeric helpers (cpp/harness/numeric.hpp, built into harness._native) return the same bits as
-the Python reference helpers (harness/ops/numeric.py): the base of C++/Python agreement on every event."""
+"""The C++ numeric twins (cpp/harness/numeric.hpp, built into harness._native) return the same bits as their
+Python twins (harness/ops/numeric.py, and the `f` of each operator class that names a `twin`): the base of
+C++/Python agreement on every event. The twins on both sides are listed once: HS_NUMERIC_TWINS in C++,
+`numeric.TWINS` and the operator classes in Python; the lists must match."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import struct
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness import ops
+from harness.circuit.operator import REGISTRY
 from harness.ops import numeric as nm
-from harness.ops.timers import seconds_to_ns
 
 native = pytest.importorskip("harness._native", reason="harness._native is built by `pip install -e .`")
 
 doubles = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([0.0, -0.0, 1.0, -1.0, 709.78, 709.79, -745.2, 1e-320, 20.0, -20.0, 0.5]),
+    st.sampled_from([0.0, -0.0, 1.0, -1.0, 709.78, 709.79, -745.2, 1e-320, 20.0, -20.0, 0.5, 37.0, -37.0]),
 )
+# twins defined only on part of the doubles: their argument strategies (every other argument is any double)
+DOMAINS: dict[str, tuple[st.SearchStrategy, ...]] = {
+    "decay_weight": (st.integers(0, 10**15), st.floats(1e-6, 1e6)),
+    "seconds_to_ns": (st.floats(1e-9, 1e6),),
+}
+
+
+def python_twins() -> dict[str, list[tuple[Callable[..., float], int]]]:
+    """Every Python twin by name, with its number of arguments: numeric.TWINS, then the operators whose C++ form
+    is a twin (their `f` on the inputs, then the parameters)."""
+    out = {name: [(fn, len(inspect.signature(fn).parameters))] for name, fn in nm.TWINS.items()}
+    for op in REGISTRY.values():
+        if op.twin is not None:
+            out.setdefault(op.twin, []).append((op.twin_ref, len(op.arg_names()) + len(op.params_spec)))
+    return out
 
 
 def bits(x: float) -> int:
@@ -29,28 +49,28 @@ def same(a: float, b: float) -> bool:
     return (math.isnan(a) and math.isnan(b)) or bits(a) == bits(b)
 
 
-@given(doubles)
-def test_unary_helpers_agree_bit_for_bit(x: float) -> None:
-    for name in ("exp", "exp2", "log", "sqrt", "tanh", "sigmoid", "relu"):
-        assert same(getattr(nm, name)(x), getattr(native, name)(x)), (name, x)
+def test_the_python_and_cpp_twin_lists_match() -> None:
+    assert sorted(python_twins()) == sorted(native.NUMERIC_TWINS)
 
 
-@given(doubles, doubles)
-def test_binary_helpers_agree_bit_for_bit(a: float, b: float) -> None:
-    for name in ("div", "fmin", "fmax"):
-        assert same(getattr(nm, name)(a, b), getattr(native, name)(a, b)), (name, a, b)
+def test_each_twin_takes_the_same_number_of_arguments_on_both_sides() -> None:
+    for name, fns in python_twins().items():
+        assert [arity for _, arity in fns] == [native.NUMERIC_TWINS[name]] * len(fns), name
 
 
-@given(doubles, st.floats(-10, 10), st.floats(0, 10))
-def test_clamp_agrees(x: float, lo: float, width: float) -> None:
-    assert same(nm.clamp(x, lo, lo + width), native.clamp(x, lo, lo + width))
+@pytest.mark.parametrize("name", sorted(native.NUMERIC_TWINS))
+@given(data=st.data())
+def test_each_twin_agrees_bit_for_bit(name: str, data: st.DataObject) -> None:
+    strategies = DOMAINS.get(name, (doubles,) * native.NUMERIC_TWINS[name])
+    args = [data.draw(s) for s in strategies]
+    want = getattr(native, name)(*args)
+    for fn, _ in python_twins()[name]:
+        got = fn(*args)
+        assert same(float(got), float(want)) and type(got) is type(want), (name, args, got, want)
 
 
-@given(st.integers(0, 10**15), st.floats(1e-6, 1e6))
-def test_decay_weight_agrees(dt_ns: int, halflife: float) -> None:
-    assert same(nm.decay_weight(dt_ns, halflife), native.decay_weight(dt_ns, halflife))
-
-
-@given(st.floats(1e-9, 1e6))
-def test_seconds_to_ns_agrees(seconds: float) -> None:
-    assert seconds_to_ns(seconds) == native.seconds_to_ns(seconds)
+def test_vector_functions_exist_for_each_operator_that_names_one() -> None:
+    for op in REGISTRY.values():
+        if op.vector_cpp is not None:
+            assert op.vector_cpp.removeprefix("hs::vec::") in native.VECTOR_FUNCTIONS, op.kind
+    assert {op.vector_cpp for op in ops.OPERATORS.values() if op.vector_cpp}  # some operators use them

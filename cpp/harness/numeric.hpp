@@ -1,8 +1,26 @@
-// IEEE-754 double helpers shared by every generated kernel. Each function is the C++ twin of the
-// function of the same name in harness/ops/numeric.py and must return the same bits, NaNs included
-// (a NaN input comes back as that NaN, quieted; an invalid operation gives the CPU's default NaN).
+// IEEE-754 double helpers shared by every generated kernel. Each function of HS_NUMERIC_TWINS is the C++ twin
+// of a Python function of the same name (harness/ops/numeric.py, or the `f` of the operator class whose `twin`
+// names it) and must return the same bits, NaNs included (a NaN input comes back as that NaN, quieted; an
+// invalid operation gives the CPU's default NaN).
 // Build without -ffast-math and with -ffp-contract=off so the compiler keeps this operation order.
 #pragma once
+
+// The numeric twins: harness._native binds each of them under its name, and tests/test_native.py checks this
+// list against the Python twins and each pair bit for bit. A new twin is its function below plus its entry here.
+#define HS_NUMERIC_TWINS(X) \
+    X(div)                  \
+    X(exp)                  \
+    X(exp2)                 \
+    X(log)                  \
+    X(sqrt)                 \
+    X(tanh)                 \
+    X(sigmoid)              \
+    X(relu)                 \
+    X(fmin)                 \
+    X(fmax)                 \
+    X(clamp)                \
+    X(decay_weight)         \
+    X(seconds_to_ns)
 
 #include <cmath>
 #include <cstdint>

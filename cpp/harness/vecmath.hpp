@@ -11,12 +11,22 @@
 #if defined(__x86_64__) && defined(__GLIBC__) && defined(HS_VECTOR_MATH)
 #include <immintrin.h>
 #define HS_HAVE_LIBMVEC 1
+#endif
+
+// The vector functions, each hs::vec::NAME(x, n) over an array in place, from std::NAME and libmvec's
+// _ZGVdN4v_NAME. An operator's `vector_cpp` names one of them; a new one is its entry here.
+#define HS_VEC_FUNCTIONS(X) \
+    X(exp2)                 \
+    X(tanh)                 \
+    X(exp)                  \
+    X(log)
+
+#if defined(HS_HAVE_LIBMVEC)
+#define HS_VEC_DECLARE(NAME) __m256d _ZGVdN4v_##NAME(__m256d);
 extern "C" {
-__m256d _ZGVdN4v_exp2(__m256d);
-__m256d _ZGVdN4v_tanh(__m256d);
-__m256d _ZGVdN4v_exp(__m256d);
-__m256d _ZGVdN4v_log(__m256d);
+HS_VEC_FUNCTIONS(HS_VEC_DECLARE)
 }
+#undef HS_VEC_DECLARE
 #endif
 
 namespace hs::vec {
@@ -33,10 +43,9 @@ namespace hs::vec {
             std::memcpy(x + i, pad, static_cast<std::size_t>(n - i) * sizeof(double));  \
         }                                                                                \
     }
-HS_VEC_AVX2_LOOP(exp2, _ZGVdN4v_exp2)
-HS_VEC_AVX2_LOOP(tanh, _ZGVdN4v_tanh)
-HS_VEC_AVX2_LOOP(exp, _ZGVdN4v_exp)
-HS_VEC_AVX2_LOOP(log, _ZGVdN4v_log)
+#define HS_VEC_AVX2(NAME) HS_VEC_AVX2_LOOP(NAME, _ZGVdN4v_##NAME)
+HS_VEC_FUNCTIONS(HS_VEC_AVX2)
+#undef HS_VEC_AVX2
 #undef HS_VEC_AVX2_LOOP
 
 inline bool have_avx2() {
@@ -54,10 +63,7 @@ inline bool have_avx2() {
         HS_VEC_DISPATCH(NAME)                                                   \
         for (std::int64_t i = 0; i < n; ++i) x[i] = std::NAME(x[i]);            \
     }
-HS_VEC_FUNCTION(exp2)
-HS_VEC_FUNCTION(tanh)
-HS_VEC_FUNCTION(exp)
-HS_VEC_FUNCTION(log)
+HS_VEC_FUNCTIONS(HS_VEC_FUNCTION)
 #undef HS_VEC_FUNCTION
 #undef HS_VEC_DISPATCH
 

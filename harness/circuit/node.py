@@ -4,71 +4,38 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import CircuitError
+
 if TYPE_CHECKING:
     from harness.circuit.builder import Circuit
     from harness.circuit.operator import Operator
 
 
+# Python's operator syntax that circuit nodes support: (symbol, number of operands) -> the special methods, the
+# reflected one second (`1.0 - x` calls x.__rsub__). An operator class claims one by declaring `symbol`
+# (e.g. Sub: "-"); registering the class binds these methods (`bind_syntax`), so this table is the only list.
+SYNTAX: dict[tuple[str, int], tuple[str, ...]] = {
+    ("+", 2): ("__add__", "__radd__"),
+    ("-", 2): ("__sub__", "__rsub__"),
+    ("*", 2): ("__mul__", "__rmul__"),
+    ("/", 2): ("__truediv__", "__rtruediv__"),
+    ("<", 2): ("__lt__",),
+    ("<=", 2): ("__le__",),
+    (">", 2): ("__gt__",),
+    (">=", 2): ("__ge__",),
+    ("-", 1): ("__neg__",),
+    ("abs", 1): ("__abs__",),
+}
+
+
 class Expr:
-    """Operator overloading shared by `Node` and `Observed`; every method builds a new node."""
+    """Operator syntax shared by `Node` and `Observed` (`a + b`, `x < y`, `-x`, `abs(x)`); every method builds a
+    new node. The methods of `SYNTAX` are bound by the operator classes that declare the symbol."""
 
     __slots__ = ()
 
-    def _binary(self, kind: str, other: Any, *, reverse: bool = False) -> Node:
-        from harness.ops import arith
-
-        op = arith.BINARY[kind]()
-        return op(other, self) if reverse else op(self, other)
-
-    def _unary(self, kind: str) -> Node:
-        from harness.ops import arith
-
-        return arith.UNARY[kind]()(self)
-
-    def __add__(self, other: Any) -> Node:
-        return self._binary("add", other)
-
-    def __radd__(self, other: Any) -> Node:
-        return self._binary("add", other, reverse=True)
-
-    def __sub__(self, other: Any) -> Node:
-        return self._binary("sub", other)
-
-    def __rsub__(self, other: Any) -> Node:
-        return self._binary("sub", other, reverse=True)
-
-    def __mul__(self, other: Any) -> Node:
-        return self._binary("mul", other)
-
-    def __rmul__(self, other: Any) -> Node:
-        return self._binary("mul", other, reverse=True)
-
-    def __truediv__(self, other: Any) -> Node:
-        return self._binary("div", other)
-
-    def __rtruediv__(self, other: Any) -> Node:
-        return self._binary("div", other, reverse=True)
-
-    def __lt__(self, other: Any) -> Node:
-        return self._binary("lt", other)
-
-    def __le__(self, other: Any) -> Node:
-        return self._binary("le", other)
-
-    def __gt__(self, other: Any) -> Node:
-        return self._binary("gt", other)
-
-    def __ge__(self, other: Any) -> Node:
-        return self._binary("ge", other)
-
-    def __neg__(self) -> Node:
-        return self._unary("neg")
-
     def __pos__(self) -> Node:
         return self  # type: ignore[return-value]
-
-    def __abs__(self) -> Node:
-        return self._unary("abs")
 
     def __bool__(self) -> bool:
         raise TypeError(
@@ -130,6 +97,44 @@ class Observed(Expr):
 
     def __repr__(self) -> str:
         return f"observe({self.node.name})"
+
+
+def bind_syntax(op: type[Operator]) -> None:
+    """Make `op.symbol` build an `op` node on `Node` and `Observed` (e.g. `a + b` for Add); one class per symbol."""
+    names = SYNTAX.get((op.symbol or "", op.arity or 0))
+    if names is None:
+        known = ", ".join(f"{s!r} ({n} inputs)" for s, n in SYNTAX)
+        raise CircuitError(f"operator {op.kind}: no Python syntax {op.symbol!r} for {op.arity} inputs (known: {known})")
+    bound = getattr(Expr, names[0], None)
+    owner = getattr(bound, "operator", None)
+    if owner is not None and _qualified(owner) != _qualified(op):
+        raise CircuitError(f"operator {op.kind}: the syntax {op.symbol!r} already builds {owner.kind} nodes")
+    for i, name in enumerate(names):
+        method = _unary(op) if op.arity == 1 else _binary(op, reflected=i == 1)
+        method.__name__ = method.__qualname__ = name
+        method.operator = op  # type: ignore[attr-defined]
+        setattr(Expr, name, method)
+
+
+def _qualified(op: type[Operator]) -> str:
+    return f"{op.__module__}.{op.__qualname__}"
+
+
+def _unary(op: type[Operator]) -> Any:
+    def method(self: Expr) -> Node:
+        return op()(self)
+
+    syntax = f"{op.symbol}(x)" if (op.symbol or "").isidentifier() else f"{op.symbol}x"
+    method.__doc__ = f"{syntax}: {op.kind}(x)"
+    return method
+
+
+def _binary(op: type[Operator], *, reflected: bool) -> Any:
+    def method(self: Expr, other: Any) -> Node:
+        return op()(other, self) if reflected else op()(self, other)
+
+    method.__doc__ = f"a {op.symbol} b: {op.kind}(a, b)"
+    return method
 
 
 def observe(node: Node) -> Observed:

@@ -4,6 +4,9 @@
 operator and value on error; the second call checks arity and adds a node to the input's circuit. Each
 operator class is the single numeric spec of that operator: its Python reference semantics live here
 (`f` / `ref` for stateless, `ref_init` / `ref_step` / `ref_timer` for stateful), next to its other forms.
+
+Defining a class with a `kind` registers it in `REGISTRY` (kind -> class); everything else that lists
+operators (the `hs.ops` functions, the node syntax `a + b`, the README table, the property tests) reads it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.circuit.node import Node, Observed
+from harness.circuit.node import Node, Observed, bind_syntax
 from harness.errors import CircuitError, HarnessError
 from harness.names import IDENTIFIER
 
@@ -50,6 +53,7 @@ class Param:
     tunable: bool = False
     integer: bool = False
     choices: tuple[str, ...] = ()  # a string parameter: one of these identifiers
+    typical: tuple[float, float] | None = None  # a range of usual values (random circuits of the tests draw here)
 
 
 class OperatorError(HarnessError):
@@ -105,6 +109,18 @@ class Operator:
     list_inputs: ClassVar[tuple[int, ...]] = ()  # positions that take list inputs (one value list per event)
     reads_state: ClassVar[bool] = False  # reads the state of its (stateful) input node, not its value
     can_fail: ClassVar[bool] = False  # may raise OperatorError (C++: sets the kernel's error record)
+    # ----- how the operator is offered (hs.ops functions, node syntax, docs) -----
+    input_names: ClassVar[tuple[str, ...]] = ()  # names of the inputs in `hs.ops` functions; () = by arity
+    symbol: ClassVar[str | None] = None  # Python syntax that builds it, a key of node.SYNTAX (e.g. "+")
+    tree: ClassVar[bool] = False  # binary and associative: `hs.ops` takes two or more values, a balanced tree
+    # the C++ numeric function of cpp/harness/numeric.hpp (listed in HS_NUMERIC_TWINS) computing `f` on the
+    # inputs then the parameters: it makes the C++ form `hs::<twin>(x..., param...)`
+    twin: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "kind" in cls.__dict__ and IDENTIFIER.fullmatch(cls.kind or ""):
+            register(cls)
 
     def __init__(self, **params: Any) -> None:
         if not IDENTIFIER.fullmatch(self.kind or ""):
@@ -201,6 +217,19 @@ class Operator:
         circuit = find_circuit(self.kind, inputs, self.params.values())
         return circuit.apply(self, inputs)
 
+    @classmethod
+    def build(cls, inputs: Sequence[Any], params: Mapping[str, Any]) -> Node:
+        """What the `hs.ops` function of this operator does: configure, then apply (override to accept more)."""
+        return cls(**params)(*inputs)
+
+    @classmethod
+    def arg_names(cls) -> tuple[str, ...]:
+        """Names of the inputs: `input_names`, else x for one input, a, b for two, x0, x1, ... for more."""
+        if cls.input_names:
+            return cls.input_names
+        n = cls.arity if cls.arity is not None else cls.min_arity
+        return {1: ("x",), 2: ("a", "b")}.get(n) or tuple(f"x{i}" for i in range(n))
+
     def check_arity(self, n: int) -> None:
         """Raise CircuitError when `n` inputs do not fit the declared arity."""
         if self.arity is None:
@@ -262,8 +291,17 @@ class Operator:
     vector_weight: ClassVar[str | None] = None
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        """Stateless: a C++ expression computing the output from the input expressions."""
-        raise NotImplementedError(f"operator {self.kind!r} has no C++ form")
+        """Stateless: a C++ expression computing the output from the input expressions (by default the call
+        of the numeric twin on the inputs, then the parameters)."""
+        if self.twin is None:
+            raise NotImplementedError(f"operator {self.kind!r} has no C++ form")
+        return f"hs::{self.twin}({', '.join([*xs, *(p[k] for k in self.params_spec)])})"
+
+    @classmethod
+    def twin_ref(cls, *args: float) -> float:
+        """The Python side of the numeric twin: `f` on the twin's arguments (inputs, then parameters)."""
+        n = len(cls.arg_names())
+        return cls.f(cls.__new__(cls), dict(zip(cls.params_spec, args[n:], strict=True)), *args[:n])
 
     def cpp_valid(self, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str]) -> str:
         """Stateless: C++ validity of the output; by default every input must be valid."""
@@ -277,6 +315,32 @@ class Operator:
     def cpp_timer(self, s: str, t: str, p: Mapping[str, str], due: str) -> str:
         """Timer: C++ statement run when this node's timer fires at `t`."""
         raise NotImplementedError(f"operator {self.kind!r} has no C++ timer form")
+
+
+REGISTRY: dict[str, type[Operator]] = {}  # kind -> operator class, in the order of definition
+
+
+def register(op: type[Operator]) -> None:
+    """Add `op` to REGISTRY (called for each class that declares a `kind`) and bind its node syntax.
+
+    A kind names one operator in hashes and generated code, so a harness operator's kind cannot be taken by
+    another class; a user class may replace another user class of its kind (e.g. a cell run again).
+    """
+    known = REGISTRY.get(op.kind)
+    if known is not None and known.__module__.startswith("harness.") and _name(known) != _name(op):
+        raise CircuitError(f"operator class {_name(op)}: kind {op.kind!r} is taken by {_name(known)}; choose another")
+    if op.symbol is not None:
+        bind_syntax(op)  # raises before anything changes when the syntax is unknown or taken
+    REGISTRY[op.kind] = op
+
+
+def defined_in(package: str) -> dict[str, type[Operator]]:
+    """The registered operators whose classes are defined in `package` (e.g. 'harness.ops'), kind -> class."""
+    return {k: op for k, op in REGISTRY.items() if op.__module__ == package or op.__module__.startswith(package + ".")}
+
+
+def _name(op: type[Operator]) -> str:
+    return f"{op.__module__}.{op.__qualname__}"
 
 
 def find_circuit(kind: str, inputs: Sequence[Any], params: Any = ()) -> Circuit:

@@ -1,6 +1,8 @@
 """Stateless elementwise operators. Each class is the numeric spec of one operator: its reference form `f`, its
-C++ form `cpp` and, where differentiable, its torch form `torch_f` (tensors in, tensor out; parameters arrive as
-tensors that broadcast against the inputs, so one form serves single and folded evaluation)."""
+C++ form (`cpp`, or `twin`: the function of cpp/harness/numeric.hpp that computes `f` bit for bit) and, where
+differentiable, its torch form `torch_f` (tensors in, tensor out; parameters arrive as tensors that broadcast
+against the inputs, so one form serves single and folded evaluation). Defining a class here registers it and
+makes the `hs.ops` function of its kind; its docstring is that function's."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ class Stateless(Operator):
 class Add(Stateless):
     """a + b"""
 
-    kind, arity, symmetric = "add", 2, True
+    kind, arity, symmetric, symbol = "add", 2, True, "+"
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return a + b
@@ -37,7 +39,7 @@ class Add(Stateless):
 class Sub(Stateless):
     """a - b"""
 
-    kind, arity = "sub", 2
+    kind, arity, symbol = "sub", 2, "-"
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return a - b
@@ -52,7 +54,7 @@ class Sub(Stateless):
 class Mul(Stateless):
     """a * b"""
 
-    kind, arity, symmetric = "mul", 2, True
+    kind, arity, symmetric, symbol = "mul", 2, True, "*"
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return a * b
@@ -67,7 +69,7 @@ class Mul(Stateless):
 class Div(Stateless):
     """a / b with IEEE results for b = 0 (±inf, nan for 0/0): a valid output, not an error."""
 
-    kind, arity = "div", 2
+    kind, arity, symbol = "div", 2, "/"
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return nm.div(a, b)
@@ -82,7 +84,7 @@ class Div(Stateless):
 class Neg(Stateless):
     """-x"""
 
-    kind = "neg"
+    kind, symbol = "neg", "-"
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return -x
@@ -97,7 +99,7 @@ class Neg(Stateless):
 class Abs(Stateless):
     """|x|"""
 
-    kind = "abs"
+    kind, symbol = "abs", "abs"
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return math.fabs(x)
@@ -114,13 +116,10 @@ class Abs(Stateless):
 class Exp(Stateless):
     """e**x (inf on overflow)"""
 
-    kind = "exp"
+    kind = twin = "exp"
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.exp(x)
-
-    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        return f"hs::exp({xs[0]})"
 
     def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
         import torch
@@ -133,13 +132,10 @@ class Exp(Stateless):
 class Log(Stateless):
     """Natural log: -inf at 0, nan below 0."""
 
-    kind = "log"
+    kind = twin = "log"
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.log(x)
-
-    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        return f"hs::log({xs[0]})"
 
     def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
         import torch
@@ -152,13 +148,10 @@ class Log(Stateless):
 class Sqrt(Stateless):
     """Square root: nan below 0."""
 
-    kind = "sqrt"
+    kind = twin = "sqrt"
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.sqrt(x)
-
-    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        return f"hs::sqrt({xs[0]})"
 
     def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
         import torch
@@ -169,13 +162,10 @@ class Sqrt(Stateless):
 class Tanh(Stateless):
     """Hyperbolic tangent."""
 
-    kind = "tanh"
+    kind = twin = "tanh"
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.tanh(x)
-
-    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        return f"hs::tanh({xs[0]})"
 
     def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
         import torch
@@ -186,15 +176,12 @@ class Tanh(Stateless):
 
 
 class Sigmoid(Stateless):
-    """1 / (1 + e^-x), computed without overflow."""
+    """Logistic function 1 / (1 + e^-x), computed without overflow."""
 
-    kind = "sigmoid"
+    kind = twin = "sigmoid"
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.sigmoid(x)
-
-    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        return f"hs::sigmoid({xs[0]})"
 
     def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
         import torch
@@ -205,13 +192,10 @@ class Sigmoid(Stateless):
 class Relu(Stateless):
     """max(x, 0); nan stays nan."""
 
-    kind = "relu"
+    kind = twin = "relu"
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.relu(x)
-
-    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        return f"hs::relu({xs[0]})"
 
     def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
         import torch
@@ -220,15 +204,12 @@ class Relu(Stateless):
 
 
 class Min(Stateless):
-    """Minimum of two values; nan if either is nan; for equal values (0.0 and -0.0) the second."""
+    """Minimum; nan if any value is nan; of equal values (0.0 and -0.0) the second."""
 
-    kind, arity = "min", 2
+    kind, arity, twin, tree = "min", 2, "fmin", True
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return nm.fmin(a, b)
-
-    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        return f"hs::fmin({xs[0]}, {xs[1]})"
 
     def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
         import torch
@@ -237,15 +218,12 @@ class Min(Stateless):
 
 
 class Max(Stateless):
-    """Maximum of two values; nan if either is nan; for equal values (0.0 and -0.0) the second."""
+    """Maximum; nan if any value is nan; of equal values (0.0 and -0.0) the second."""
 
-    kind, arity = "max", 2
+    kind, arity, twin, tree = "max", 2, "fmax", True
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return nm.fmax(a, b)
-
-    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        return f"hs::fmax({xs[0]}, {xs[1]})"
 
     def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
         import torch
@@ -256,10 +234,10 @@ class Max(Stateless):
 class Clamp(Stateless):
     """x limited to [lo, hi] (lo, hi tunable); nan stays nan."""
 
-    kind = "clamp"
+    kind = twin = "clamp"
     params_spec = {
-        "lo": Param(rule="not nan", check=lambda v: not math.isnan(v), tunable=True),
-        "hi": Param(rule="not nan", check=lambda v: not math.isnan(v), tunable=True),
+        "lo": Param(rule="not nan", check=lambda v: not math.isnan(v), tunable=True, typical=(-5.0, 5.0)),
+        "hi": Param(rule="not nan", check=lambda v: not math.isnan(v), tunable=True, typical=(-5.0, 5.0)),
     }
 
     def check_params(self, p: Mapping[str, float]) -> None:
@@ -268,9 +246,6 @@ class Clamp(Stateless):
 
     def f(self, p: Mapping[str, float], x: float) -> float:
         return nm.clamp(x, p["lo"], p["hi"])
-
-    def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
-        return f"hs::clamp({xs[0]}, {p['lo']}, {p['hi']})"
 
     def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
         import torch
@@ -281,7 +256,7 @@ class Clamp(Stateless):
 class Select(Stateless):
     """`a` where cond != 0, else `b`. Valid when cond and the chosen branch are valid."""
 
-    kind, arity = "select", 3
+    kind, arity, input_names = "select", 3, ("cond", "a", "b")
     differentiable = False
 
     def ref(self, p: Mapping[str, float], xs: Sequence[float | None]) -> float | None:
@@ -298,16 +273,16 @@ class Select(Stateless):
 
 
 class Compare(Stateless):
-    """Base of comparisons: 1.0 when the relation holds, else 0.0 (false for any nan)."""
+    """Base of comparisons: 1.0 where the relation holds, else 0.0 (false for any nan)."""
 
     arity = 2
     differentiable = False
 
 
 class Lt(Compare):
-    """a < b"""
+    """1.0 where a < b, else 0.0 (0.0 for nan)."""
 
-    kind = "lt"
+    kind, symbol = "lt", "<"
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a < b else 0.0
@@ -317,9 +292,9 @@ class Lt(Compare):
 
 
 class Le(Compare):
-    """a <= b"""
+    """1.0 where a <= b, else 0.0 (0.0 for nan)."""
 
-    kind = "le"
+    kind, symbol = "le", "<="
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a <= b else 0.0
@@ -329,9 +304,9 @@ class Le(Compare):
 
 
 class Gt(Compare):
-    """a > b"""
+    """1.0 where a > b, else 0.0 (0.0 for nan)."""
 
-    kind = "gt"
+    kind, symbol = "gt", ">"
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a > b else 0.0
@@ -341,9 +316,9 @@ class Gt(Compare):
 
 
 class Ge(Compare):
-    """a >= b"""
+    """1.0 where a >= b, else 0.0 (0.0 for nan)."""
 
-    kind = "ge"
+    kind, symbol = "ge", ">="
 
     def f(self, p: Mapping[str, float], a: float, b: float) -> float:
         return 1.0 if a >= b else 0.0
@@ -353,7 +328,7 @@ class Ge(Compare):
 
 
 class Eq(Compare):
-    """a == b"""
+    """1.0 where a == b, else 0.0 (`==` on nodes keeps Python's identity meaning)."""
 
     kind, symmetric = "eq", True
 
@@ -365,7 +340,7 @@ class Eq(Compare):
 
 
 class Ne(Compare):
-    """a != b (1.0 when either is nan)"""
+    """1.0 where a != b (also when either is nan), else 0.0."""
 
     kind, symmetric = "ne", True
 
@@ -374,7 +349,3 @@ class Ne(Compare):
 
     def cpp(self, xs: Sequence[str], p: Mapping[str, str]) -> str:
         return f"({xs[0]} != {xs[1]} ? 1.0 : 0.0)"
-
-
-BINARY: dict[str, type[Operator]] = {op.kind: op for op in (Add, Sub, Mul, Div, Min, Max, Lt, Le, Gt, Ge, Eq, Ne)}
-UNARY: dict[str, type[Operator]] = {op.kind: op for op in (Neg, Abs, Exp, Log, Sqrt, Tanh, Sigmoid, Relu)}

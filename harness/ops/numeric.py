@@ -2,17 +2,32 @@
 
 Python's `math` raises where C returns inf/nan (log(0), 1/0, exp(1000)); these helpers return what
 `cpp/harness/numeric.hpp` returns, bit for bit, so the reference and the kernel agree on every event.
+Each `@twin` function has a C++ function of the same name listed in numeric.hpp's HS_NUMERIC_TWINS (the
+list `harness._native` binds); tests/test_native.py checks that the two lists match and agree bit for bit.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
+
+F = TypeVar("F", bound=Callable[..., float])
+TWINS: dict[str, Callable[..., float]] = {}  # name -> the Python twin of the C++ function of that name
+
+
+def twin(fn: F) -> F:
+    """Register `fn` as the Python twin of the C++ function `hs::<fn.__name__>`."""
+    TWINS[fn.__name__] = fn
+    return fn
+
 
 INF = math.inf
 NAN = math.nan
 DEFAULT_NAN = float("inf") - float("inf")  # the NaN this CPU makes for an invalid operation (x86: sign bit set)
 
 
+@twin
 def div(a: float, b: float) -> float:
     """a / b with IEEE results for a zero divisor (±inf; the default nan for 0/0; nan/0 keeps a's nan)."""
     if b == 0.0:
@@ -24,6 +39,7 @@ def div(a: float, b: float) -> float:
     return a / b
 
 
+@twin
 def exp(x: float) -> float:
     """e**x; overflow gives inf."""
     try:
@@ -32,6 +48,7 @@ def exp(x: float) -> float:
         return INF
 
 
+@twin
 def exp2(x: float) -> float:
     """2**x; overflow gives inf."""
     try:
@@ -40,6 +57,7 @@ def exp2(x: float) -> float:
         return INF
 
 
+@twin
 def log(x: float) -> float:
     """Natural log; log(0) = -inf, log(<0) = the default nan, log(nan) = that nan (quieted), as libm."""
     if x > 0.0:
@@ -51,6 +69,7 @@ def log(x: float) -> float:
     return DEFAULT_NAN
 
 
+@twin
 def sqrt(x: float) -> float:
     """Square root; sqrt(<0) = the default nan, sqrt(-0.0) = -0.0, sqrt(nan) = that nan."""
     if x >= 0.0 or math.isnan(x):
@@ -58,11 +77,13 @@ def sqrt(x: float) -> float:
     return DEFAULT_NAN
 
 
+@twin
 def tanh(x: float) -> float:
     """Hyperbolic tangent (libm)."""
     return math.tanh(x)
 
 
+@twin
 def sigmoid(x: float) -> float:
     """Logistic function in the overflow-free form: 1/(1+e^-x) for x >= 0, e^x/(1+e^x) otherwise."""
     if x >= 0.0:
@@ -73,26 +94,31 @@ def sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
+@twin
 def relu(x: float) -> float:
     """max(x, 0) that propagates nan."""
     return x if (x > 0.0 or math.isnan(x)) else 0.0
 
 
+@twin
 def fmin(a: float, b: float) -> float:
     """Minimum that propagates nan from either side; for equal values it returns b."""
     return a if (a < b or math.isnan(a)) else b
 
 
+@twin
 def fmax(a: float, b: float) -> float:
     """Maximum that propagates nan from either side; for equal values it returns b."""
     return a if (a > b or math.isnan(a)) else b
 
 
+@twin
 def clamp(x: float, lo: float, hi: float) -> float:
     """fmin(fmax(x, lo), hi): nan stays nan."""
     return fmin(fmax(x, lo), hi)
 
 
+@twin
 def decay_weight(dt_ns: int, halflife_s: float) -> float:
     """2^(-dt/halflife) with dt converted from integer nanoseconds to seconds by one division."""
     return exp2(-(dt_ns / 1e9) / halflife_s)

@@ -9,17 +9,19 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from harness.circuit.builder import Trigger
+from harness.circuit.node import Node
 from harness.circuit.operator import Operator, Param, StepContext, positive
 from harness.ops import numeric as nm
 
-HALFLIFE = Param(rule="> 0 and finite (seconds)", check=positive, tunable=True)
+HALFLIFE = Param(rule="> 0 and finite (seconds)", check=positive, tunable=True, typical=(0.05, 5.0))
 
 
 class Ewma(Operator):
-    """Time-decayed EWMA: v = w*v + (1-w)*x with w = 2^(-dt/halflife), dt = seconds since the last sample.
+    """Time-decayed EWMA: v = w*v + (1-w)*x with w = 2^(-dt/halflife), dt = seconds since the last sample;
+    the first valid sample initialises v (invalid until then).
 
-    The first valid sample initialises v; invalid until then. A sample at the same timestamp as the
-    previous one has dt = 0, so w = 1 and it does not move the average.
+    A sample at the same timestamp as the previous one has dt = 0, so w = 1 and it does not move the average.
     """
 
     kind, arity, stateful = "ewma", 1, True
@@ -122,9 +124,14 @@ class Delta(Operator):
 
 
 class Count(Operator):
-    """Number of events in which x was valid (0.0 before the first; always valid)."""
+    """Number of events in which x was valid (0.0 before the first; always valid); of a Trigger: its events."""
 
     kind, arity, stateful = "count", 1, True
+
+    @classmethod
+    def build(cls, inputs: Sequence[Any], params: Mapping[str, Any]) -> Node:
+        """`hs.ops.count(trigger)` counts the trigger's events (its event node), `hs.ops.count(x)` x's updates."""
+        return super().build([x.event if isinstance(x, Trigger) else x for x in inputs], params)
 
     def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
         return {"n": 0.0}, 0.0

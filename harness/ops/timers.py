@@ -7,16 +7,21 @@ integer nanoseconds as floor(seconds * 1e9 + 0.5).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.circuit.operator import Operator, Param, StepContext
 from harness.codegen.literals import cpp_int
+from harness.ops.numeric import twin
 
-DURATION = Param(rule=">= 1 ns and finite (seconds)", check=lambda s: math.isfinite(s) and s * 1e9 >= 0.5)
+DURATION = Param(
+    rule=">= 1 ns and finite (seconds)", check=lambda s: math.isfinite(s) and s * 1e9 >= 0.5, typical=(0.001, 3.0)
+)
 
 
+@twin
 def seconds_to_ns(seconds: float) -> int:
     """Duration in seconds -> integer nanoseconds, rounded half up (the same formula as the C++ runtime)."""
     return math.floor(seconds * 1e9 + 0.5)
@@ -60,7 +65,7 @@ class Every(Operator):
     """
 
     kind, arity, stateful, timer, edge = "every", 1, True, True, True
-    params_spec = {"period": DURATION}
+    params_spec = {"period": dataclasses.replace(DURATION, typical=(0.25, 3.0))}  # a tick per period: not too many
 
     def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
         return {"started": False, "n": 0.0}, None
