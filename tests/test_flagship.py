@@ -59,6 +59,6 @@ def test_flagship_experiment_runs_end_to_end_on_a_small_slice(tmp_path: Path, mo
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("harness").experiment_id])
     assert run.info.status == "FINISHED"
-    assert run.data.params["circuit.builder"] == "trade_pressure"
+    assert run.data.params["circuit.target"] == "harness.circuits:trade_pressure"
     assert run.data.metrics["parity_max_abs_error"] <= 1e-12
     assert "kernel/trade_pressure.cpp" in {a.path for a in client.list_artifacts(run.info.run_id, "kernel")}
