@@ -102,6 +102,12 @@ def test_a_user_circuit_and_stream_run_log_and_replay(
     params = json.loads(Path(client.download_artifacts(run.info.run_id, "fit/params.json", str(workdir))).read_text())
     assert set(params) == {"hl", "w0", "w1"}  # the user circuit's parameters were fitted and logged
     replay(workdir, run.info.run_id, capsys)
+    sys.path.remove(str(user_module))  # the module is gone: the replay says so in one line
+    sys.modules.pop("my_signals")
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    assert main(["runs", "replay", run.info.run_id, "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert "no module named 'my_signals'" in err and "PYTHONPATH" in err and "Traceback" not in err
 
 
 def test_a_sweep_of_a_user_circuit_from_its_own_yaml(

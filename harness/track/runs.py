@@ -319,7 +319,12 @@ def replay_command(args: argparse.Namespace) -> int:
         if e.name != "harness.track.replay":
             raise
         raise RunsError("replay is not available: the module harness.track.replay is missing") from None
-    return replay_main(args.run, tracking_uri=args.tracking_uri, experiment=args.experiment)
+    try:
+        return replay_main(args.run, tracking_uri=args.tracking_uri, experiment=args.experiment)
+    except RunsError:
+        raise
+    except HarnessError as e:  # e.g. the logged circuit's module is not importable here: one line, not a traceback
+        raise RunsError(f"cannot replay run {args.run}: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------- entry point
