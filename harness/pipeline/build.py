@@ -35,6 +35,7 @@ def _fields(node: DictConfig, drop: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _target(cfg: DictConfig, group: str) -> tuple[str, dict[str, Any]]:
+    """The function `cfg.<group>` names and its keyword arguments (an older config's builder/kind mapped)."""
     legacy = ("builder", CIRCUITS_MODULE) if group == "circuit" else ("kind", LOADERS_MODULE)
     return targets.split_target(_fields(cfg[group], ()), group, legacy)
 
