@@ -98,6 +98,12 @@ def test_stateful_ops_skip_invalid_samples(backend: str) -> None:
         (lambda x: ops.min(x, 1.0), math.nan, math.nan),
         (lambda x: ops.max(1.0, x), math.nan, math.nan),
         (abs, -0.0, 0.0),
+        (ops.softplus, 0.0, math.log(2.0)),
+        (ops.softplus, 1000.0, 1000.0),
+        (ops.softplus, -1000.0, 0.0),
+        (ops.softplus, math.inf, math.inf),
+        (ops.softplus, -math.inf, 0.0),
+        (ops.softplus, math.nan, math.nan),
     ],
 )
 def test_ieee_special_values_are_values_not_errors(build, x: float, expected: float, backend: str) -> None:  # type: ignore[no-untyped-def]
@@ -137,3 +143,36 @@ def test_replay_result_records_nulls_for_invalid(backend: str) -> None:
     )
     assert r.column("d").to_pylist() == [None, 3.0]
     assert r.schema.field("d").type == pa.float64()
+
+
+def test_softplus_is_log1p_exp_without_overflow(backend: str) -> None:
+    xs = [-800.0, -40.0, -3.5, -1e-20, 0.25, 2.0, 30.0, 40.0, 750.0]
+    got = run(ops.softplus, times=list(range(len(xs))), xs=xs, backend=backend)
+    for x, y in zip(xs, got, strict=True):
+        naive = math.log1p(math.exp(x)) if x < 700.0 else x  # the plain formula, where exp does not overflow
+        assert y == pytest.approx(naive, rel=1e-15, abs=0.0), x
+    assert got[0] == 0.0 and got[-1] == 750.0
+
+
+def test_softplus_torch_form_and_its_gradient() -> None:
+    torch = pytest.importorskip("torch")
+    xs = torch.tensor([-800.0, -3.0, -1e-8, 0.0, 1e-8, 2.5, 40.0, 800.0], dtype=torch.float64, requires_grad=True)
+    y = ops.Softplus().torch_f({}, xs)
+    y.sum().backward()
+    want = [ops.Softplus().f({}, float(x)) for x in xs.detach()]
+    np.testing.assert_allclose(y.detach().numpy(), want, rtol=1e-15, atol=0.0)
+    np.testing.assert_allclose(xs.grad.numpy(), [nm.sigmoid(float(x)) for x in xs.detach()], rtol=1e-15)
+
+
+def test_softplus_fits_its_weight() -> None:
+    n = 2000
+    xs = np.random.default_rng(0).normal(size=n) * 3
+    events = pa.table({"t": np.arange(n, dtype=np.int64) * 1_000_000, "trigger": ["x"] * n, "x": xs})
+    c = hs.Circuit("softplus_fit")
+    x = c.input("x")
+    c.trigger("x", x)
+    c.output("pred", ops.softplus(x * c.parameter("w", init=0.2)))
+    c.output("truth", ops.softplus(0.8 * x))
+    res = hs.fit.fit(c, events, target="pred", label=("truth", 0.0), trainer={"lr": 0.05, "epochs": 200}, seed=0)
+    assert res.params["w"] == pytest.approx(0.8, abs=1e-3)
+    assert res.parity["max_abs_error"] <= 1e-12

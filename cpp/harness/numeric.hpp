@@ -16,6 +16,7 @@
     X(tanh)                 \
     X(sigmoid)              \
     X(relu)                 \
+    X(softplus)             \
     X(fmin)                 \
     X(fmax)                 \
     X(clamp)                \
@@ -55,6 +56,7 @@ inline double sigmoid(double x) {
 }
 
 inline double relu(double x) { return (x > 0.0 || std::isnan(x)) ? x : 0.0; }
+inline double softplus(double x) { return relu(x) + std::log1p(std::exp(-std::fabs(x))); }
 inline double fmin(double a, double b) { return (a < b || std::isnan(a)) ? a : b; }
 inline double fmax(double a, double b) { return (a > b || std::isnan(a)) ? a : b; }
 inline double clamp(double x, double lo, double hi) { return fmin(fmax(x, lo), hi); }

@@ -203,6 +203,20 @@ class Relu(Stateless):
         return torch.relu(xs[0])
 
 
+class Softplus(Stateless):
+    """log(1 + e^x), a smooth relu, computed without overflow as max(x, 0) + log1p(e^-|x|); nan stays nan."""
+
+    kind = twin = "softplus"
+
+    def f(self, p: Mapping[str, float], x: float) -> float:
+        return nm.relu(x) + math.log1p(nm.exp(-math.fabs(x)))
+
+    def torch_f(self, p: Mapping[str, Any], *xs: Any) -> Any:
+        import torch
+
+        return torch.logaddexp(xs[0], torch.zeros_like(xs[0]))  # the same stable form; its gradient is sigmoid(x)
+
+
 class Min(Stateless):
     """Minimum; nan if any value is nan; of equal values (0.0 and -0.0) the second."""
 
