@@ -364,24 +364,70 @@ def _seg_cumsum(values: np.ndarray, seg: np.ndarray, starts: np.ndarray) -> np.n
 
 
 def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.RecordBatch:
-    M = _BLOCK_MESSAGES
+    """The next `_BLOCK_MESSAGES` book messages and the trades between them as one batch; carries `st` on.
+
+    One section per step of the model (module docstring), in a fixed order: each section draws from `rng`
+    in turn, so the order of the calls below is part of the stream's definition.
+    """
     first_block = st.first
     st.first = False
-    lot = p.lot
-    near = int(p.near_ticks)
-    max_move = max(1, near // 3)
-    max_wide = max(1, near // 10)
+    t = _message_times(rng, p, st)
+    mv = _moves(rng, p, st)
+    lv = _touch_levels(rng, p, st, mv, first_block)
+    bu = _bursts(rng, p, st, t, lv)
+    flow = _flow_before(p, st, t, bu)
+    sw = _sweep_plan(rng, p, t, bu, lv)
+    dirs = _directions(p, t, flow, mv, lv, sw)
+    L, A, B = _touch(st, mv, dirs)
+    sweeps = _sweep_fills(rng, p, dirs, lv, bu, sw, A, B)
+    tr = _all_trades(p, st, t, bu, sweeps, A, B)
+    rows = _book_rows(rng, p, st, first_block, mv.D, A, B, lv)
+    batch = _events(rng, p, first_block, t, tr, rows)
+    _carry(st, t, L, mv, A, B, lv)
+    return batch
 
-    # --- message times t[0..M] (t[M] is the next block's first message)
+
+def _window_ns(p: SyntheticParams) -> int:
+    """The signal window in ns."""
+    return round(p.signal_window_ms * _MS)
+
+
+def _latencies(rng: np.random.Generator, p: SyntheticParams, n: int) -> np.ndarray:
+    """`n` latencies t - t_exchange (ns, float): `latency_min_ms` + exponential."""
+    return p.latency_min_ms * _MS + rng.exponential((p.latency_ms - p.latency_min_ms) * _MS + 1e-9, n)
+
+
+def _message_times(rng: np.random.Generator, p: SyntheticParams, st: _State) -> np.ndarray:
+    """Times t[0..M] of the block's messages (ns); t[M] is the next block's first message."""
+    M = _BLOCK_MESSAGES
     gaps = p.message_gap_ms * _MS + rng.laplace(0.0, p.message_gap_jitter_ms * _MS + 1e-9, M)
     gaps = np.maximum(gaps, 0.2 * p.message_gap_ms * _MS).astype(np.int64)
     t = np.empty(M + 1, np.int64)
     t[0] = st.t0
     np.cumsum(gaps, out=t[1:])
     t[1:] += st.t0
-    dt = np.diff(t)
+    return t
 
-    # --- moves into messages 1..M (index k = interval k, move into k+1), spread widening of messages 0..M
+
+@dataclass(frozen=True)
+class _Moves:
+    """Sizes of the mid moves and the spread of the block's messages (directions come later, from the flow)."""
+
+    mag: np.ndarray  # (M+1) ticks of the move into message k (0: none; mag[0] unused)
+    sweep_in: np.ndarray  # (M) the move of interval k (into message k+1), if any, is made by a sweep
+    wa: np.ndarray  # (M+1) ask widening of message k (ticks)
+    wb: np.ndarray  # (M+1) bid widening
+    u_dir: np.ndarray  # (M) uniforms deciding the direction of each move
+    U: np.ndarray  # (M+1) bound on how far either touch moves into message k, whatever the direction
+    D: np.ndarray  # (M) levels set from each touch at message k
+
+
+def _moves(rng: np.random.Generator, p: SyntheticParams, st: _State) -> _Moves:
+    """Moves into messages 1..M (index k = interval k, move into k+1), spread widening of messages 0..M."""
+    M = _BLOCK_MESSAGES
+    near = int(p.near_ticks)
+    max_move = max(1, near // 3)
+    max_wide = max(1, near // 10)
     moving = rng.random(M) < p.move_prob
     mag = np.zeros(M + 1, np.int64)
     mag[1:] = np.where(moving, np.minimum(rng.geometric(1.0 / p.move_ticks_mean, M), max_move), 0)
@@ -395,13 +441,36 @@ def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.Recor
     wa[1:] = np.where(wide & on_ask, wext, 0)
     wb[1:] = np.where(wide & ~on_ask, wext, 0)
     u_dir = rng.random(M)
-    U = np.empty(M + 1, np.int64)  # bound on how far either touch moves into message k, whatever the direction
+    U = np.empty(M + 1, np.int64)
     U[0] = st.U0
     U[1:] = mag[1:] + wa[1:] + wb[1:] + wa[:-1] + wb[:-1]
     extra = rng.geometric(1.0 / (1.0 + p.refresh_extra_mean), M) - 1
-    D = np.minimum(1 + np.maximum(U[:-1], U[1:]) + extra, near)  # levels set from each touch at message k
+    D = np.minimum(1 + np.maximum(U[:-1], U[1:]) + extra, near)
+    return _Moves(mag=mag, sweep_in=sweep_in, wa=wa, wb=wb, u_dir=u_dir, U=U, D=D)
 
-    # --- sizes (lots) of the levels set at the touch: top[k] at offset 0, drawn one message ahead
+
+@dataclass(frozen=True)
+class _TouchLevels:
+    """Sizes (lots) of the levels set from the touch, and how far a sweep either way would reach."""
+
+    top_a: np.ndarray  # (M+1) size of the best ask set at message k, drawn one message ahead
+    top_b: np.ndarray  # (M+1) of the best bid
+    rstart: np.ndarray  # (M) index of message k's first level in ref_a / ref_b
+    ref_a: np.ndarray  # (sum D) sizes of the ask levels set from the touch, offsets 0..D-1 per message
+    ref_b: np.ndarray  # (sum D) of the bid levels
+    d_up: np.ndarray  # (M) ask levels a sweep up in interval k empties
+    d_dn: np.ndarray  # (M) bid levels a sweep down empties
+    can_up: np.ndarray  # (M) the move of interval k is a sweep if it goes up
+    can_dn: np.ndarray  # (M) if it goes down
+    part_a: np.ndarray  # (M) what a sweep up takes from the level that becomes the new best ask
+    part_b: np.ndarray  # (M) a sweep down from the new best bid
+
+
+def _touch_levels(
+    rng: np.random.Generator, p: SyntheticParams, st: _State, mv: _Moves, first_block: bool
+) -> _TouchLevels:
+    """Sizes of the levels set at the touch: top[k] at offset 0, drawn one message ahead."""
+    M, lot = _BLOCK_MESSAGES, p.lot
     top_a = np.empty(M + 1, np.int64)
     top_b = np.empty(M + 1, np.int64)
     if first_block:
@@ -411,18 +480,18 @@ def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.Recor
     top_a[1:] = _lots(rng, p.touch_size_median, p.touch_size_sigma, lot, M)
     top_b[1:] = _lots(rng, p.touch_size_median, p.touch_size_sigma, lot, M)
     rstart = np.zeros(M, np.int64)
-    np.cumsum(D[:-1], out=rstart[1:])
-    RT = int(D.sum())
+    np.cumsum(mv.D[:-1], out=rstart[1:])
+    RT = int(mv.D.sum())
     ref_a = _lots(rng, p.inner_size_median, p.inner_size_sigma, lot, RT)
     ref_b = _lots(rng, p.inner_size_median, p.inner_size_sigma, lot, RT)
     ref_a[rstart] = top_a[:M]
     ref_b[rstart] = top_b[:M]
     # a sweep up in interval k empties ask offsets 0..d_up-1 and leaves top_a[k+1] at offset d_up (the new
     # best ask): that level holds top_a[k+1] + part_a, set whatever the direction turns out to be
-    d_up = mag[1:] + wa[1:] - wa[:-1]
-    d_dn = mag[1:] + wb[1:] - wb[:-1]
-    can_up = sweep_in & (d_up >= 1)
-    can_dn = sweep_in & (d_dn >= 1)
+    d_up = mv.mag[1:] + mv.wa[1:] - mv.wa[:-1]
+    d_dn = mv.mag[1:] + mv.wb[1:] - mv.wb[:-1]
+    can_up = mv.sweep_in & (d_up >= 1)
+    can_dn = mv.sweep_in & (d_dn >= 1)
     part_a, part_b = (  # what a sweep takes from the level that becomes the new best
         np.maximum(1, rng.random(M) * _lots(rng, p.inner_size_median, p.inner_size_sigma, lot, M)).astype(np.int64)
         for _ in range(2)
@@ -431,8 +500,15 @@ def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.Recor
     ref_a[rstart[ia] + d_up[ia]] = top_a[ia + 1] + part_a[ia]
     ib = np.nonzero(can_dn)[0]
     ref_b[rstart[ib] + d_dn[ib]] = top_b[ib + 1] + part_b[ib]
+    return _TouchLevels(top_a, top_b, rstart, ref_a, ref_b, d_up, d_dn, can_up, can_dn, part_a, part_b)
 
-    # --- aggressive orders (bursts) of the intervals, apart from sweeps
+
+def _burst_times(
+    rng: np.random.Generator, p: SyntheticParams, st: _State, t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Times (ns, sorted) and intervals of the aggressive orders apart from sweeps: clusters at a regime's rate."""
+    M = _BLOCK_MESSAGES
+    dt = np.diff(t)
     newreg = rng.random(M) < np.minimum(1.0, dt / (p.regime_ms * _MS))
     gpool = rng.gamma(p.regime_shape, 1.0 / p.regime_shape, M)
     last_new = np.maximum.accumulate(np.where(newreg, np.arange(M), -1))
@@ -452,21 +528,39 @@ def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.Recor
     b_int = b_int[keep]
     tau = t[b_int] + 1 + off[keep].astype(np.int64)
     order = np.argsort(tau, kind="stable")
-    tau, b_int = tau[order], b_int[order]
+    return tau[order], b_int[order]
+
+
+@dataclass(frozen=True)
+class _Bursts:
+    """The fills of the aggressive orders apart from sweeps, in time order, and what they take from the best levels."""
+
+    tau: np.ndarray  # time (ns)
+    interval: np.ndarray  # interval k (after message k)
+    side: np.ndarray  # +1 buy, -1 sell
+    lots: np.ndarray  # size (lots)
+    lat: np.ndarray  # latency (ns, float)
+    used: dict[int, np.ndarray]  # side -> (M) lots taken from the best level in interval k
+
+
+def _bursts(rng: np.random.Generator, p: SyntheticParams, st: _State, t: np.ndarray, lv: _TouchLevels) -> _Bursts:
+    """Aggressive orders (bursts) of the intervals, apart from sweeps: signs, fills, capped by the best level."""
+    M = _BLOCK_MESSAGES
+    tau, b_int = _burst_times(rng, p, st, t)
     nb = len(tau)
     flips = rng.random(nb) < (1.0 - p.sign_persistence) / 2
     sgn = np.where(np.cumsum(flips) % 2 == 0, st.sign, -st.sign).astype(np.int64)
     if nb:
         st.sign = int(sgn[-1])
-    b_lat = p.latency_min_ms * _MS + rng.exponential((p.latency_ms - p.latency_min_ms) * _MS + 1e-9, nb)
+    b_lat = _latencies(rng, p, nb)
     nf = np.minimum(rng.zipf(p.fills_zipf, nb), p.fills_max)
     f_b = np.repeat(np.arange(nb), nf)
     f_lots = _trade_lots(rng, p, len(f_b))
     f_int = b_int[f_b]
     f_side = sgn[f_b]
     keep = np.ones(len(f_b), bool)
-    used = {}
-    for side, top in ((1, top_a), (-1, top_b)):
+    used: dict[int, np.ndarray] = {}
+    for side, top in ((1, lv.top_a), (-1, lv.top_b)):
         m = np.nonzero(f_side == side)[0]
         lots_s, int_s = f_lots[m], f_int[m]
         c = np.cumsum(lots_s)
@@ -474,117 +568,236 @@ def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.Recor
         ok = within <= top[int_s] - 1  # never empty the best level: that takes a sweep
         keep[m] = ok
         used[side] = np.bincount(int_s[ok], weights=lots_s[ok], minlength=M).astype(np.int64)
-    f_b, f_lots, f_int, f_side = f_b[keep], f_lots[keep], f_int[keep], f_side[keep]
-    f_tau = tau[f_b]
+    f_b = f_b[keep]
+    return _Bursts(tau=tau[f_b], interval=f_int[keep], side=f_side[keep], lots=f_lots[keep], lat=b_lat[f_b], used=used)
 
-    # --- flow before each message (carried trades + these bursts); sweeps are added in the loop below
-    W = round(p.signal_window_ms * _MS)
-    times = np.concatenate([st.ct, f_tau])
-    vols = np.concatenate([st.cv, f_side * f_lots * lot])
+
+def _flow_before(p: SyntheticParams, st: _State, t: np.ndarray, bu: _Bursts) -> np.ndarray:
+    """Signed volume before each message within the window: carried trades + these bursts (sweeps: `_directions`)."""
+    W = _window_ns(p)
+    t_msg = t[:_BLOCK_MESSAGES]
+    times = np.concatenate([st.ct, bu.tau])
+    vols = np.concatenate([st.cv, bu.side * bu.lots * p.lot])
     csum = np.concatenate([[0.0], np.cumsum(vols)])
-    G = csum[np.searchsorted(times, t[:M], "right")] - csum[np.searchsorted(times, t[:M] - W, "right")]
+    return csum[np.searchsorted(times, t_msg, "right")] - csum[np.searchsorted(times, t_msg - W, "right")]
 
-    # --- sweep times (after the interval's last burst) and volumes for either direction
+
+@dataclass(frozen=True)
+class _SweepPlan:
+    """When a sweep of interval k would trade, and how much (base units), for either direction."""
+
+    ts: np.ndarray  # (M) time (ns), after the interval's last burst
+    v_up: np.ndarray  # (M) volume of a sweep up (0.0 where the move cannot be one)
+    v_dn: np.ndarray  # (M) of a sweep down
+
+
+def _sweep_plan(
+    rng: np.random.Generator, p: SyntheticParams, t: np.ndarray, bu: _Bursts, lv: _TouchLevels
+) -> _SweepPlan:
+    """Sweep times (after the interval's last burst) and volumes for either direction."""
+    M = _BLOCK_MESSAGES
+    f_int = bu.interval
     last_i = np.searchsorted(f_int, np.arange(M), "right") - 1
     has = last_i >= 0
     has[has] = f_int[last_i[has]] == np.arange(M)[has]
     last_tau = np.zeros(M, np.int64)
-    last_tau[has] = f_tau[last_i[has]]
+    last_tau[has] = bu.tau[last_i[has]]
     base = np.maximum(t[:M] + 1, last_tau)
     span = t[1:] - 1 - base
     ts = np.minimum(base + (rng.random(M) * (span + 1)).astype(np.int64), t[1:] - 1)
-    Pa = np.concatenate([[0], np.cumsum(ref_a)])
-    Pb = np.concatenate([[0], np.cumsum(ref_b)])
-    ju = rstart + np.where(can_up, d_up, 1)
-    jd = rstart + np.where(can_dn, d_dn, 1)
-    v_up = np.where(can_up, (top_a[:M] - used[1] + Pa[ju] - Pa[rstart + 1] + part_a) * lot, 0.0)
-    v_dn = np.where(can_dn, (top_b[:M] - used[-1] + Pb[jd] - Pb[rstart + 1] + part_b) * lot, 0.0)
+    Pa = np.concatenate([[0], np.cumsum(lv.ref_a)])
+    Pb = np.concatenate([[0], np.cumsum(lv.ref_b)])
+    ju = lv.rstart + np.where(lv.can_up, lv.d_up, 1)
+    jd = lv.rstart + np.where(lv.can_dn, lv.d_dn, 1)
+    rs1 = lv.rstart + 1
+    v_up = np.where(lv.can_up, (lv.top_a[:M] - bu.used[1] + Pa[ju] - Pa[rs1] + lv.part_a) * p.lot, 0.0)
+    v_dn = np.where(lv.can_dn, (lv.top_b[:M] - bu.used[-1] + Pb[jd] - Pb[rs1] + lv.part_b) * p.lot, 0.0)
+    return _SweepPlan(ts=ts, v_up=v_up, v_dn=v_dn)
 
-    # --- directions of the moves: sequential over moves only (the flow includes earlier sweeps)
-    dirs = np.zeros(M, np.int64)
-    ks = np.nonzero(mag[1:] > 0)[0].tolist()
-    if ks:
-        tl, Gl, ul = t.tolist(), G.tolist(), u_dir.tolist()
-        cu, cd, vu, vd, tsl = can_up.tolist(), can_dn.tolist(), v_up.tolist(), v_dn.tolist(), ts.tolist()
-        sig, scale = float(p.signal), float(p.flow_scale)
-        window: deque[tuple[int, float]] = deque()
-        run = 0.0
-        for k in ks:
-            lo = tl[k] - W
-            while window and window[0][0] <= lo:
-                run -= window.popleft()[1]
-            if not window:
-                run = 0.0
-            if ul[k] < 0.5 * (1.0 + sig * math.tanh((Gl[k] + run) / scale)):
-                dirs[k] = 1
-                if cu[k]:
-                    window.append((tsl[k], vu[k]))
-                    run += vu[k]
-            else:
-                dirs[k] = -1
-                if cd[k]:
-                    window.append((tsl[k], -vd[k]))
-                    run -= vd[k]
-    L = np.empty(M + 1, np.int64)
+
+def _directions(
+    p: SyntheticParams, t: np.ndarray, flow: np.ndarray, mv: _Moves, lv: _TouchLevels, sw: _SweepPlan
+) -> np.ndarray:
+    """Directions (+1, -1, 0: no move) of the moves: sequential over moves only (the flow includes earlier sweeps)."""
+    dirs = np.zeros(_BLOCK_MESSAGES, np.int64)
+    ks = np.nonzero(mv.mag[1:] > 0)[0].tolist()
+    if not ks:
+        return dirs
+    W = _window_ns(p)
+    tl, Gl, ul = t.tolist(), flow.tolist(), mv.u_dir.tolist()
+    cu, cd, vu, vd = lv.can_up.tolist(), lv.can_dn.tolist(), sw.v_up.tolist(), sw.v_dn.tolist()
+    tsl = sw.ts.tolist()
+    sig, scale = float(p.signal), float(p.flow_scale)
+    window: deque[tuple[int, float]] = deque()
+    run = 0.0
+    for k in ks:
+        lo = tl[k] - W
+        while window and window[0][0] <= lo:
+            run -= window.popleft()[1]
+        if not window:
+            run = 0.0
+        if ul[k] < 0.5 * (1.0 + sig * math.tanh((Gl[k] + run) / scale)):
+            dirs[k] = 1
+            if cu[k]:
+                window.append((tsl[k], vu[k]))
+                run += vu[k]
+        else:
+            dirs[k] = -1
+            if cd[k]:
+                window.append((tsl[k], -vd[k]))
+                run -= vd[k]
+    return dirs
+
+
+def _touch(st: _State, mv: _Moves, dirs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bid base level L, best ask A and best bid B (ticks) of messages 0..M."""
+    L = np.empty(_BLOCK_MESSAGES + 1, np.int64)
     L[0] = st.L
-    np.cumsum(dirs * mag[1:], out=L[1:])
+    np.cumsum(dirs * mv.mag[1:], out=L[1:])
     L[1:] += st.L
-    B = L - wb
-    A = L + 1 + wa
+    return L, L + 1 + mv.wa, L - mv.wb
 
-    # --- sweep fills: cut a stream of fill sizes at the consumed levels' boundaries
-    up_k = (dirs == 1) & can_up
-    dn_k = (dirs == -1) & can_dn
-    sk = np.nonzero(up_k | dn_k)[0]
-    s_up = up_k[sk]
-    s_d = np.where(s_up, d_up[sk], d_dn[sk])
+
+@dataclass(frozen=True)
+class _Trades:
+    """Trades (fills), one entry each."""
+
+    t: np.ndarray  # time (ns)
+    interval: np.ndarray  # interval k (after message k)
+    side: np.ndarray  # +1 buy, -1 sell
+    price: np.ndarray  # ticks
+    lots: np.ndarray  # size (lots)
+    lat: np.ndarray  # latency (ns, float)
+
+
+def _swept_levels(
+    p: SyntheticParams, sk: np.ndarray, s_up: np.ndarray, lv: _TouchLevels, bu: _Bursts, A: np.ndarray, B: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For each level the sweeps of intervals `sk` (up where `s_up`) trade: its interval, side, lots left, price."""
+    s_d = np.where(s_up, lv.d_up[sk], lv.d_dn[sk])
     lv_s, lv_i, _ = _segments(s_d + 1)
     lv_k = sk[lv_s]
     lv_up = s_up[lv_s]
-    pos = rstart[lv_k] + lv_i
-    lv_lots = np.where(lv_up, ref_a[pos], ref_b[pos])
+    pos = lv.rstart[lv_k] + lv_i
+    lv_lots = np.where(lv_up, lv.ref_a[pos], lv.ref_b[pos])
     at0 = lv_i == 0
-    lv_lots[at0] -= np.where(lv_up[at0], used[1][lv_k[at0]], used[-1][lv_k[at0]])
+    lv_lots[at0] -= np.where(lv_up[at0], bu.used[1][lv_k[at0]], bu.used[-1][lv_k[at0]])
     atd = lv_i == s_d[lv_s]
-    lv_lots[atd] = np.where(lv_up[atd], part_a[lv_k[atd]], part_b[lv_k[atd]])
+    lv_lots[atd] = np.where(lv_up[atd], lv.part_a[lv_k[atd]], lv.part_b[lv_k[atd]])
     lv_price = np.where(lv_up, A[lv_k] + lv_i, B[lv_k] - lv_i)
+    return lv_k, lv_up, lv_lots, lv_price
+
+
+def _cut_fills(rng: np.random.Generator, p: SyntheticParams, lv_lots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a stream of fill sizes at the boundaries of levels holding `lv_lots`: the pieces and their levels."""
     total = int(lv_lots.sum())
-    if total:
-        cl = np.cumsum(lv_lots)
-        pool, psum = [], 0
-        while psum < total:
-            x = _trade_lots(rng, p, int(1.3 * (total - psum) / _mean_trade_lots(p)) + 64)
-            pool.append(x)
-            psum += int(x.sum())
-        cp = np.cumsum(np.concatenate(pool))
-        cuts = np.union1d(cl, cp[cp < total])
-        pieces = np.diff(np.concatenate([[0], cuts]))
-        lvl = np.searchsorted(cl, cuts, "left")
-    else:
-        pieces = lvl = np.empty(0, np.int64)
-    s_lat = p.latency_min_ms * _MS + rng.exponential((p.latency_ms - p.latency_min_ms) * _MS + 1e-9, len(sk))
-    sweep_no = np.full(M, -1, np.int64)
+    if not total:
+        empty = np.empty(0, np.int64)
+        return empty, empty
+    cl = np.cumsum(lv_lots)
+    pool, psum = [], 0
+    while psum < total:
+        x = _trade_lots(rng, p, int(1.3 * (total - psum) / _mean_trade_lots(p)) + 64)
+        pool.append(x)
+        psum += int(x.sum())
+    cp = np.cumsum(np.concatenate(pool))
+    cuts = np.union1d(cl, cp[cp < total])
+    pieces = np.diff(np.concatenate([[0], cuts]))
+    return pieces, np.searchsorted(cl, cuts, "left")
+
+
+def _sweep_fills(
+    rng: np.random.Generator,
+    p: SyntheticParams,
+    dirs: np.ndarray,
+    lv: _TouchLevels,
+    bu: _Bursts,
+    sw: _SweepPlan,
+    A: np.ndarray,
+    B: np.ndarray,
+) -> _Trades:
+    """Sweep fills: a stream of fill sizes cut at the consumed levels' boundaries."""
+    up_k = (dirs == 1) & lv.can_up
+    dn_k = (dirs == -1) & lv.can_dn
+    sk = np.nonzero(up_k | dn_k)[0]
+    lv_k, lv_up, lv_lots, lv_price = _swept_levels(p, sk, up_k[sk], lv, bu, A, B)
+    pieces, lvl = _cut_fills(rng, p, lv_lots)
+    s_lat = _latencies(rng, p, len(sk))
+    sweep_no = np.full(_BLOCK_MESSAGES, -1, np.int64)
     sweep_no[sk] = np.arange(len(sk))
+    k = lv_k[lvl]
+    side = np.where(lv_up[lvl], 1, -1)
+    return _Trades(t=sw.ts[k], interval=k, side=side, price=lv_price[lvl], lots=pieces, lat=s_lat[sweep_no[k]])
 
-    # --- all trades of the block, in time order (a sweep comes after the interval's other bursts)
-    tr_t = np.concatenate([f_tau, ts[lv_k[lvl]]])
-    tr_int = np.concatenate([f_int, lv_k[lvl]])
-    tr_side = np.concatenate([f_side, np.where(lv_up[lvl], 1, -1)])
-    tr_price = np.concatenate([np.where(f_side == 1, A[f_int], B[f_int]), lv_price[lvl]])
-    tr_lots = np.concatenate([f_lots, pieces])
-    tr_lat = np.concatenate([b_lat[f_b], s_lat[sweep_no[lv_k[lvl]]]])
+
+def _all_trades(
+    p: SyntheticParams, st: _State, t: np.ndarray, bu: _Bursts, sweeps: _Trades, A: np.ndarray, B: np.ndarray
+) -> _Trades:
+    """All trades of the block in time order (a sweep comes after the interval's other bursts); carries the window."""
+    f_int, f_side = bu.interval, bu.side
+    tr_t = np.concatenate([bu.tau, sweeps.t])
+    tr_int = np.concatenate([f_int, sweeps.interval])
+    tr_side = np.concatenate([f_side, sweeps.side])
+    tr_price = np.concatenate([np.where(f_side == 1, A[f_int], B[f_int]), sweeps.price])
+    tr_lots = np.concatenate([bu.lots, sweeps.lots])
+    tr_lat = np.concatenate([bu.lat, sweeps.lat])
     order = np.argsort(tr_t, kind="stable")
-    tr_t, tr_int, tr_side, tr_price, tr_lots, tr_lat = (
-        a[order] for a in (tr_t, tr_int, tr_side, tr_price, tr_lots, tr_lat)
-    )
-    times = np.concatenate([st.ct, tr_t])
-    vols = np.concatenate([st.cv, tr_side * tr_lots * lot])
-    recent = times > t[M] - W
+    tr = _Trades(*(a[order] for a in (tr_t, tr_int, tr_side, tr_price, tr_lots, tr_lat)))
+    times = np.concatenate([st.ct, tr.t])
+    vols = np.concatenate([st.cv, tr.side * tr.lots * p.lot])
+    recent = times > t[_BLOCK_MESSAGES] - _window_ns(p)
     st.ct, st.cv = times[recent], vols[recent]
+    return tr
 
-    # --- book rows of messages 0..M-1: an ask segment then a bid segment per message; within a segment the
-    # rows go outwards from the touch by kind: deletions of the prices the touch left (negative offsets), the
-    # levels set from the touch (offsets 0..D-1), then random rows (near, then deep), all from one cumsum
+
+@dataclass(frozen=True)
+class _Rows:
+    """The level rows of the block's messages, message by message (asks, then bids)."""
+
+    price: np.ndarray  # ticks
+    size: np.ndarray  # lots (0: delete)
+    side: np.ndarray  # schema.ASK / schema.BID
+    per_msg: np.ndarray  # (M) rows of message k
+
+
+def _book_rows(
+    rng: np.random.Generator,
+    p: SyntheticParams,
+    st: _State,
+    first_block: bool,
+    D: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray,
+    lv: _TouchLevels,
+) -> _Rows:
+    """Book rows of messages 0..M-1: an ask segment then a bid segment per message.
+
+    Within a segment the rows go outwards from the touch by kind: deletions of the prices the touch left
+    (negative offsets), the levels set from the touch (offsets 0..D-1), then random rows (near, then deep),
+    all from one cumsum.
+    """
+    M = _BLOCK_MESSAGES
+    K = _row_counts(rng, p, st, first_block, D, A, B)
+    seg_n = K.sum(axis=2).ravel()  # rows per segment (2M segments, never empty: D >= 1)
+    seg_start = np.zeros(2 * M, np.int64)
+    np.cumsum(seg_n[:-1], out=seg_start[1:])
+    price = _row_prices(rng, p, K, seg_n, seg_start, A, B)
+    size = _row_sizes(rng, p, K, seg_start, D, lv)
+    o_side = np.repeat(np.tile(np.array([schema.ASK, schema.BID]), M), seg_n)
+    return _Rows(price=price, size=size, side=o_side, per_msg=seg_n.reshape(M, 2).sum(axis=1))
+
+
+def _row_counts(
+    rng: np.random.Generator,
+    p: SyntheticParams,
+    st: _State,
+    first_block: bool,
+    D: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray,
+) -> np.ndarray:
+    """Rows per (message, side, kind), shape (M, 2, _KINDS); message 0 of the first block is the snapshot."""
+    M = _BLOCK_MESSAGES
     Ak, Bk = A[:M], B[:M]
     Ap = np.concatenate([[st.A_prev], A[: M - 1]])
     Bp = np.concatenate([[st.B_prev], B[: M - 1]])
@@ -596,7 +809,7 @@ def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.Recor
     n_near = n_rnd - n_deep
     n_deep_a = rng.binomial(n_deep, 0.5)
     n_near_a = rng.binomial(n_near, 0.5)
-    K = np.zeros((M, 2, _KINDS), np.int64)  # rows per (message, side, kind)
+    K = np.zeros((M, 2, _KINDS), np.int64)
     K[:, :, _DEL] = n_del
     K[:, :, _REF] = D[:, None]
     K[:, 0, _NEAR], K[:, 1, _NEAR] = n_near_a, n_near - n_near_a
@@ -607,100 +820,137 @@ def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.Recor
         K[0, :, _REF] = D[0]
         K[0, :, _DENSE] = dense - D[0]
         K[0, :, _SPARSE] = max(0, p.snapshot_levels - dense)
-    seg_n = K.sum(axis=2).ravel()  # rows per segment (2M segments, never empty: D >= 1)
-    seg_start = np.zeros(2 * M, np.int64)
-    np.cumsum(seg_n[:-1], out=seg_start[1:])
+    return K
+
+
+def _per_kind(K: np.ndarray, values: list[float], dtype: type) -> np.ndarray:
+    """One value per row from one value per kind, for rows counted by `K` (message, side, kind)."""
+    return np.repeat(np.tile(np.array(values, dtype), 2 * _BLOCK_MESSAGES), K.ravel())
+
+
+def _row_prices(
+    rng: np.random.Generator,
+    p: SyntheticParams,
+    K: np.ndarray,
+    seg_n: np.ndarray,
+    seg_start: np.ndarray,
+    A: np.ndarray,
+    B: np.ndarray,
+) -> np.ndarray:
+    """Row prices (ticks): increments of 1 (deletions, touch levels, snapshot block) or log-logistic gaps.
+
+    A jump of near_ticks before the first deep row puts every deep row more than near_ticks from the touch.
+    """
+    M = _BLOCK_MESSAGES
     R = int(seg_n.sum())
-    Kf = K.ravel()
-
-    def per_row(values: list[float], dtype: type) -> np.ndarray:
-        return np.repeat(np.tile(np.array(values, dtype), 2 * M), Kf)
-
-    # offsets: increments of 1 (deletions, touch levels, snapshot block) or log-logistic gaps; a jump of
-    # near_ticks before the first deep row puts every deep row more than near_ticks from the touch
     e = _spread(rng.random(R, dtype=np.float32), np.float32(p.level_gap_sigma), np.float32(p.level_gap_ticks))
     np.clip(e, 1.0, 1e6, out=e)
     inc = np.ceil(e).astype(np.int64)
-    np.putmask(inc, per_row([1, 1, 1, 0, 0, 0], np.bool_), 1)
+    np.putmask(inc, _per_kind(K, [1, 1, 1, 0, 0, 0], np.bool_), 1)
     K2 = K.reshape(2 * M, _KINDS)
     has_deep = np.nonzero(K2[:, _DEEP] > 0)[0]
-    inc[seg_start[has_deep] + K2[has_deep, :_DEEP].sum(axis=1)] += near
+    inc[seg_start[has_deep] + K2[has_deep, :_DEEP].sum(axis=1)] += int(p.near_ticks)
     outward = np.tile(np.array([1, -1], np.int64), M)  # asks go up from the touch, bids down
     inc *= np.repeat(outward, seg_n)
     price = np.cumsum(inc)
     before = price[seg_start - 1]
     before[0] = 0
-    touch = np.stack([Ak, Bk], axis=1).ravel()
+    touch = np.stack([A[:M], B[:M]], axis=1).ravel()
     # the first row of a segment sits n_del ticks inside the touch
     price += np.repeat(touch - outward * (K2[:, _DEL] + 1) - before, seg_n)
-    # sizes: log-logistic, deleted (0) with the odds of their kind; the touch levels get their sizes drawn above
-    odds = per_row([1, 0, 0, p.near_delete_prob, 0, p.deep_delete_prob], np.float32)
+    return price
+
+
+def _row_sizes(
+    rng: np.random.Generator, p: SyntheticParams, K: np.ndarray, seg_start: np.ndarray, D: np.ndarray, lv: _TouchLevels
+) -> np.ndarray:
+    """Row sizes (lots): log-logistic, deleted (0) with the odds of their kind; the touch levels from `lv`."""
+    R = int(K.sum())
+    odds = _per_kind(K, [1, 0, 0, p.near_delete_prob, 0, p.deep_delete_prob], np.float32)
     kept = rng.random(R, dtype=np.float32) >= odds
-    e = _spread(rng.random(R, dtype=np.float32), np.float32(p.level_size_sigma), np.float32(p.level_size_median / lot))
+    median = np.float32(p.level_size_median / p.lot)
+    e = _spread(rng.random(R, dtype=np.float32), np.float32(p.level_size_sigma), median)
     np.clip(e, 1.0, _MAX_LOTS, out=e)
     size = np.rint(e).astype(np.int64)
     size *= kept
     ref_msg, ref_rank, _ = _segments(D)
-    size[seg_start[2 * ref_msg] + K[ref_msg, 0, _DEL] + ref_rank] = ref_a
-    size[seg_start[2 * ref_msg + 1] + K[ref_msg, 1, _DEL] + ref_rank] = ref_b
-    o_side = np.repeat(np.tile(np.array([schema.ASK, schema.BID]), M), seg_n)
-    rows_per_msg = seg_n.reshape(M, 2).sum(axis=1)
+    size[seg_start[2 * ref_msg] + K[ref_msg, 0, _DEL] + ref_rank] = lv.ref_a
+    size[seg_start[2 * ref_msg + 1] + K[ref_msg, 1, _DEL] + ref_rank] = lv.ref_b
+    return size
 
-    # --- events: message k, then the trades of interval k
-    T = len(tr_t)
+
+def _events(
+    rng: np.random.Generator, p: SyntheticParams, first_block: bool, t: np.ndarray, tr: _Trades, rows: _Rows
+) -> pa.RecordBatch:
+    """The events of the block as a batch of `schema.SCHEMA`: message k, then the trades of interval k."""
+    M = _BLOCK_MESSAGES
+    T = len(tr.t)
     E = M + T
-    pos_msg = np.arange(M) + np.searchsorted(tr_int, np.arange(M), "left")
-    pos_tr = np.arange(T) + tr_int + 1
+    pos_msg = np.arange(M) + np.searchsorted(tr.interval, np.arange(M), "left")
+    pos_tr = np.arange(T) + tr.interval + 1
     is_trade = np.zeros(E, bool)
     is_trade[pos_tr] = True
     tcol = np.empty(E, np.int64)
     tcol[pos_msg] = t[:M]
-    tcol[pos_tr] = tr_t
+    tcol[pos_tr] = tr.t
     lat = np.empty(E, np.float64)
-    lat[pos_msg] = p.latency_min_ms * _MS + rng.exponential((p.latency_ms - p.latency_min_ms) * _MS + 1e-9, M)
-    lat[pos_tr] = tr_lat
+    lat[pos_msg] = _latencies(rng, p, M)
+    lat[pos_tr] = tr.lat
     n_per_event = np.zeros(E, np.int64)
-    n_per_event[pos_msg] = rows_per_msg
+    n_per_event[pos_msg] = rows.per_msg
     offsets = np.zeros(E + 1, np.int32)
     np.cumsum(n_per_event, out=offsets[1:])
     snap = np.zeros(E, np.float64)
     if first_block:
         snap[pos_msg[0]] = schema.SNAPSHOT_START
-    trade_price = np.zeros(E, np.float64)
-    trade_price[pos_tr] = _scaled(tr_price, p.tick)
-    trade_amount = np.zeros(E, np.float64)
-    trade_amount[pos_tr] = _scaled(tr_lots, lot)
-    trade_side = np.zeros(E, np.float64)
-    trade_side[pos_tr] = tr_side
+    trade = [np.zeros(E, np.float64) for _ in range(3)]  # price, amount, side
+    for column, values in zip(trade, (_scaled(tr.price, p.tick), _scaled(tr.lots, p.lot), tr.side), strict=True):
+        column[pos_tr] = values
+    return _batch(p, tcol, lat, is_trade, offsets, rows, snap, trade)
 
-    # --- carry the state at message M
-    st.t0 = int(t[M])
-    st.L, st.wa, st.wb, st.U0 = int(L[M]), int(wa[M]), int(wb[M]), int(U[M])
-    st.A_prev, st.B_prev = int(A[M - 1]), int(B[M - 1])
-    st.top_a, st.top_b = int(top_a[M]), int(top_b[M])
 
+def _batch(
+    p: SyntheticParams,
+    tcol: np.ndarray,
+    lat: np.ndarray,
+    is_trade: np.ndarray,
+    offsets: np.ndarray,
+    rows: _Rows,
+    snap: np.ndarray,
+    trade: list[np.ndarray],
+) -> pa.RecordBatch:
+    """Arrow columns of `schema.SCHEMA` from the per-event arrays (book lists masked on trades and vice versa)."""
     offs = pa.array(offsets, pa.int32())
     book_mask = pa.array(is_trade)
     trade_mask = ~is_trade
-    null = pa.nulls(E, pa.float64())
+    null = pa.nulls(len(tcol), pa.float64())
     columns = [
         pa.array(tcol, pa.int64()),
         schema.trigger_array(is_trade.astype(np.int8)),
         pa.array(tcol, pa.int64()),
         pa.array(tcol - lat.astype(np.int64), pa.int64()),
-        pa.ListArray.from_arrays(offs, pa.array(o_side), mask=book_mask),
-        pa.ListArray.from_arrays(offs, pa.array(_scaled(price, p.tick)), mask=book_mask),
-        pa.ListArray.from_arrays(offs, pa.array(_scaled(size, lot)), mask=book_mask),
+        pa.ListArray.from_arrays(offs, pa.array(rows.side), mask=book_mask),
+        pa.ListArray.from_arrays(offs, pa.array(_scaled(rows.price, p.tick)), mask=book_mask),
+        pa.ListArray.from_arrays(offs, pa.array(_scaled(rows.size, p.lot)), mask=book_mask),
         pa.array(snap, pa.float64(), mask=is_trade),
-        pa.array(trade_price, pa.float64(), mask=trade_mask),
-        pa.array(trade_amount, pa.float64(), mask=trade_mask),
-        pa.array(trade_side, pa.float64(), mask=trade_mask),
+        *(pa.array(values, pa.float64(), mask=trade_mask) for values in trade),
         null,
         null,
         null,
         null,
     ]
     return pa.RecordBatch.from_arrays(columns, schema=schema.SCHEMA)
+
+
+def _carry(
+    st: _State, t: np.ndarray, L: np.ndarray, mv: _Moves, A: np.ndarray, B: np.ndarray, lv: _TouchLevels
+) -> None:
+    """Carry the state at message M (the next block's first message) into `st`."""
+    M = _BLOCK_MESSAGES
+    st.t0 = int(t[M])
+    st.L, st.wa, st.wb, st.U0 = int(L[M]), int(mv.wa[M]), int(mv.wb[M]), int(mv.U[M])
+    st.A_prev, st.B_prev = int(A[M - 1]), int(B[M - 1])
+    st.top_a, st.top_b = int(lv.top_a[M]), int(lv.top_b[M])
 
 
 def _scaled(units: np.ndarray, step: float) -> np.ndarray:
