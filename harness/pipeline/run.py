@@ -1,5 +1,6 @@
 """One pipeline run: build the circuit, load the stream, fit, write back, evaluate the kernel out of sample,
-and log all of it to one MLflow run. Each stage is timed (`stage/<name>_s`).
+and log all of it as one run through a `RunLogger` (`harness.track.logger`; MLflow by default). Each stage is
+timed (`stage/<name>_s`).
 
 A run that raises is ended FAILED with the error in the tag `harness.error` (Ctrl-C, SIGTERM, SIGHUP: KILLED,
 naming the signal); whatever was logged before stays. A run records its host, pid and a heartbeat (each stage,
@@ -32,6 +33,8 @@ from harness.pipeline import build
 from harness.pipeline.schema import ROOT
 from harness.pipeline.signals import signal_name
 from harness.track import mlflow_log, store
+from harness.track.logger import RunLogger
+from harness.track.mlflow_logger import MlflowRunLogger
 
 PARENT_ENV = "HARNESS_PARENT_RUN_ID"
 _SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "terminated", "SIGHUP": "hangup"}
@@ -52,13 +55,12 @@ class Outcome:
 class _Stages:
     """Times named stages; each becomes the metric `stage/<name>_s`; each start is a heartbeat of the run."""
 
-    def __init__(self) -> None:
+    def __init__(self, logger: RunLogger) -> None:
         self.seconds: dict[str, float] = {}
-        self.heartbeat: store.Heartbeat | None = None
+        self.logger = logger
 
     def beat(self, name: str) -> None:
-        if self.heartbeat is not None:
-            self.heartbeat.beat(name)
+        self.logger.beat(name)
 
     @contextmanager
     def __call__(self, name: str, console: Console, what: str):  # type: ignore[no-untyped-def]
@@ -77,54 +79,83 @@ def run(
     console: Console | None = None,
     compose_s: float = 0.0,
     events: build.Events | None = None,
+    logger: RunLogger | None = None,
 ) -> Outcome:
     """Run the pipeline for a composed config and log it; return the outcome (raises on failure). `events`: the
-    stream of `cfg` when the caller has loaded it already (replay checks its digest first)."""
-    import mlflow
-
+    stream of `cfg` when the caller has loaded it already (replay checks its digest first). `logger`: where the
+    run is logged (default: the MLflow store of `cfg.tracking`)."""
     console = console or Console(stderr=True)
-    uri = store.tracking_uri(cfg.tracking.uri)
-    experiment_id = store.ensure_experiment(uri, cfg.tracking.experiment)
-    heartbeat_s = float(cfg.tracking.get("heartbeat_s", store.DEFAULT_HEARTBEAT_S))  # absent in older logged configs
-    liveness = store.process_tags(heartbeat_s, float(cfg.tracking.get("heartbeat_timeout_s", store.DEFAULT_TIMEOUT_S)))
-    for dead, reason in store.reap_quietly(uri, [experiment_id], by="the check when a run starts"):
-        console.print(f"[dim]note: run {dead.info.run_id} was still RUNNING: ended KILLED ({reason})[/dim]")
-    mlflow.set_tracking_uri(uri)
+    logger = logger or MlflowRunLogger.from_config(cfg.tracking)
+    for dead, reason in logger.reap_dead_runs(by="the check when a run starts"):
+        console.print(f"[dim]note: run {dead} was still RUNNING: ended KILLED ({reason})[/dim]")
     parent = os.environ.get(PARENT_ENV) or _parent_from_sweep_dir(hydra_dir)
-    stages = _Stages()
+    stages = _Stages(logger)
     if compose_s:
         stages.seconds["compose"] = compose_s
-    name = mlflow_log.redact(str(cfg.tracking.run_name)) if cfg.tracking.run_name else None
-    active = mlflow.start_run(experiment_id=experiment_id, run_name=name, parent_run_id=parent or None, tags=liveness)
-    with active as run_:
-        try:
-            with store.Heartbeat(uri, run_.info.run_id, heartbeat_s) as stages.heartbeat:
-                outcome = _stages(cfg, run_.info.run_id, stages, console, hydra_dir, extra_tags or {}, events)
-        except KeyboardInterrupt as e:
-            why = signal_name(e)
-            mlflow.set_tag("harness.error", f"{why}: the run was interrupted ({_SIGNALS.get(why, 'a signal')})")
-            mlflow.end_run(status="KILLED")
-            raise
-        except BaseException as e:
-            mlflow.set_tag("harness.error", mlflow_log.redact(f"{type(e).__name__}: {e}")[: mlflow_log.MAX_TAG])
-            mlflow.end_run(status="FAILED")
-            raise
+    name = str(cfg.tracking.run_name) if cfg.tracking.run_name else None
+    run_id = logger.start(run_name=name, parent=parent or None, tags={})
+    try:
+        outcome = _stages(cfg, run_id, logger, stages, console, hydra_dir, extra_tags or {}, events)
+    except KeyboardInterrupt as e:
+        why = signal_name(e)
+        logger.end("KILLED", f"{why}: the run was interrupted ({_SIGNALS.get(why, 'a signal')})")
+        raise
+    except BaseException as e:
+        logger.end("FAILED", f"{type(e).__name__}: {e}")
+        raise
+    logger.end("FINISHED")
     return outcome
 
 
 def _stages(
     cfg: DictConfig,
     run_id: str,
+    logger: RunLogger,
     stages: _Stages,
     console: Console,
     hydra_dir: Path | None,
     extra: dict[str, str],
     loaded: build.Events | None,
 ) -> Outcome:
-    import mlflow
+    """The run's stages, in order: log what it is, build, load, fit, evaluate, log what it gave."""
+    tags = _log_inputs(cfg, logger, hydra_dir, extra)
+    with stages("build", console, "building the circuit..."):
+        circuit = build.build_circuit(cfg)
+        sampler, label, trainer = build.make_sampler(cfg), build.make_label(cfg), build.make_trainer(cfg)
+        split = build.split_fractions(cfg)
+    with stages("stream", console, "loading the events..."):
+        events = loaded if loaded is not None else build.load_stream(cfg)
+    res = _fit(cfg, logger, stages, events, circuit, sampler=sampler, label=label, trainer=trainer, split=split)
+    with stages("evaluate", console, "evaluating the fitted circuit..."):
+        kernel_pred = res.predictions()  # the fitted kernel's, within 1e-9: parity was checked on a replayed slice
+        parts = {"train": res.split.train.numpy(), "validation": res.split.val.numpy(), "test": res.split.test.numpy()}
+        metrics = _metrics(res, kernel_pred, parts, stages, events)
+    kernel_hash, kernel_source = _kernel_identity(res.kernel)
+    identity = {
+        "harness.kernel_hash": kernel_hash,
+        "harness.prediction_digest": mlflow_log.array_digest(kernel_pred),
+        "harness.record_digest": _record_digest(res.data),
+    }
+    logger.set_tags(identity)
+    with stages("log", console, "logging the run..."):
+        logger.log_series((k, h[k], int(h["epoch"])) for h in res.history for k in ("train_loss", "val_loss", "lr"))
+        with logger.artifact_dir() as art:
+            _write_artifacts(art, cfg, res, circuit, kernel_source, kernel_pred, parts, metrics, stages.seconds)
+    metrics.update({f"stage/{k}_s": v for k, v in stages.seconds.items()})
+    logger.log_metrics({k: float(v) for k, v in metrics.items()})
+    objective_key = cfg.task.objective
+    if objective_key not in metrics:
+        raise HarnessError(f"task.objective={objective_key!r} is not a metric of the run ({', '.join(metrics)})")
+    outcome = Outcome(
+        run_id=run_id, metrics=metrics, params=res.params, tags={**tags, **identity},
+        objective=float(metrics[objective_key]), stages=stages.seconds,
+    )  # fmt: skip
+    _summary(console, cfg, outcome, events)
+    return outcome
 
-    from harness import fit
 
+def _log_inputs(cfg: DictConfig, logger: RunLogger, hydra_dir: Path | None, extra: dict[str, str]) -> dict[str, str]:
+    """Log what the run is (provenance tags, the flattened config, the config files); the tags."""
     git = store.git_state(ROOT)
     tags = {
         "harness.config_hash": mlflow_log.config_hash(cfg),
@@ -133,43 +164,44 @@ def _stages(
         **{f"harness.version.{k}": v for k, v in store.package_versions().items()},
         **extra,
     }
-    mlflow.set_tags(mlflow_log.redact_tags(tags))
-    mlflow.log_params(mlflow_log.flat_params(cfg))
-    with mlflow_log.artifact_dir() as art:
+    logger.set_tags(tags)
+    logger.log_params(mlflow_log.flat_params(cfg))
+    with logger.artifact_dir() as art:
         (art / "config").mkdir()
         (art / "config" / "resolved.yaml").write_text(mlflow_log.config_yaml(cfg))  # resolved now, redacted
         if hydra_dir is not None and (hydra_dir / ".hydra").is_dir():
             mlflow_log.copy_hydra_dir(hydra_dir / ".hydra", art / "hydra", cfg)
+    return tags
 
-    with stages("build", console, "building the circuit..."):
-        circuit = build.build_circuit(cfg)
-        sampler, label, trainer = build.make_sampler(cfg), build.make_label(cfg), build.make_trainer(cfg)
-        split = build.split_fractions(cfg)
-    with stages("stream", console, "loading the events..."):
-        events = loaded if loaded is not None else build.load_stream(cfg)
+
+def _fit(cfg: DictConfig, logger: RunLogger, stages: _Stages, events: build.Events, circuit: Any, **how: Any) -> Any:
+    """Fit the circuit on the events (compile, record, train, parity: timed by the fit itself); log the dataset."""
+    from harness import fit
 
     stages.beat("fit")
     clock = time.perf_counter()
     res = fit.fit(
-        circuit, events.batches, target=cfg.task.target, label=label, split=split, trainer=trainer,
-        seed=int(cfg.task.seed), sampler=sampler, fold=bool(cfg.task.fold), backend=cfg.task.backend,
-        total=events.rows,
+        circuit, events.batches, target=cfg.task.target, seed=int(cfg.task.seed), fold=bool(cfg.task.fold),
+        backend=cfg.task.backend, total=events.rows, **how,
     )  # fmt: skip
-    mlflow.set_tag("harness.data_digest", events.digest)  # computed along the recording pass
-    mlflow_log.log_dataset(build.stream_name(cfg), events.digest, events.source, events.files, events.rows)
+    logger.set_tags({"harness.data_digest": events.digest})  # computed along the recording pass
+    logger.log_dataset(build.stream_name(cfg), events.digest, events.source, events.files, events.rows)
     fit_total = time.perf_counter() - clock
     for name in ("compile", "record", "train", "parity"):
         stages.seconds[name] = res.stages.get(f"{name}_s", 0.0)
     stages.seconds["fit_other"] = max(0.0, fit_total - sum(res.stages.values()))
+    return res
 
-    with stages("evaluate", console, "evaluating the fitted circuit..."):
-        kernel_pred = res.predictions()  # the fitted kernel's, within 1e-9: parity was checked on a replayed slice
-        y = res.data.y
-        parts = {"train": res.split.train.numpy(), "validation": res.split.val.numpy(), "test": res.split.test.numpy()}
-        import torch
 
-        test = evaluate(torch.from_numpy(kernel_pred[parts["test"]]), torch.from_numpy(y[parts["test"]]))
-    metrics = {
+def _metrics(
+    res: Any, kernel_pred: np.ndarray, parts: dict[str, np.ndarray], stages: _Stages, events: build.Events
+) -> dict[str, float]:
+    """The run's metrics: the fit's losses, the fitted kernel out of sample, rows, parity and speed."""
+    import torch
+
+    y = res.data.y
+    test = evaluate(torch.from_numpy(kernel_pred[parts["test"]]), torch.from_numpy(y[parts["test"]]))
+    return {
         "fit_train_loss": res.metrics["train_loss"],  # of the restored best-validation parameters
         "fit_val_loss": res.metrics["val_loss"],
         "test_mse": test["mse"],
@@ -185,58 +217,41 @@ def _stages(
         "compile_s": stages.seconds["compile"],
         "replay_events_per_s": events.rows / max(res.data.replay_s, 1e-9),
     }
-    identity = {
-        "harness.kernel_hash": res.kernel.kernel_hash if hasattr(res.kernel, "kernel_hash") else "python",
-        "harness.prediction_digest": mlflow_log.array_digest(kernel_pred),
-        "harness.record_digest": _record_digest(res.data),
-    }
-    mlflow.set_tags(identity)
-
-    with stages("log", console, "logging to MLflow..."):
-        _log_history(res.history)
-        with mlflow_log.artifact_dir() as art:
-            mlflow_log.write_json(art / "fit" / "params.json", res.params)
-            mlflow_log.write_json(
-                art / "fit" / "summary.json",
-                {"metrics": metrics, "dropped": res.data.dropped, "purged": res.split.purged, "stages": stages.seconds},
-            )
-            (art / "kernel").mkdir()
-            if hasattr(res.kernel, "source"):
-                (art / "kernel" / f"{circuit.name}.cpp").write_text(res.kernel.source)
-            (art / "circuit").mkdir()
-            (art / "circuit" / "circuit.dot").write_text(circuit.draw())
-            if shutil.which("dot"):
-                circuit.draw(art / "circuit" / "circuit.svg")
-            if cfg.tracking.plots:
-                mlflow_log.plot_loss(res.history, art / "plots" / "loss.png")
-                mlflow_log.plot_prediction(kernel_pred, y, parts, art / "plots" / "prediction_vs_label.png")
-            if len(y) <= int(cfg.tracking.log_sample_max_rows):
-                _write_parquet(_sample_table(res, kernel_pred, parts), art / "data" / "sample.parquet")
-    metrics.update({f"stage/{k}_s": v for k, v in stages.seconds.items()})
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-    objective_key = cfg.task.objective
-    if objective_key not in metrics:
-        raise HarnessError(f"task.objective={objective_key!r} is not a metric of the run ({', '.join(metrics)})")
-    outcome = Outcome(
-        run_id=run_id, metrics=metrics, params=res.params, tags={**tags, **identity},
-        objective=float(metrics[objective_key]), stages=stages.seconds,
-    )  # fmt: skip
-    _summary(console, cfg, outcome, events)
-    return outcome
 
 
-def _log_history(history: list[dict[str, float]]) -> None:
-    import mlflow
-    from mlflow.entities import Metric
+def _kernel_identity(kernel: Any) -> tuple[str, str | None]:
+    """The fitted kernel's hash and generated source (C++ kernels); ("python", None) for the reference backend."""
+    return getattr(kernel, "kernel_hash", "python"), getattr(kernel, "source", None)
 
-    now = int(time.time() * 1000)
-    rows = [
-        Metric(key, float(h[key]), now, int(h["epoch"])) for h in history for key in ("train_loss", "val_loss", "lr")
-    ]
-    client = mlflow.tracking.MlflowClient()
-    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
-    for i in range(0, len(rows), 900):
-        client.log_batch(run_id, metrics=rows[i : i + 900])
+
+def _write_artifacts(
+    art: Path,
+    cfg: DictConfig,
+    res: Any,
+    circuit: Any,
+    kernel_source: str | None,
+    kernel_pred: np.ndarray,
+    parts: dict[str, np.ndarray],
+    metrics: dict[str, float],
+    seconds: dict[str, float],
+) -> None:
+    """The run's result files: fitted params, summary, kernel source, circuit drawing, plots, a data sample."""
+    mlflow_log.write_json(art / "fit" / "params.json", res.params)
+    summary = {"metrics": metrics, "dropped": res.data.dropped, "purged": res.split.purged, "stages": seconds}
+    mlflow_log.write_json(art / "fit" / "summary.json", summary)
+    (art / "kernel").mkdir()
+    if kernel_source is not None:
+        (art / "kernel" / f"{circuit.name}.cpp").write_text(kernel_source)
+    (art / "circuit").mkdir()
+    (art / "circuit" / "circuit.dot").write_text(circuit.draw())
+    if shutil.which("dot"):
+        circuit.draw(art / "circuit" / "circuit.svg")
+    y = res.data.y
+    if cfg.tracking.plots:
+        mlflow_log.plot_loss(res.history, art / "plots" / "loss.png")
+        mlflow_log.plot_prediction(kernel_pred, y, parts, art / "plots" / "prediction_vs_label.png")
+    if len(y) <= int(cfg.tracking.log_sample_max_rows):
+        _write_parquet(_sample_table(res, kernel_pred, parts), art / "data" / "sample.parquet")
 
 
 def _record_digest(data: Any) -> str:

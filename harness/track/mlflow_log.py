@@ -1,5 +1,5 @@
-"""What a pipeline run puts into MLflow besides metrics: flattened config params, the dataset input with our
-content digest, digests that identify results, plots, and the helpers that write artifacts.
+"""What a pipeline run logs besides metrics, whatever the store: flattened config params, digests that identify
+results, plots, the files of its artifacts, and the redaction every logger applies (`harness.track.logger`).
 
 Nothing secret is logged: credentials in URIs become `user:***@host` (and `?password=***`), values of keys named
 like a secret become `***`, in params, tags and every logged config. Logged configs hold the values resolved
@@ -11,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -176,30 +174,6 @@ def array_digest(*arrays: np.ndarray) -> str:
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
-
-
-def log_dataset(name: str, digest: str, source: str, files: list[str], rows: int) -> None:
-    """`mlflow.log_input` of the events with our content digest (MLflow keeps 36 characters of it)."""
-    import mlflow
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
-
-    files_text = redact(json.dumps(files))
-    src = CodeDatasetSource(tags={"source": redact(source), "files": files_text, "rows": str(rows), "sha256": digest})
-    mlflow.log_input(MetaDataset(src, name=name, digest=digest[:36]), context="replay")
-
-
-@contextmanager
-def artifact_dir() -> Iterator[Path]:
-    """A temporary folder whose files are logged as artifacts (under their relative paths) on exit."""
-    import mlflow
-
-    with tempfile.TemporaryDirectory(prefix="harness-artifacts-") as tmp:
-        root = Path(tmp)
-        yield root
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            sub = path.parent.relative_to(root).as_posix()
-            mlflow.log_artifact(str(path), artifact_path=None if sub == "." else sub)
 
 
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
