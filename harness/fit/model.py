@@ -61,6 +61,11 @@ class _Gather:
     scalar: bool  # every source is a scalar (parameters, constants, scalar groups)
 
 
+def _computed(trace: Trace) -> list[TNode]:
+    """The operator and decay nodes of `trace`, by depth then id (the order groups are made in)."""
+    return sorted((n for n in trace.nodes if n.kind in ("op", "decay")), key=lambda n: (n.depth, n.id))
+
+
 def _group_key(n: TNode) -> tuple:
     static = tuple((k, v) for k, v in sorted(n.op.params.items()) if isinstance(v, str))
     return (n.domain, n.depth, n.kind, type(n.op), static, n.scalar)
@@ -73,9 +78,27 @@ class CircuitModel(torch.nn.Module):
         super().__init__()
         trace = data.trace
         self.trace, self.fold = trace, fold
+        self._init_parameters(dict(init or {}))
+        consts = self._init_constants(init or {})
+        self._init_domains(data)
+        refs = self._leaf_refs(data, consts)
+        self.groups = self._make_groups(computed=_computed(trace), fold=fold, refs=refs)
+        for n in trace.nodes:
+            if n.kind == "import":
+                _, g, row = refs[n.source]  # type: ignore[index]
+                refs[n.id] = ("imp", n.domain, g, row)
+        self._refs = refs
+        self._wire_groups(refs)
+        self._plan_gathers()
+        self._plan_imports(data, refs)
+        self.n_rows = self._width[ROWS]
+
+    # ----- construction ---------------------------------------------------------------------------------
+    def _init_parameters(self, values: dict[str, float]) -> None:
+        """The learnable parameters: raw values (start from `values`, else the circuit's init) and constraints."""
+        trace = self.trace
         self.param_names = list(trace.params)
         self._constraints = [_constraint(trace, name) for name in self.param_names]
-        values = dict(init or {})
         start = [values.get(n, trace.circuit.parameters[n].op.params["init"]) for n in self.param_names]
         self.raw = torch.nn.Parameter(
             torch.tensor([_to_raw(v, c) for v, c in zip(start, self._constraints, strict=True)], dtype=torch.float64)
@@ -93,9 +116,11 @@ class CircuitModel(torch.nn.Module):
         order = torch.cat([self._cat[k] for k in _KINDS]) if self.param_names else torch.empty(0, dtype=torch.long)
         self._param_order = torch.argsort(order)
 
-        # constants, then train statistics (Circuit.statistic): fixed values, set by set_statistics before a fit
+    def _init_constants(self, init: dict[str, float]) -> list[TNode]:
+        """Constants, then train statistics (Circuit.statistic): fixed values, set by set_statistics before a fit."""
+        trace = self.trace
         consts = [n for n in trace.nodes if n.kind == "const"] + [n for n in trace.nodes if n.kind == "stat"]
-        values = {**{k: v for k, v in (init or {}).items() if k in trace.statistics}}
+        values = {k: v for k, v in init.items() if k in trace.statistics}
         self._const_values = torch.tensor(
             [
                 n.node.op.params["value"] if n.kind == "const" else values.get(n.node.name, n.node.op.params["init"])
@@ -104,7 +129,11 @@ class CircuitModel(torch.nn.Module):
             dtype=torch.float64,
         )
         self._stat_pos = {n.node.name: i for i, n in enumerate(consts) if n.kind == "stat"}
-        self._domain_order = trace.domain_order()
+        return consts
+
+    def _init_domains(self, data: FitData) -> None:
+        """Per domain: times, gaps, width; the import index maps between domains."""
+        self._domain_order = self.trace.domain_order()
         self._t = {d: torch.from_numpy(data.domains[d].t) for d in data.domains}
         self._gaps = {d: gap_seconds(t) for d, t in self._t.items()}  # once, not per evaluation
         self._width = {d: len(data.domains[d]) for d in data.domains}
@@ -113,6 +142,9 @@ class CircuitModel(torch.nn.Module):
         self._identity = {k for k, v in data.imports.items() if np.array_equal(v, np.arange(len(v)))}
         self._import_np = data.imports
 
+    def _leaf_refs(self, data: FitData, consts: list[TNode]) -> dict[int, Ref]:
+        """Refs of the constants, parameters and leaves; each domain's leaves stacked into one bank tensor."""
+        trace = self.trace
         refs: dict[int, Ref] = {}
         param_pos = {name: i for i, name in enumerate(self.param_names)}
         for i, n in enumerate(consts):
@@ -127,10 +159,12 @@ class CircuitModel(torch.nn.Module):
                 refs[n.id] = ("leaf", d, row)
             bank = np.stack([dd.leaves[n.id] for n in leaves]) if leaves else np.empty((0, len(dd)))
             self._banks[d] = torch.from_numpy(np.ascontiguousarray(bank))
+        return refs
 
-        self.groups: list[Group] = []
+    def _make_groups(self, computed: list[TNode], fold: bool, refs: dict[int, Ref]) -> list[Group]:
+        """The computed nodes in groups (folded by `_group_key`, or one each), adding their refs to `refs`."""
+        groups: list[Group] = []
         keyed: dict[tuple, list[TNode]] = {}
-        computed = sorted((n for n in trace.nodes if n.kind in ("op", "decay")), key=lambda n: (n.depth, n.id))
         for n in computed:
             keyed.setdefault(_group_key(n) if fold else (n.id,), []).append(n)
         for members in keyed.values():
@@ -139,18 +173,17 @@ class CircuitModel(torch.nn.Module):
             # the allocator's reused memory, and the fold costs more in page faults than it saves in overhead
             cap = len(members) if first.scalar else max(1, FOLD_ELEMENTS // max(self._width[first.domain], 1))
             for lo in range(0, len(members), cap):
-                g = Group(len(self.groups), first.domain, first.kind, first.op, [], scalar=first.scalar)
-                self.groups.append(g)
+                g = Group(len(groups), first.domain, first.kind, first.op, [], scalar=first.scalar)
+                groups.append(g)
                 for n in members[lo : lo + cap]:
                     refs[n.id] = ("group", g.index, len(g.members))
                     g.members.append(n.id)
-        for n in trace.nodes:
-            if n.kind == "import":
-                _, g, row = refs[n.source]  # type: ignore[index]
-                refs[n.id] = ("imp", n.domain, g, row)
-        self._refs = refs
+        return groups
+
+    def _wire_groups(self, refs: dict[int, Ref]) -> None:
+        """Each group's input and parameter refs, one per member, by position."""
         for g in self.groups:
-            nodes = [trace.nodes[i] for i in g.members]
+            nodes = [self.trace.nodes[i] for i in g.members]
             per_member = [[refs[i] for i in m.inputs] for m in nodes]
             if g.op.symmetric:  # type: ignore[attr-defined]
                 # a + b == b + a exactly: put like sources in like positions, so each input gathers from one
@@ -158,6 +191,9 @@ class CircuitModel(torch.nn.Module):
                 per_member = [sorted(r, key=lambda ref: (self._ref_scalar(ref), _source_key(ref))) for r in per_member]
             g.inputs = [[r[j] for r in per_member] for j in range(len(nodes[0].inputs))]
             g.params = {p: [refs[dict(m.params)[p]] for m in nodes] for p, _ in nodes[0].params}
+
+    def _plan_gathers(self) -> None:
+        """The gather plans of every group input and parameter, and each domain's groups in order."""
         self._gathers = {
             (g.index, j): self._plan_gather(spec) for g in self.groups for j, spec in enumerate([*g.inputs])
         }
@@ -165,15 +201,17 @@ class CircuitModel(torch.nn.Module):
             (g.index, p): self._plan_gather(spec) for g in self.groups for p, spec in g.params.items()
         }
         self._domain_groups = {d: [g for g in self.groups if g.domain == d] for d in self._domain_order}
+
+    def _plan_imports(self, data: FitData, refs: dict[int, Ref]) -> None:
+        """Per producer domain its consumers; per import (x, y) the groups of y that domain x imports."""
         self._consumers: dict[int, list[int]] = {d: [] for d in self._domain_order}
         for x, y in data.imports:
             self._consumers[y].append(x)
         self._imported_groups = {
-            (x, y): sorted({r[2] for n in trace.domain_nodes(x) if n.kind == "import" for r in [refs[n.id]]
+            (x, y): sorted({r[2] for n in self.trace.domain_nodes(x) if n.kind == "import" for r in [refs[n.id]]
                             if self.groups[r[2]].domain == y})
             for x, y in data.imports
         }  # fmt: skip
-        self.n_rows = self._width[ROWS]
 
     # ----- parameters -----------------------------------------------------------------------------------
     def values(self) -> torch.Tensor:
