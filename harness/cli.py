@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["demo"]:
         return demo_main(args[1:])
     if args[:1] == ["runs"]:
-        from harness.track.runs import main as runs_main
+        from harness.runs.cli import main as runs_main
 
         return runs_main(args[1:])
     return pipeline_main(args)
@@ -177,7 +177,7 @@ def pipeline_main(args: list[str]) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     from harness.pipeline import app, signals
-    from harness.track import callbacks
+    from harness.runs import sweep
 
     saved_argv, saved_full = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["harness", *args]
@@ -188,7 +188,7 @@ def pipeline_main(args: list[str]) -> int:
             try:
                 app.main()
             except BaseException as e:
-                swept = _end_sweeps(callbacks, e)
+                swept = _end_sweeps(sweep, e)
                 if isinstance(e, KeyboardInterrupt):
                     if not swept:  # a sweep printed its own line
                         print(f"interrupted by {signals.signal_name(e)}: the run ended KILLED", file=sys.stderr)
@@ -202,7 +202,7 @@ def pipeline_main(args: list[str]) -> int:
                 if swept:
                     return 2  # the sweep's summary and its failed jobs are printed
                 raise  # not a sweep: an unexpected error keeps its traceback
-            _end_sweeps(callbacks, None)  # normally ended by Hydra's on_multirun_end already
+            _end_sweeps(sweep, None)  # normally ended by Hydra's on_multirun_end already
             return 0
     finally:
         sys.argv = saved_argv
@@ -212,11 +212,11 @@ def pipeline_main(args: list[str]) -> int:
             os.environ["HYDRA_FULL_ERROR"] = saved_full
 
 
-def _end_sweeps(callbacks, error: BaseException | None) -> bool:  # type: ignore[no-untyped-def]
+def _end_sweeps(sweep, error: BaseException | None) -> bool:  # type: ignore[no-untyped-def]
     """End the sweeps still open because of `error`; whether there were any. A second signal during this only
     shortens it (one line)."""
     try:
-        return bool(callbacks.end_open_sweeps(error))
+        return bool(sweep.end_open_sweeps(error))
     except KeyboardInterrupt:
         print("interrupted again while ending the sweep: `harness runs gc` ends what is left", file=sys.stderr)
         return True

@@ -1,4 +1,4 @@
-"""`harness runs` (harness.track.runs) on a small sqlite store written the way the pipeline writes runs:
+"""`harness runs` (harness.runs.cli) on a small sqlite store written the way the pipeline writes runs:
 list (limit, status filter, sweep children), show (prefix lookup and its errors, params by section, artifacts,
 the error of a failed run), compare (differing params, metrics side by side, identity tags), the replay hook."""
 
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness.track.runs import RunsError, main, resolve_run
+from harness.runs.cli import main
+from harness.track.query import RunsError, resolve_run
 
 T0 = 1_767_000_000_000  # ms; runs start one minute apart in the order they are made
 RESOLVED_YAML = "circuit:\n  halflife_mid: 1.0\ntrainer:\n  lr: 0.05\n"
@@ -334,24 +335,24 @@ def test_compare_needs_two_known_runs(capsys, runs_store: Store) -> None:  # typ
 # ---------------------------------------------------------------------------------------------- replay
 
 
-def test_replay_is_handed_to_harness_track_replay(capsys, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_replay_is_handed_to_harness_runs_replay(capsys, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     calls: list[tuple] = []
-    fake = types.ModuleType("harness.track.replay")
+    fake = types.ModuleType("harness.runs.replay")
 
     def fake_main(run: str, *, tracking_uri: str, experiment: str) -> int:
         calls.append((run, tracking_uri, experiment))
         return 7
 
     fake.main = fake_main  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "harness.track.replay", fake)
+    monkeypatch.setitem(sys.modules, "harness.runs.replay", fake)
     assert main(["replay", "abc123", "--tracking-uri", "sqlite:///x.db", "--experiment", "e"]) == 7
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
     assert main(["replay", "def"]) == 7
     assert calls == [("abc123", "sqlite:///x.db", "e"), ("def", "sqlite:///from-env.db", "harness")]
 
-    monkeypatch.setitem(sys.modules, "harness.track.replay", None)  # the module missing
+    monkeypatch.setitem(sys.modules, "harness.runs.replay", None)  # the module missing
     assert main(["replay", "abc123"]) == 2
-    assert "harness.track.replay is missing" in capsys.readouterr().err
+    assert "harness.runs.replay is missing" in capsys.readouterr().err
 
 
 def test_bad_arguments_exit_2(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,7 @@ return the objective (for sweepers).
 
 A single run that fails prints one line and exits 2 (its MLflow run is already FAILED). A sweep job that fails
 raises `SweepJobFailed` (a one-line, picklable error naming the job) so the launcher records the failure and the
-other jobs still run; the sweep's parent run is ended by `harness.track.callbacks`. SIGTERM and SIGHUP are
+other jobs still run; the sweep's parent run is ended by `harness.runs.sweep`. SIGTERM and SIGHUP are
 handled like Ctrl-C (`harness.pipeline.signals`).
 """
 

@@ -1,1 +1,3 @@
-"""Tracking: the MLflow store, what a run logs, sweep parent runs, and the run tools (`harness runs`)."""
+"""Tracking below the pipeline: the RunLogger interface and its MLflow implementation, the store (liveness, gc),
+what a run logs (params, digests, redaction) and run lookups. The tools on top (`harness runs`, run replay,
+sweeps) are in harness.runs."""

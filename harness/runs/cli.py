@@ -3,9 +3,9 @@
 `list` the recent runs (sweep children under their parent), `show` one run (tags, error, params by config
 section, final metrics, artifacts, children), `compare` runs side by side (the params that differ, the metrics,
 the identity tags that say whether two runs used the same config, kernel and data). `replay` is handed to
-`harness.track.replay`. `gc` ends RUNNING runs that are dead (their process is gone on this host, or their
+`harness.runs.replay`. `gc` ends RUNNING runs that are dead (their process is gone on this host, or their
 heartbeat is older than their timeout) as KILLED with the reason. A run is named by its id or a unique prefix
-of it (`resolve_run`, reused by replay).
+of it (`harness.track.query.resolve_run`, reused by replay).
 
 A sqlite store that does not exist is an error, not created. Looking changes nothing except the same cheap
 check `gc` makes: dead RUNNING runs of the experiments looked at are ended KILLED (a note on stderr says so).
@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 import time
 from collections.abc import Iterable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
@@ -31,6 +29,7 @@ from rich.text import Text
 
 from harness.errors import HarnessError
 from harness.track import store
+from harness.track.query import PARENT_TAG, RunsError, children_of, experiment_ids, open_client, resolve_run
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -52,84 +51,9 @@ IDENTITY_TAGS = {  # what decides whether two runs computed the same thing
     "prediction digest": "harness.prediction_digest",
     "record digest": "harness.record_digest",
 }
-PARENT_TAG = "mlflow.parentRunId"
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 STATUS_STYLE = {"FINISHED": "green", "FAILED": "red", "RUNNING": "yellow", "KILLED": "magenta"}
 SHORT = 8  # characters of a run id in tables
-MAX_CANDIDATES = 10  # runs listed when a prefix is ambiguous
-
-
-class RunsError(HarnessError):
-    """A run or experiment that cannot be found, an ambiguous run prefix, or a store that cannot be read."""
-
-
-# ---------------------------------------------------------------------------------------------- lookups
-
-
-def open_client(uri: str) -> MlflowClient:
-    """A client for `uri`; a sqlite store must already exist (looking at runs must not create an empty one)."""
-    from mlflow.tracking import MlflowClient
-
-    if uri.startswith("sqlite:///"):
-        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
-        if str(path) != ":memory:" and not path.is_file():
-            raise RunsError(f"no MLflow store at {path} (nothing tracked there yet?); pass --tracking-uri")
-    return MlflowClient(tracking_uri=uri)
-
-
-def experiment_ids(client: MlflowClient, names: Iterable[str] | None) -> dict[str, str]:
-    """Experiment id -> name for the named experiments (None: every active one); unknown names are errors."""
-    if names is None:
-        found = {e.experiment_id: e.name for e in client.search_experiments()}
-        if not found:
-            raise RunsError("the store has no experiments")
-        return found
-    out: dict[str, str] = {}
-    for name in names:
-        exp = client.get_experiment_by_name(name)
-        if exp is None or exp.lifecycle_stage != "active":
-            known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"
-            raise RunsError(f"no experiment named {name!r} (experiments: {known})")
-        out[exp.experiment_id] = exp.name
-    return out
-
-
-def resolve_run(client: MlflowClient, run: str, experiments: list[str]) -> Run:
-    """The run whose id is `run` or starts with it, searched in the named experiments (a full 32-character id
-    is found in any experiment). Raises RunsError when no run matches or the prefix names several (listed)."""
-    from mlflow.exceptions import MlflowException
-
-    prefix = run.strip().lower()
-    if not re.fullmatch(r"[0-9a-z-]+", prefix):
-        raise RunsError(f"{run!r} is not a run id or id prefix")
-    if len(prefix) == 32:
-        try:
-            return client.get_run(prefix)
-        except MlflowException as e:
-            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-    ids = experiment_ids(client, experiments)
-    found = client.search_runs(
-        list(ids), filter_string=f"attributes.run_id LIKE '{prefix}%'", max_results=MAX_CANDIDATES + 1
-    )
-    where = ", ".join(repr(n) for n in ids.values())
-    if not found:
-        raise RunsError(f"no run with id {run!r} or starting with it in experiment {where}")
-    if len(found) > 1:
-        names = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in found[:MAX_CANDIDATES])
-        more = " and more" if len(found) > MAX_CANDIDATES else ""
-        raise RunsError(f"run prefix {run!r} is ambiguous: {names}{more}")
-    return found[0]
-
-
-def children_of(client: MlflowClient, run: Run) -> list[Run]:
-    """The child runs of `run` (sweep jobs carry their parent in the tag mlflow.parentRunId), oldest first."""
-    return client.search_runs(
-        [run.info.experiment_id],
-        filter_string=f"tags.{PARENT_TAG} = '{run.info.run_id}'",
-        order_by=["attributes.start_time ASC"],
-        max_results=10_000,
-    )
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -312,13 +236,13 @@ def check_dangling(uri: str, client: MlflowClient, args: argparse.Namespace) -> 
 
 
 def replay_command(args: argparse.Namespace) -> int:
-    """Hand `harness runs replay RUN` to harness.track.replay (imported only when asked for)."""
+    """Hand `harness runs replay RUN` to harness.runs.replay (imported only when asked for)."""
     try:
-        from harness.track.replay import main as replay_main
+        from harness.runs.replay import main as replay_main
     except ModuleNotFoundError as e:
-        if e.name != "harness.track.replay":
+        if e.name != "harness.runs.replay":
             raise
-        raise RunsError("replay is not available: the module harness.track.replay is missing") from None
+        raise RunsError("replay is not available: the module harness.runs.replay is missing") from None
     try:
         return replay_main(args.run, tracking_uri=args.tracking_uri, experiment=args.experiment)
     except RunsError:
@@ -357,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids or unique prefixes")
     p.add_argument("--all", action="store_true", help="show every param, not only those that differ")
-    p = sub.add_parser("replay", help="rerun a logged run and check it reproduces (harness.track.replay)")
+    p = sub.add_parser("replay", help="rerun a logged run and check it reproduces (harness.runs.replay)")
     common(p, many=False)
     p.add_argument("run", help="run id or a unique prefix of it")
     p = sub.add_parser("gc", help="end RUNNING runs whose process is gone or whose heartbeat is too old as KILLED")

@@ -34,7 +34,7 @@ def main(run: str, *, tracking_uri: str, experiment: str = "harness", console: C
     """Replay run `run` (an id or unique prefix) of the store at `tracking_uri`; the exit code (see module doc)."""
     from mlflow.tracking import MlflowClient
 
-    from harness.track.runs import resolve_run
+    from harness.track.query import resolve_run
 
     console = console or Console()
     client = MlflowClient(tracking_uri=tracking_uri)
