@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -114,9 +115,44 @@ def fit(
     from harness.kernel import compile as compile_kernel
 
     stages: dict[str, float] = {}
+    with _timed(stages, "trace_s"):
+        config = trainer if isinstance(trainer, TrainerConfig) else TrainerConfig.from_dict(dict(trainer or {}))
+        lab = make_label(label)
+        tr, replayable = _trace_for_fit(circuit, events, target, lab, stop)
+    with _timed(stages, "compile_s"):
+        kernel = compile_kernel(tr.recording_circuit(), backend=backend)
+    with _timed(stages, "record_s"):
+        data = collect(tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress, total=total)
+        release_memory()  # what recording and joining its pieces freed (~40% of the resident size at 10M events)
+    with _timed(stages, "train_s"):
+        model, parts, training = _train_model(tr, kernel, data, split, config, fold=fold, seed=seed)
+
+    fitted = model.param_values()
+    params = {**kernel.params, **fitted}
+    kernel.set_params(params)
+    metrics = dict(training.metrics)
+    metrics.update(rows_train=len(parts.train), rows_val=len(parts.val), rows_test=len(parts.test))
+    result = FitResult(
+        params=params, metrics=metrics, model=model, history=training.history, trace=tr, kernel=kernel, data=data,
+        split=parts, training=training, stages=stages,
+    )  # fmt: skip
+    if parity:
+        _check_fitted_parity(result, replayable, parity_events)
+    return result
+
+
+@contextmanager
+def _timed(stages: dict[str, float], key: str) -> Iterator[None]:
+    """Record the seconds the block took as `stages[key]` (when it finishes without raising)."""
     clock = time.perf_counter()
-    config = trainer if isinstance(trainer, TrainerConfig) else TrainerConfig.from_dict(dict(trainer or {}))
-    lab = make_label(label)
+    yield
+    stages[key] = time.perf_counter() - clock
+
+
+def _trace_for_fit(
+    circuit: Circuit, events: object, target: str, lab: Label, stop: Iterable[Node | str]
+) -> tuple[Trace, Callable[[], object]]:
+    """The trace of `target` and a replayable `events`, checking the label is an output and a parameter is fitted."""
     if lab.output not in circuit.outputs:
         raise FitError(f"fit: label output {lab.output!r} is not an output of circuit {circuit.name!r}")
     replayable = _replayable(events)
@@ -126,18 +162,20 @@ def fit(
             f"fit: output {target!r} of circuit {circuit.name!r} depends on no learnable parameter; "
             "declare one with c.parameter(name, init=...) and use it under the target"
         )
-    stages["trace_s"] = time.perf_counter() - clock
+    return tr, replayable
 
-    clock = time.perf_counter()
-    kernel = compile_kernel(tr.recording_circuit(), backend=backend)
-    stages["compile_s"] = time.perf_counter() - clock
 
-    clock = time.perf_counter()
-    data = collect(tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress, total=total)
-    release_memory()  # what recording and joining its pieces freed (~40% of the resident size at 10M events)
-    stages["record_s"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
+def _train_model(
+    tr: Trace,
+    kernel: Kernel,
+    data: FitData,
+    split: tuple[float, float, float],
+    config: TrainerConfig,
+    *,
+    fold: bool,
+    seed: int,
+) -> tuple[CircuitModel, Split, TrainResult]:
+    """Build the torch model at the kernel's parameters, check it against the kernel, and train it."""
     model = CircuitModel(data, fold=fold, init=kernel.params)
     parts = chronological_split(data.t, split, horizon_ns=data.horizon_ns)
     if tr.statistics:  # frozen train statistics: from the training rows, into the model and the kernel
@@ -152,30 +190,22 @@ def fit(
         training = train(model, torch.from_numpy(data.y), parts, config, seed=seed)
     except NonFiniteLoss as e:
         raise FitError(f"NaN guard: {e}; {_explain(model, data, e)}") from None
-    stages["train_s"] = time.perf_counter() - clock
+    return model, parts, training
 
-    fitted = model.param_values()
-    params = {**kernel.params, **fitted}
-    kernel.set_params(params)
-    metrics = dict(training.metrics)
-    metrics.update(rows_train=len(parts.train), rows_val=len(parts.val), rows_test=len(parts.test))
-    result = FitResult(
-        params=params, metrics=metrics, model=model, history=training.history, trace=tr, kernel=kernel, data=data,
-        split=parts, training=training, stages=stages,
-    )  # fmt: skip
-    if parity:
-        clock = time.perf_counter()
-        replayed = replay_target(kernel, replayable(), tr.target_output, data.domains[0].rows, parity_events)
+
+def _check_fitted_parity(result: FitResult, replayable: Callable[[], object], parity_events: int | None) -> None:
+    """Replay the fitted kernel over the first `parity_events` events; ParityError (keeping `result`) on a mismatch."""
+    tr, data = result.trace, result.data
+    with _timed(result.stages, "parity_s"):
+        replayed = replay_target(result.kernel, replayable(), tr.target_output, data.domains[0].rows, parity_events)
         with torch.no_grad():
-            pred = model().numpy()[: len(replayed)]
+            pred = result.model().numpy()[: len(replayed)]
         result.parity = _parity_stats(replayed, pred)
         result.kernel_predictions = replayed
-        stages["parity_s"] = time.perf_counter() - clock
-        try:
-            _check_parity(pred, replayed, data, "after fitting (the fitted kernel replayed)")
-        except FitError as e:
-            raise ParityError(str(e), result) from None
-    return result
+    try:
+        _check_parity(pred, replayed, data, "after fitting (the fitted kernel replayed)")
+    except FitError as e:
+        raise ParityError(str(e), result) from None
 
 
 def train_statistics(tr: Trace, data: FitData, train_rows: np.ndarray) -> dict[str, float]:
