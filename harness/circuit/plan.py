@@ -93,7 +93,30 @@ def build_plan(c: Circuit) -> CircuitPlan:
     _check_declarations(c)
     live = _live_nodes(c)
     order = _toposort(c, live)
+    static, runs, edge = _classify(c, order)
+    triggers, timers = _call_plans(c, order, runs)
+    stored = _stored_nodes(c, order, static, runs, triggers, timers)
+    param_users: dict[str, list[tuple[Node, str]]] = {name: [] for name in c.parameters}
+    for node in order:
+        for pname, pnode in node.param_nodes.items():
+            param_users[pnode.name].append((node, pname))
 
+    return CircuitPlan(
+        circuit_name=c.name,
+        order=tuple(order),
+        triggers=triggers,
+        timers=timers,
+        static=tuple(n for n in order if n in static),
+        stored=frozenset(stored),
+        edge=tuple(n for n in order if n in edge),
+        outputs=dict(c.outputs),
+        parameters=dict(c.parameters),
+        param_users={k: tuple(v) for k, v in param_users.items()},
+    )
+
+
+def _classify(c: Circuit, order: list[Node]) -> tuple[set[Node], dict[Node, set[str]], set[Node]]:
+    """The static nodes, where each node runs ("trigger:NAME" / "timer:NAME" keys) and the edge-triggered nodes."""
     static: set[Node] = set()
     runs: dict[Node, set[str]] = {}
     edge: set[Node] = set()
@@ -130,6 +153,13 @@ def build_plan(c: Circuit) -> CircuitPlan:
             and any(m in edge for m, obs in zip(node.inputs, node.observed, strict=True) if not obs)
         ):
             edge.add(node)
+    return static, runs, edge
+
+
+def _call_plans(
+    c: Circuit, order: list[Node], runs: dict[Node, set[str]]
+) -> tuple[dict[str, TriggerPlan], tuple[TimerPlan, ...]]:
+    """One plan per trigger and one per timer: the nodes that run there, in `order`."""
 
     def steps_of(key: str, exclude: Node | None = None) -> tuple[Node, ...]:
         return tuple(n for n in order if key in runs[n] and n.kind not in NEVER_RUNS and n is not exclude)
@@ -140,7 +170,18 @@ def build_plan(c: Circuit) -> CircuitPlan:
         sets = t.inputs + tuple(n for n in order if n.kind == "event" and key in runs[n])
         triggers[t.name] = TriggerPlan(t.name, sets, steps_of(key))
     timers = tuple(TimerPlan(n, steps_of(f"timer:{n.name}", exclude=n)) for n in order if n.op.timer)
+    return triggers, timers
 
+
+def _stored_nodes(
+    c: Circuit,
+    order: list[Node],
+    static: set[Node],
+    runs: dict[Node, set[str]],
+    triggers: dict[str, TriggerPlan],
+    timers: tuple[TimerPlan, ...],
+) -> set[Node]:
+    """The nodes living in kernel state (module docstring); a list input read outside its own events is an error."""
     stored: set[Node] = static | set(c.outputs.values()) | set(c.stored)
     stored |= {n for n in order if n.op.stateful or n.op.timer}
     plans: list[tuple[str, tuple[Node, ...]]] = [(f"trigger:{name}", p.steps) for name, p in triggers.items()]
@@ -159,24 +200,7 @@ def build_plan(c: Circuit) -> CircuitPlan:
                 + (f" (by {reader.name})" if reader is not None else "")
                 + "; list inputs exist only in their own events"
             )
-
-    param_users: dict[str, list[tuple[Node, str]]] = {name: [] for name in c.parameters}
-    for node in order:
-        for pname, pnode in node.param_nodes.items():
-            param_users[pnode.name].append((node, pname))
-
-    return CircuitPlan(
-        circuit_name=c.name,
-        order=tuple(order),
-        triggers=triggers,
-        timers=timers,
-        static=tuple(n for n in order if n in static),
-        stored=frozenset(stored),
-        edge=tuple(n for n in order if n in edge),
-        outputs=dict(c.outputs),
-        parameters=dict(c.parameters),
-        param_users={k: tuple(v) for k, v in param_users.items()},
-    )
+    return stored
 
 
 def _check_declarations(c: Circuit) -> None:
