@@ -146,12 +146,10 @@ def _outputs(ctx: Context) -> list[str]:
 
 def _column_needs(ctx: Context) -> list[str]:
     """Which rows of a block need each input column: those of the triggers that set it."""
-    lines = [
-        "// the rows of a block that need input column c: those of the triggers that set it",
-        "static HS_INLINE void column_needs(const std::uint64_t* rows_of, std::uint64_t* need) {"
-        if ctx.inputs
-        else "static HS_INLINE void column_needs(const std::uint64_t*, std::uint64_t*) {",
-    ]
+    comment = "// the rows of a block that need input column c: those of the triggers that set it"
+    if not ctx.inputs:
+        return [comment, "static HS_INLINE void column_needs(const std::uint64_t*, std::uint64_t*) {}", ""]
+    lines = [comment, "static HS_INLINE void column_needs(const std::uint64_t* rows_of, std::uint64_t* need) {"]
     for c, node in enumerate(ctx.inputs):
         need = " | ".join(f"rows_of[{j}]" for j in ctx.column_users(c)) or "0"
         lines.append(f"    need[{c}] = {need};  // {cpp_name(node.name)}")
