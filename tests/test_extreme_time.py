@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from strategies import same
+from tables import one_input_events
 
 import harness as hs
 from harness import ops
@@ -21,6 +22,7 @@ from harness.codegen.toolchain import vector_math_available
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 EXTREMES = [INT64_MIN, INT64_MIN + 1, -(2**62), -1_000_000_007, -1, 0, 1, 2**53 + 1, 2**62, INT64_MAX - 1, INT64_MAX]
+X = ("x",)  # the one input of decays(), set by trigger "x"
 HALFLIVES = [1e-9, 1.0, 3600.0, 1e9, 1e11, 1.2345e12, 1e300]
 
 
@@ -41,16 +43,6 @@ def kernels() -> tuple[hs.Kernel, hs.Kernel]:
     return hs.compile(decays(), backend="python"), hs.compile(decays())
 
 
-def events(times: list[int], xs: list[float]) -> pa.Table:
-    return pa.table(
-        {
-            "t": pa.array(times, pa.int64()),
-            "trigger": pa.array(["x"] * len(times), pa.string()),
-            "x": pa.array(xs, pa.float64()),
-        }
-    )
-
-
 def bits(x: float | None) -> str:
     return "invalid" if x is None else struct.pack("<d", x).hex()
 
@@ -66,7 +58,7 @@ def assert_same_replays(ref: hs.Kernel, cpp: hs.Kernel, table: pa.Table, label: 
 
 def test_events_at_the_int64_extremes_decay_to_the_reference_value(kernels: tuple[hs.Kernel, hs.Kernel]) -> None:
     ref, cpp = kernels
-    table = events([INT64_MIN, INT64_MAX], [2.0, 1.0])  # 2^64 - 1 ns apart: overflows int64
+    table = one_input_events([(INT64_MIN, "x", 2.0), (INT64_MAX, "x", 1.0)], X)  # 2^64 - 1 ns apart: overflows int64
     for k in (ref, cpp):
         k.set_params({"hl": 1.0})
         k.reset()
@@ -111,14 +103,17 @@ def test_random_extreme_gaps_agree_bit_for_bit(
     ref, cpp = kernels
     ref.set_params({"hl": hl})
     cpp.set_params({"hl": hl})
-    assert_same_replays(ref, cpp, events(t, xs[: len(t)]), f"t={t} hl={hl}")
+    table = one_input_events([(ti, "x", x) for ti, x in zip(t, xs[: len(t)], strict=True)], X)
+    assert_same_replays(ref, cpp, table, f"t={t} hl={hl}")
 
 
 @pytest.mark.skipif(vector_math_available() is not None, reason=str(vector_math_available()))
 def test_vector_math_weights_at_extreme_gaps_stay_finite_and_close() -> None:
     c = decays()
     ref, vec = hs.compile(c, backend="python"), hs.compile(c, vector_math="all")
-    table = events([INT64_MIN, -1, INT64_MAX - 5, INT64_MAX], [2.0, 1.0, 4.0, 8.0])
+    table = one_input_events(
+        [(INT64_MIN, "x", 2.0), (-1, "x", 1.0), (INT64_MAX - 5, "x", 4.0), (INT64_MAX, "x", 8.0)], X
+    )
     for hl in (1.0, 1e10, 1e11):
         ref.set_params({"hl": hl})
         vec.set_params({"hl": hl})

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tables import book_row, market_events, trade_row
 
 import harness as hs
 from harness.errors import EventsError
-from harness.streams import schema
 
 FIELDS = ("bid_price", "bid_size", "ask_price", "ask_size", "mid", "wmid", "spread", "crossed")
 
@@ -43,25 +43,6 @@ def kernel(backend: str, crossed: str = "invalid") -> hs.Kernel:
     k = _KERNELS[key]
     k.reset()
     return k
-
-
-def book_row(t: int, levels: list[tuple[float, float, float]], snapshot: float = 0.0) -> dict[str, Any]:
-    return {
-        "t": t,
-        "trigger": "book",
-        "book_side": [lv[0] for lv in levels],
-        "book_price": [lv[1] for lv in levels],
-        "book_amount": [lv[2] for lv in levels],
-        "book_snapshot": snapshot,
-    }
-
-
-def trade_row(t: int, price: float, amount: float, side: float) -> dict[str, Any]:
-    return {"t": t, "trigger": "trade", "trade_price": price, "trade_amount": amount, "trade_side": side}
-
-
-def events(rows: list[dict[str, Any]]) -> pa.Table:
-    return schema.conform(pa.Table.from_pylist(rows, schema=pa.schema([f for f in schema.SCHEMA][:11])))
 
 
 B, A = 1.0, -1.0
@@ -98,7 +79,7 @@ EXPECTED = {
 
 
 def test_golden_book(backend: str) -> None:
-    out = kernel(backend).replay(events(GOLDEN))
+    out = kernel(backend).replay(market_events(GOLDEN))
     for name, want in EXPECTED.items():
         assert out.column(name).to_pylist() == want, name
 
@@ -114,7 +95,7 @@ def test_golden_book_event_by_event_with_call(backend: str) -> None:
 
 def test_book_survives_any_chunking(backend: str) -> None:
     """List columns sliced at any offset (record batches of 1..4 rows) give the same result."""
-    table = events(GOLDEN * 3)
+    table = market_events(GOLDEN * 3)
     table = table.set_column(0, "t", pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64)))
     whole = kernel(backend).replay(table)
     for size in (1, 3, 4):
@@ -126,13 +107,13 @@ def test_book_survives_any_chunking(backend: str) -> None:
 def test_crossed_error_mode_names_row_and_prices(backend: str) -> None:
     k = kernel(backend, "error")
     with pytest.raises(EventsError) as err:
-        k.replay(events(GOLDEN))
+        k.replay(market_events(GOLDEN))
     msg = str(err.value)
     assert "row 4 (t=5, trigger 'book')" in msg
     assert "the book is crossed after this message (best bid 100.5 >= best ask 100.0)" in msg
     # the failing batch left no trace: the state is the one before the batch
     assert k.value("mid") is None
-    again = k.replay(events(GOLDEN[:4]))
+    again = k.replay(market_events(GOLDEN[:4]))
     assert again.column("mid").to_pylist() == EXPECTED["mid"][:4]
 
 
@@ -151,7 +132,7 @@ BAD = [
 def test_bad_level_updates_are_named(backend: str, levels: list[tuple[float, float, float]], rule: str) -> None:
     rows = [GOLDEN[0], book_row(2, [(B, 99.5, 1.0), *levels])]
     with pytest.raises(EventsError, match="row 1 \\(t=2, trigger 'book'\\)") as err:
-        kernel(backend).replay(events(rows))
+        kernel(backend).replay(market_events(rows))
     assert rule in str(err.value)
 
 
@@ -159,14 +140,14 @@ def test_list_lengths_must_agree(backend: str) -> None:
     rows = [book_row(1, [(B, 100.0, 1.0)])]
     rows[0]["book_amount"] = [1.0, 2.0]
     with pytest.raises(EventsError, match="side, price and amount lists differ in length \\(1 prices, 2\\)"):
-        kernel(backend).replay(events(rows))
+        kernel(backend).replay(market_events(rows))
 
 
 def test_null_list_in_a_book_row_is_named(backend: str) -> None:
     rows = [book_row(1, [(B, 100.0, 1.0)])]
     rows[0]["book_price"] = None
     with pytest.raises(EventsError, match="book_price"):
-        kernel(backend).replay(events(rows))
+        kernel(backend).replay(market_events(rows))
 
 
 def test_error_messages_identical_across_backends() -> None:
@@ -174,7 +155,7 @@ def test_error_messages_identical_across_backends() -> None:
     messages = []
     for backend in ("python", "cpp"):
         with pytest.raises(EventsError) as err:
-            kernel(backend).replay(events(rows))
+            kernel(backend).replay(market_events(rows))
         messages.append(str(err.value))
     assert messages[0] == messages[1]
 
@@ -224,7 +205,7 @@ def random_events(messages: list[tuple[Any, ...]]) -> pa.Table:
             rows.append(book_row(t, m[1], snapshot=m[2]))
         else:
             rows.append(trade_row(t, m[1], 1.0, m[2]))
-    return events(rows)
+    return market_events(rows)
 
 
 @given(st.lists(message_strategy, min_size=1, max_size=40), st.sampled_from(["invalid", "error"]))

@@ -4,30 +4,17 @@ jumps across the ladder's window; C++ and the reference agree on every row."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tables import book_row, market_events
 
 import harness as hs
 from harness.errors import EventsError
 from harness.lib.book import SCALES, grid_index
-from harness.streams import schema
 
 B, A = 1.0, -1.0
-
-
-def book_row(t: int, levels: list[tuple[float, float, float]], snapshot: float = 0.0) -> dict[str, Any]:
-    return {
-        "t": t, "trigger": "book", "book_side": [lv[0] for lv in levels], "book_price": [lv[1] for lv in levels],
-        "book_amount": [lv[2] for lv in levels], "book_snapshot": snapshot,
-    }  # fmt: skip
-
-
-def events(rows: list[dict[str, Any]]) -> pa.Table:
-    return schema.conform(pa.Table.from_pylist(rows, schema=pa.schema(list(schema.SCHEMA)[:11])))
 
 
 def grid_circuit(tick: float = 0.0) -> hs.Circuit:
@@ -105,10 +92,10 @@ def test_every_decimal_grid_holds_its_own_multiples() -> None:
 
 def test_a_given_tick_rejects_a_price_off_its_grid() -> None:
     rows = [book_row(1, [(B, 100.0, 1.0), (A, 100.5, 1.0)], 1.0), book_row(2, [(B, 100.25, 2.0)])]
-    msg = both(events(rows), tick=0.5)
+    msg = both(market_events(rows), tick=0.5)
     assert isinstance(msg, str)
     assert "row 1 (t=2, trigger 'book')" in msg and "price 100.25 is off the price grid of tick 0.5" in msg
-    out = both(events(rows[:1]), tick=0.5)
+    out = both(market_events(rows[:1]), tick=0.5)
     assert not isinstance(out, str) and out.column("mid").to_pylist() == [100.25]
 
 
@@ -120,7 +107,7 @@ def test_an_inferred_grid_becomes_finer_when_a_price_needs_it() -> None:
         book_row(4, [(B, 100.5, 0.0), (A, 100.75, 0.0)]),
         book_row(5, [(B, 100.00000001, 5.0)]),  # tick 1e-8
     ]
-    out = both(events(rows))
+    out = both(market_events(rows))
     assert not isinstance(out, str)
     assert out.column("bid_price").to_pylist() == [100.0, 100.5, 100.5, 100.0, 100.00000001]
     assert out.column("ask_price").to_pylist() == [101.0, 101.0, 100.75, 100.8, 100.8]
@@ -130,13 +117,13 @@ def test_an_inferred_grid_becomes_finer_when_a_price_needs_it() -> None:
 
 def test_a_price_on_no_decimal_grid_is_an_error() -> None:
     rows = [book_row(1, [(B, 1.0 / 3.0, 1.0)], 1.0)]
-    msg = both(events(rows))
+    msg = both(market_events(rows))
     assert isinstance(msg, str) and "lies on no decimal price grid of at most 12 decimals" in msg
     assert "hs.lib.market(c, tick=...)" in msg
 
 
 def test_an_infinite_price_is_an_error() -> None:
-    msg = both(events([book_row(1, [(A, float("inf"), 1.0)], 1.0)]))
+    msg = both(market_events([book_row(1, [(A, float("inf"), 1.0)], 1.0)]))
     assert isinstance(msg, str) and "a level update has price inf; prices must be finite" in msg
 
 
@@ -158,7 +145,7 @@ def test_levels_far_from_the_touch_and_a_touch_that_jumps() -> None:
         ask = round(price + 0.01, 2)
         price = round(price + 7.0, 2)
         rows.append(book_row(t, [(B, price, 1.0), (A, ask, 0.0), (A, round(price + 0.01, 2), 1.0)]))
-    out = both(events(rows))
+    out = both(market_events(rows))
     assert not isinstance(out, str)
     assert out.column("bid_price").to_pylist()[:3] == [100.0, 0.5, 5000.0]
     assert out.column("ask_price").to_pylist()[:3] == [100.01, 9000.0, 5000.01]
@@ -188,7 +175,7 @@ def grid_streams(draw: st.DrawFn) -> pa.Table:
         prices = _prices(d, center, [-abs(o) - 1 if s > 0 else abs(o) for s, o in zip(sides, offs, strict=True)])
         snapshot = 1.0 if t == 1 or draw(st.integers(0, 14)) == 0 else 0.0
         rows.append(book_row(t, list(zip(sides, prices, amounts, strict=True)), snapshot))
-    return events(rows)
+    return market_events(rows)
 
 
 @given(grid_streams())

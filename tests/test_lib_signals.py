@@ -11,32 +11,14 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tables import book_row, market_events, trade_row
 
 import harness as hs
 from harness.lib.book import Book
 from harness.lib.impulse import Impulse, fair_of, full_sums
-from harness.streams import schema
 
 B, A = 1.0, -1.0
 MS = 1_000_000
-
-
-def book_row(t: int, levels: list[tuple[float, float, float]], snapshot: float = 0.0) -> dict[str, Any]:
-    return {
-        "t": t, "trigger": "book", "book_side": [lv[0] for lv in levels], "book_price": [lv[1] for lv in levels],
-        "book_amount": [lv[2] for lv in levels], "book_snapshot": snapshot, "t_exchange": t,
-    }  # fmt: skip
-
-
-def trade_row(t: int, price: float, amount: float, side: float, te: int | None = None) -> dict[str, Any]:
-    return {
-        "t": t, "trigger": "trade", "trade_price": price, "trade_amount": amount, "trade_side": side,
-        "t_exchange": t if te is None else te,
-    }  # fmt: skip
-
-
-def events(rows: list[dict[str, Any]]) -> pa.Table:
-    return schema.conform(pa.Table.from_pylist(rows, schema=pa.schema(list(schema.SCHEMA)[:11])))
 
 
 def signals_circuit() -> hs.Circuit:
@@ -81,7 +63,7 @@ def test_golden_book_signals(backend: str) -> None:
         book_row(1, [(B, 100.0, 2.0), (B, 99.0, 1.0), (B, 98.5, 4.0), (A, 101.0, 1.0), (A, 103.0, 5.0)], 1.0),
         book_row(2, [(A, 101.0, 3.0)]),
     ]
-    out = kernel(backend).replay(events(rows)).to_pydict()
+    out = kernel(backend).replay(market_events(rows, exchange_clock=True)).to_pydict()
     assert out["imb2"] == [(3.0 - 6.0) / 9.0, (3.0 - 8.0) / 11.0]
     assert out["bid_band"] == [3.0, 3.0] and out["ask_band"] == [1.0, 3.0]  # within 1.0 of the best price
     # impulse, distance 1, anchor = mid 100.5: B = 2e^-0.5 + e^-1.5 + 4e^-2, A = e^-0.5 + 5e^-2.5
@@ -108,7 +90,7 @@ def test_bursts_end_on_side_flip_exchange_gap_and_timer(backend: str) -> None:
         book_row(200 * MS, [(B, 99.0, 1.0)]),  # 50 ms after the last trade the timer completes the burst
     ]
     k = kernel(backend)
-    out = k.replay(events(rows), timer_rows=True).to_pydict()
+    out = k.replay(market_events(rows, exchange_clock=True), timer_rows=True).to_pydict()
     names = k.row_sources()
     src = out["source"]
     done = [i for i, v in enumerate(out["burst"]) if v is not None]
@@ -176,7 +158,7 @@ def market_streams(draw: st.DrawFn) -> pa.Table:
             te = t + draw(st.sampled_from([0, -2 * MS, 8 * MS, 20 * MS]))
             side = draw(st.sampled_from([B, A, 0.0]))
             rows.append(trade_row(t, draw(st.floats(95, 106)), draw(st.sampled_from([0.5, 1.0, 2.0])), side, te))
-    return events(rows)
+    return market_events(rows, exchange_clock=True)
 
 
 @given(market_streams())

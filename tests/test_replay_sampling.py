@@ -9,12 +9,14 @@ import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tables import one_input_events
 
 import harness as hs
 from harness import ops
 from harness.replay import LabelError, SamplerError
 
 S = 1_000_000_000
+XY = ("x", "y")  # the inputs of timer_circuit, each set by its own trigger
 
 
 def timer_circuit() -> hs.Circuit:
@@ -42,25 +44,14 @@ def kernel(circuit: hs.Circuit, backend: str) -> hs.Kernel:
     return k
 
 
-def xy_events(rows: list[tuple[int, str, float]]) -> pa.Table:
-    t, trig, x, y = [], [], [], []
-    for at, name, v in rows:
-        t.append(at)
-        trig.append(name)
-        x.append(v if name == "x" else None)
-        y.append(v if name == "y" else None)
-    return pa.table(
-        {"t": pa.array(t, pa.int64()), "trigger": trig, "x": pa.array(x, pa.float64()), "y": pa.array(y, pa.float64())}
-    )
-
-
-CRAFTED = xy_events(
+CRAFTED = one_input_events(
     [
         (S // 10, "x", 1.0),  # grid starts: ticks at 0.5, 1.0, 1.5, ...
         (S // 5, "y", 7.0),  # quiet fires at 0.5 s, after the 0.5 s tick (plan order)
         (S + S // 5, "x", 3.0),  # the 1.0 s tick fires first
         (2 * S, "y", 1.0),  # 1.5 s and 2.0 s ticks fire first (2.0 s is due at the event's own time)
-    ]
+    ],
+    XY,
 )
 
 
@@ -261,7 +252,7 @@ def test_labels_match_brute_force_on_irregular_times(steps: list, horizon: float
 
 
 def test_several_horizons_drop_a_row_once() -> None:
-    events = xy_events([(0, "x", 1.0), (S, "x", 2.0), (2 * S, "x", 4.0), (3 * S, "x", 8.0)])
+    events = one_input_events([(0, "x", 1.0), (S, "x", 2.0), (2 * S, "x", 4.0), (3 * S, "x", 8.0)], XY)
     rec = hs.replay.record(
         kernel(timer_circuit(), "cpp"), events, labels=[("x", (1.0, 2.0), "difference")], outputs=["x"]
     )
@@ -274,7 +265,7 @@ def test_several_horizons_drop_a_row_once() -> None:
 
 def test_horizon_lands_exactly_on_an_event() -> None:
     """An event at exactly t + h counts (all rows at that time applied), one ns later does not."""
-    events = xy_events([(0, "x", 1.0), (S, "x", 2.0), (S, "x", 3.0), (S + 1, "x", 9.0), (5 * S, "y", 0.0)])
+    events = one_input_events([(0, "x", 1.0), (S, "x", 2.0), (S, "x", 3.0), (S + 1, "x", 9.0), (5 * S, "y", 0.0)], XY)
     rec = hs.replay.record(kernel(timer_circuit(), "python"), events, labels=[("x", 1.0, "value")], outputs=[])
     assert rec.table.column("label_x_value_1s").to_pylist()[0] == 3.0
 

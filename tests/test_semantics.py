@@ -8,6 +8,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from tables import scalar_events
 
 import harness as hs
 from harness import ops
@@ -24,21 +25,7 @@ def market() -> tuple[hs.Circuit, dict[str, Any]]:
     return c, {"bid": bid, "ask": ask, "size": size, "book": book, "trade": trade, "mid": (bid + ask) / 2.0}
 
 
-def events(rows: list[tuple[int, str, dict[str, float]]]) -> pa.Table:
-    cols: dict[str, list[Any]] = {"t": [], "trigger": [], "bid": [], "ask": [], "size": []}
-    for t, trig, vals in rows:
-        cols["t"].append(t)
-        cols["trigger"].append(trig)
-        for k in ("bid", "ask", "size"):
-            cols[k].append(vals.get(k))
-    return pa.table(
-        {
-            "t": pa.array(cols["t"], pa.int64()),
-            **{k: pa.array(v, pa.float64()) if k != "trigger" else v for k, v in cols.items() if k != "t"},
-        }
-    )
-
-
+INPUTS = ("bid", "ask", "size")
 ROWS = [
     (1 * S, "trade", {"size": 2.0}),
     (2 * S, "book", {"bid": 99.0, "ask": 101.0}),
@@ -53,7 +40,7 @@ def test_validity_invalid_inputs_give_null_never_zero(backend: str) -> None:
     c.output("mid", m["mid"])
     c.output("notional", m["size"] * m["mid"])
     c.output("ew", ops.ewma(m["mid"], 1.0))
-    r = hs.compile(c, backend=backend).replay(events(ROWS))
+    r = hs.compile(c, backend=backend).replay(scalar_events(ROWS, INPUTS))
     assert r.column("mid").to_pylist() == [None, 100.0, 100.0, 101.0, 101.0]
     # row 0: the trade arrives before any book: mid invalid, so the product is invalid (null, not 0)
     assert r.column("notional").to_pylist() == [None, 200.0, -100.0, -101.0, 303.0]
@@ -64,7 +51,7 @@ def test_validity_invalid_inputs_give_null_never_zero(backend: str) -> None:
 def test_select_validity_follows_the_chosen_branch(backend: str) -> None:
     c, m = market()
     c.output("s", ops.select(m["size"] > 0.0, m["size"], m["mid"]))
-    r = hs.compile(c, backend=backend).replay(events(ROWS))
+    r = hs.compile(c, backend=backend).replay(scalar_events(ROWS, INPUTS))
     # row 0: size > 0 picks size (valid) although mid is invalid; rows 2-3: size < 0 picks mid
     assert r.column("s").to_pylist() == [2.0, 2.0, 100.0, 101.0, 3.0]
 
@@ -75,7 +62,7 @@ def test_edge_triggered_outputs_are_valid_only_in_their_event(backend: str) -> N
     c.output("trade_size", m["size"] * m["trade"].event)  # edge propagates through stateless ops
     c.output("last_size", m["size"] * 1.0)  # a level output keeps its value
     c.output("n_trades", ops.count(m["trade"]))
-    r = hs.compile(c, backend=backend).replay(events(ROWS))
+    r = hs.compile(c, backend=backend).replay(scalar_events(ROWS, INPUTS))
     assert r.column("trade_flag").to_pylist() == [1.0, None, 1.0, None, 1.0]
     assert r.column("trade_size").to_pylist() == [2.0, None, -1.0, None, 3.0]
     assert r.column("last_size").to_pylist() == [2.0, 2.0, -1.0, -1.0, 3.0]
@@ -92,7 +79,7 @@ def test_observed_inputs_are_read_but_do_not_trigger(backend: str) -> None:
     assert signal not in plan.triggers["book"].steps
     assert signal in plan.triggers["trade"].steps
     assert plan.is_stored(m["mid"])  # read by trade events, computed by book events
-    r = hs.compile(c, backend=backend).replay(events(ROWS))
+    r = hs.compile(c, backend=backend).replay(scalar_events(ROWS, INPUTS))
     # book events do not update it (level output keeps the last trade's value)
     assert r.column("signal").to_pylist() == [None, None, -100.0, -100.0, 303.0]
 
@@ -101,7 +88,7 @@ def test_ewma_of_an_observed_input_needs_a_trigger(backend: str) -> None:
     c, m = market()
     c.output("x", ops.ewma(m["size"] + hs.observe(m["mid"]), 1.0))
     k = hs.compile(c, backend=backend)
-    k.replay(events(ROWS))
+    k.replay(scalar_events(ROWS, INPUTS))
     assert k.value("x") is not None
 
 
@@ -243,7 +230,7 @@ def test_replay_accepts_batches_and_carries_state(backend: str) -> None:
     c, m = market()
     c.output("ew", ops.ewma(m["mid"], 2.0))
     c.output("ps", ops.decay_sum(m["size"], 1.0))
-    table = events(ROWS)
+    table = scalar_events(ROWS, INPUTS)
     whole = hs.compile(c, backend=backend).replay(table)
     k = hs.compile(c, backend=backend)
     parts = [k.replay(b) for b in table.to_batches(max_chunksize=2)]
