@@ -16,14 +16,14 @@ import pyarrow as pa
 from harness.circuit.node import Node
 from harness.circuit.operator import OperatorError, StepContext
 from harness.errors import EventsError
+from harness.events import check_rows
 from harness.kernel import Kernel
-from harness.replay.events import check_rows
 
 INT64_MAX = 2**63 - 1  # the last event time; a timer due at or after it never fires (as in the C++ kernel)
 
 if TYPE_CHECKING:
     from harness.circuit.builder import Circuit
-    from harness.replay.events import EventBatch
+    from harness.events import EventBatch
 
 
 class ReferenceKernel(Kernel):

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from harness.circuit.leaves import is_list_input
 from harness.errors import CircuitError, EventsError, ParamError
-from harness.replay.events import EventBatch, EventSchema, iter_batches, prepare_batch
+from harness.events import EventBatch, EventSchema, iter_batches, prepare_batch
 
 if TYPE_CHECKING:
     from harness.circuit.builder import Circuit

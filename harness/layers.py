@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent  # the harness package
 EXTENSIONS = ("harness._native",)  # compiled modules (CMakeLists.txt): part of the graph, with no imports
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("harness.errors", "harness.names", "harness.layers", "harness._native")),
+    ("base", ("harness.errors", "harness.names", "harness.events", "harness.layers", "harness._native")),
     ("core", ("harness.ops", "harness.circuit")),
     ("backends", ("harness.interpreter", "harness.codegen", "harness.kernel")),
     ("library", ("harness.lib", "harness.circuits", "harness.examples")),

@@ -1,52 +1,5 @@
-"""The one sanitiser of generated C++: identifiers and numbers reach a kernel's source only through here.
+"""The C++ literal sanitiser, re-exported: it lives in `harness.names`, below the operators that use it too."""
 
-Names are re-checked against the builder's rule and refused otherwise; doubles are emitted in their
-shortest round-trip form (`repr`), which the compiler parses back to the same bits; inf and the default
-quiet nan as named constants, any other nan by its bits (sign and payload kept). Nothing a user typed is
-pasted into C++ unchecked.
-"""
+from harness.names import INT64_MAX, INT64_MIN, QUIET_NAN_BITS, cpp_double, cpp_int, cpp_name
 
-from __future__ import annotations
-
-import math
-import re
-import struct
-
-from harness.errors import CircuitError
-from harness.names import IDENTIFIER
-
-_FLOAT = re.compile(r"-?(\d+\.\d*|\d+)(e[+-]?\d+)?")
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-QUIET_NAN_BITS = 0x7FF8000000000000  # std::numeric_limits<double>::quiet_NaN(), Python's float("nan")
-
-
-def cpp_name(name: object, what: str = "name") -> str:
-    """`name` if it is a plain identifier (safe in comments, strings and identifiers), else CircuitError."""
-    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name) or len(name) > 256:
-        raise CircuitError(f"code generation refused {what} {name!r}: not an identifier [A-Za-z_][A-Za-z0-9_]*")
-    return name
-
-
-def cpp_double(x: float) -> str:
-    """A C++ double expression that evaluates to exactly `x`, NaNs included (same sign, payload, quiet bit)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise CircuitError(f"code generation refused the value {x!r}: not a number")
-    x = float(x)
-    if math.isnan(x):
-        bits = struct.unpack("<Q", struct.pack("<d", x))[0]
-        return "HS_NAN" if bits == QUIET_NAN_BITS else f"hs::f64_from_bits(UINT64_C(0x{bits:016x}))"
-    if math.isinf(x):
-        return "HS_INF" if x > 0 else "(-HS_INF)"
-    text = repr(x)
-    if not _FLOAT.fullmatch(text):
-        raise CircuitError(f"code generation refused the value {x!r}: unexpected literal {text!r}")
-    return f"({text})" if text.startswith("-") else text
-
-
-def cpp_int(n: int) -> str:
-    """An int64_t literal for `n`."""
-    if isinstance(n, bool) or not isinstance(n, int) or not INT64_MIN <= n <= INT64_MAX:
-        raise CircuitError(f"code generation refused the integer {n!r}: not an int64")
-    if n == INT64_MIN:
-        return "INT64_MIN"
-    return f"INT64_C({n})"
+__all__ = ["INT64_MAX", "INT64_MIN", "QUIET_NAN_BITS", "cpp_double", "cpp_int", "cpp_name"]

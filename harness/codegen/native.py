@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 
 from harness.errors import EventsError
+from harness.events import ERR_MEMORY, ERR_OPERATOR, row_error
 from harness.kernel import Kernel
-from harness.replay.events import ERR_MEMORY, ERR_OPERATOR, row_error
 
 INT64_MIN = -(2**63)
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from harness.circuit.builder import Circuit
     from harness.codegen.cache import CacheEntry
     from harness.codegen.emit import KernelSource
-    from harness.replay.events import EventBatch
+    from harness.events import EventBatch
 
 _LOADED: dict[str, ModuleType] = {}
 _LOAD_LOCK = threading.Lock()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.circuit.operator import Operator, Param, StepContext
-from harness.codegen.literals import cpp_int
+from harness.names import cpp_int
 from harness.ops.numeric import twin
 
 DURATION = Param(

@@ -10,7 +10,7 @@ runtime in `cpp/harness/kernel.hpp` (templates over the traits struct the kernel
 
 Identifiers in the output are positional (`v12`, `k12` = value and validity of plan node 12, `o12` its
 operator state); every node gets a comment with its name, operator and outputs. Names and numbers reach the
-source only through `harness.codegen.literals`. The same circuit always gives the same bytes (no timestamps,
+source only through `harness.names` (the sanitiser). The same circuit always gives the same bytes (no timestamps,
 no counters, plan order only).
 """
 
@@ -26,8 +26,8 @@ from harness.codegen.emit.state import emit_pre, emit_state
 from harness.codegen.emit.traits import emit_traits
 from harness.codegen.emit.vector import LEVELS as VECTOR_MATH_LEVELS
 from harness.codegen.emit.vector import plan_vector_math, vector_math_level
-from harness.codegen.literals import cpp_name
 from harness.errors import CircuitError
+from harness.names import cpp_name
 
 GENERATOR_VERSION = "2"
 RUNTIME_HEADER = "harness/kernel.hpp"

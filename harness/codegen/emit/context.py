@@ -2,7 +2,7 @@
 
 Identifiers in the output are positional (`v12`, `k12` = value and validity of plan node 12, `o12` its
 operator state, `s.due[w]` the slot of timer w); every node's comment names it as the user does. Names and
-numbers reach the source only through `harness.codegen.literals`.
+numbers reach the source only through `harness.names` (the sanitiser).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from harness.circuit.leaves import is_list_input
 from harness.circuit.node import Node
 from harness.circuit.plan import CircuitPlan
 from harness.codegen.emit.vector import VectorPlan
-from harness.codegen.literals import cpp_double, cpp_int, cpp_name
+from harness.names import cpp_double, cpp_int, cpp_name
 
 
 @dataclass

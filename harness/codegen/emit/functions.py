@@ -6,7 +6,7 @@ from harness.circuit.leaves import is_list_input
 from harness.circuit.node import Node
 from harness.codegen.emit.context import Context
 from harness.codegen.emit.nodes import step
-from harness.codegen.literals import cpp_name
+from harness.names import cpp_name
 
 
 def emit_timers(ctx: Context) -> list[str]:

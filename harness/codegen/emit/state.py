@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness.circuit.leaves import is_list_input
 from harness.codegen.emit.context import Context
-from harness.codegen.literals import cpp_name
+from harness.names import cpp_name
 
 
 def emit_state(ctx: Context) -> list[str]:
