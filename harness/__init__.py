@@ -1,4 +1,4 @@
-"""harness: an experiment harness for event-driven signal circuits (see README.md and DESIGN notes)."""
+"""harness: an experiment harness for event-driven signal circuits (see README.md and ARCHITECTURE.md)."""
 
 import importlib
 from typing import Any

@@ -1,4 +1,4 @@
-"""The events-table contract (DESIGN.md §4), shared by every backend; it sits below them (harness/layers.py).
+"""The events-table contract (README "Events tables"), shared by every backend; it sits below them (harness/layers.py).
 
 An events table has `t` (int64 ns, non-decreasing), `trigger` (string) and one float column per input,
 null where the row's trigger does not set it. Extra columns are ignored. Tables arrive whole, as record

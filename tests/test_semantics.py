@@ -1,4 +1,5 @@
-"""Circuit semantics (DESIGN.md §2): validity, edge-triggered outputs, observed inputs, timers, parameters."""
+"""Circuit semantics as the README's "Circuit semantics" states them: validity, edge-triggered outputs, observed
+inputs, timers, parameters."""
 
 from __future__ import annotations
 

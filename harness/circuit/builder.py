@@ -39,7 +39,7 @@ class Trigger:
 
 
 class Circuit:
-    """A dataflow graph of operators over event-driven inputs (DESIGN.md §2, §4)."""
+    """A dataflow graph of operators over event-driven inputs (README: "Circuit semantics", "Events tables")."""
 
     def __init__(self, name: str) -> None:
         self.name = check_name(name, "circuit")
