@@ -4,9 +4,9 @@ import importlib
 from typing import Any
 
 from harness import lib, ops, replay, streams
+from harness.backends import Kernel, compile
 from harness.circuit import Circuit, Node, Trigger, observe
 from harness.errors import CircuitError, DataError, EventsError, FitError, HarnessError, ParamError
-from harness.kernel import Kernel, compile
 
 __version__ = "0.1.0"
 

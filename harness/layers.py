@@ -3,11 +3,17 @@
 A module may import modules of its own layer or of a layer below, never one above, and no import cycle may join
 modules (tests/test_layers.py checks both on every module under harness/; imports inside functions count). Imports
 under `if TYPE_CHECKING:` do not count (they never run). A module belongs to the layer of the longest prefix
-listed here; `python -m harness.layers` prints the violations.
+listed here (so a new module under harness/backends/ belongs to the compile layer until it is listed below it);
+`python -m harness.layers` prints the violations.
 
-    base      errors, names, this table, _native (the compiled C++ runtime helpers; imports nothing)
+    base      errors, names, events, this table, _native (the compiled C++ runtime helpers; imports nothing)
+              (names: the one sanitiser of names and C++ literals; events: the events-table contract)
     core      ops, circuit                         (operators and the circuit graph)
-    backends  interpreter, codegen, kernel         (a circuit compiled: reference interpreter, C++ kernels)
+    backends  backends.interface, .reference, .native, codegen
+                                                   (the Kernel interface and the backends: reference
+                                                   interpreter, generated C++ kernels and their toolchain)
+    compile   backends (the package: `hs.compile`), kernel (its old import path)
+                                                   (the factory, above the backends it picks from)
     library   lib, circuits, examples              (circuits built from the operators)
     streams   streams                              (event readers and generators)
     replay    replay                               (a kernel driven over events: record, sampling, labels)
@@ -30,7 +36,11 @@ EXTENSIONS = ("harness._native",)  # compiled modules (CMakeLists.txt): part of 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("base", ("harness.errors", "harness.names", "harness.events", "harness.layers", "harness._native")),
     ("core", ("harness.ops", "harness.circuit")),
-    ("backends", ("harness.interpreter", "harness.codegen", "harness.kernel")),
+    (
+        "backends",
+        ("harness.backends.interface", "harness.backends.reference", "harness.backends.native", "harness.codegen"),
+    ),
+    ("compile", ("harness.backends", "harness.kernel")),
     ("library", ("harness.lib", "harness.circuits", "harness.examples")),
     ("streams", ("harness.streams",)),
     ("replay", ("harness.replay",)),

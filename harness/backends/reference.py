@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from harness.backends.interface import Kernel
 from harness.circuit.node import Node
 from harness.circuit.operator import OperatorError, StepContext
 from harness.errors import EventsError
 from harness.events import check_rows
-from harness.kernel import Kernel
 
 INT64_MAX = 2**63 - 1  # the last event time; a timer due at or after it never fires (as in the C++ kernel)
 
