@@ -6,13 +6,14 @@ under `if TYPE_CHECKING:` do not count (they never run). A module belongs to the
 listed here (so a new module under harness/backends/ belongs to the compile layer until it is listed below it);
 `python -m harness.layers` prints the violations.
 
-    base      errors, names, events, this table, _native (the compiled C++ runtime helpers; imports nothing)
-              (names: the one sanitiser of names and C++ literals; events: the events-table contract)
+    base      errors, names, events, this table, _native
+                                                   (error types; the sanitiser of names and C++ literals; the
+                                                   events-table contract; the compiled C++ runtime helpers)
     core      ops, circuit                         (operators and the circuit graph)
     backends  backends.interface, .reference, .native, codegen
-                                                   (the Kernel interface and the backends: reference
+                                                   (the Kernel interface and its backends: the reference
                                                    interpreter, generated C++ kernels and their toolchain)
-    compile   backends (the package: `hs.compile`), kernel (its old import path)
+    compile   backends (the package: hs.compile), kernel (its old import path)
                                                    (the factory, above the backends it picks from)
     library   lib, circuits, examples              (circuits built from the operators)
     streams   streams                              (event readers and generators)
