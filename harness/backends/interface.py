@@ -27,6 +27,10 @@ class Kernel:
     """A compiled circuit: feed it events one at a time (`call`) or as a table (`replay`)."""
 
     backend: str = ""
+    # what a run logs as the kernel's identity: its cache key and generated source (a backend without a compiled
+    # artifact, the reference interpreter, is "python" with no source)
+    kernel_hash: str = "python"
+    source: str | None = None
 
     def __init__(self, circuit: Circuit) -> None:
         plan = circuit.plan()
