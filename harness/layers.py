@@ -16,13 +16,13 @@ listed here (so a new module under harness/backends/ belongs to the compile laye
     compile   backends (the package: hs.compile), kernel (its old import path)
                                                    (the factory, above the backends it picks from)
     library   lib, circuits, examples              (circuits built from the operators)
-    streams   streams                              (event readers and generators)
+    streams   streams, data                        (event readers and generators; data: the `hs.data` catalog facade)
     replay    replay                               (a kernel driven over events: record, sampling, labels)
     fit       fit                                  (training a circuit's parameters)
     track     track                                (tracking primitives: the store, what a run logs, RunLogger)
     pipeline  pipeline                             (config -> circuit, events, fit, evaluation, logging)
     runs      runs                                 (above the pipeline: `harness runs`, run replay, sweeps)
-    api       harness (the `hs` facade), cli, __main__
+    api       harness (the `hs` facade), cli, data_cli, __main__
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("compile", ("harness.backends", "harness.kernel")),
     ("library", ("harness.lib", "harness.circuits", "harness.examples")),
-    ("streams", ("harness.streams",)),
+    ("streams", ("harness.streams", "harness.data")),
     ("replay", ("harness.replay",)),
     ("fit", ("harness.fit",)),
     ("track", ("harness.track",)),
     ("pipeline", ("harness.pipeline",)),
     ("runs", ("harness.runs",)),
-    ("api", ("harness", "harness.cli", "harness.__main__")),
+    ("api", ("harness", "harness.cli", "harness.data_cli", "harness.__main__")),
 )
 RANK = {name: i for i, (name, _) in enumerate(LAYERS)}
 

@@ -18,6 +18,7 @@ from harness import streams
 from harness.errors import HarnessError
 from harness.pipeline.events import DEFAULT_CHUNK, Events
 from harness.pipeline.targets import ConfigError
+from harness.streams import catalog as market_catalog
 from harness.streams.rules import Rules
 
 GLOB_CHARS = "*?["
@@ -121,3 +122,52 @@ def parquet(
         raise ConfigError(f"stream.path={path!r} matches {len(found)} files; a parquet stream reads one")
     table = streams.read_parquet(found[0], rules=_rules(rules))
     return _file_events(table, {"path": found}, "parquet", chunk, limit)
+
+
+def _catalog_markets(root: Path, markets: Any) -> list[str]:
+    """`stream.markets`: a name or a list of names; None: the catalog's only market (several: name them)."""
+    held = market_catalog.markets(root)
+    if markets is None:
+        if len(held) != 1:
+            raise ConfigError(f"stream.markets: the catalog {root} holds markets {held}; name the ones to read")
+        return held
+    names = [markets] if isinstance(markets, str) else list(markets)
+    if not names or not all(isinstance(m, str) for m in names):
+        raise ConfigError(f"stream.markets={markets!r} must be a market name or a list of them")
+    return names
+
+
+def catalog(
+    root: str,
+    markets: Any = None,
+    start: Any = None,
+    end: Any = None,
+    *,
+    verify: bool = True,
+    chunk: int = DEFAULT_CHUNK,
+    limit: int | None = None,
+) -> Events:
+    """`hs.data.read(root, markets, start, end)`: a date range of the market-data catalog, read batch by batch on
+    each pass (never held in memory whole); `limit` keeps the first events."""
+    path = Path(root)
+    try:
+        names = _catalog_markets(path, markets)
+        parts = market_catalog.partitions(path, names, start, end)
+    except HarnessError as e:
+        raise ConfigError(f"stream: {e}") from None
+    if int(chunk) <= 0:
+        raise ConfigError(f"stream.chunk={chunk} must be > 0")
+    rows = sum(p.rows for p in parts) if limit is None else min(int(limit), sum(p.rows for p in parts))
+    if rows <= 0:
+        raise ConfigError(f"stream: the catalog {root} holds no events of {names} between {start} and {end}")
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        left = rows
+        for batch in market_catalog.read(path, names, start, end, batch_size=int(chunk), verify=verify):
+            yield batch.slice(0, left)
+            left -= min(left, batch.num_rows)
+            if not left:
+                return
+
+    described = f"catalog({root}, markets={names}, {start or 'first'}..{end or 'last'})"
+    return Events(batches, rows, described, [str(path / p.file) for p in parts])

@@ -123,6 +123,20 @@ class ParquetStream:
     rules: Any = field(default_factory=lambda: StreamRulesConf())
 
 
+@dataclass
+class CatalogStream:
+    """`hs.data.read(root, markets, start, end)`: a date range of a market-data catalog (`harness data import`)."""
+
+    target: str = "harness.pipeline.loaders:catalog"
+    root: str = MISSING  # the catalog's directory
+    markets: Any = None  # a market name or a list of them; None: the catalog's only market
+    start: Optional[str] = None  # noqa: UP045  # first UTC date (YYYY-MM-DD), inclusive; None: the first
+    end: Optional[str] = None  # noqa: UP045  # last UTC date, inclusive; None: the last
+    verify: bool = True  # check each partition against its manifest digest as it is read
+    chunk: int = 100_000
+    limit: Optional[int] = None  # noqa: UP045
+
+
 # ----- trainer, task, tracking -----------------------------------------------------------------------------
 def _schema_of(cls: type, name: str, **defaults: Any) -> type:
     """A mutable config schema with the fields of dataclass `cls` (`X | None` read as Optional[X], which is what
@@ -206,6 +220,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "tardis": TardisStream,
         "binance": BinanceStream,
         "parquet": ParquetStream,
+        "catalog": CatalogStream,
     },
     "trainer": {"trainer": TrainerConf},
     "tracking": {"tracking": TrackingConf},

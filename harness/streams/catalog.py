@@ -109,7 +109,7 @@ def detect(path: Path_, reader: str | None = None, role: str | None = None) -> K
         raise HarnessError(
             f"{path}: cannot tell the reader and role from the file name (tardis.dev "
             "'<exchange>_<incremental_book_L2|trades|quotes|book_snapshot_N>_<date>_<symbol>.csv.gz' or Binance "
-            "'<SYMBOL>-<trades|aggTrades|bookTicker>-<date>.zip'); give reader= and role="
+            "'<SYMBOL>-<trades|aggTrades|bookTicker>-<date>.zip'); give reader= and role= (--reader, --role)"
         )
     else:
         found = (reader, role)
@@ -448,11 +448,11 @@ class Partition:
     @property
     def span(self) -> str:
         """The partition's time span as UTC ISO times."""
-        return f"{_iso(self.t_first)} .. {_iso(self.t_last)}"
+        return f"{_iso(self.t_first)}-{_iso(self.t_last)}"
 
 
 def _iso(t: int) -> str:
-    return datetime.fromtimestamp(t / 1e9, tz=UTC).strftime("%H:%M:%S.%f")
+    return datetime.fromtimestamp(t // 10**9, tz=UTC).strftime("%H:%M:%S")
 
 
 def markets(root: Path_) -> list[str]:
