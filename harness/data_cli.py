@@ -62,7 +62,8 @@ def import_command(args: argparse.Namespace, console: Console) -> int:
     partitions = ", ".join(f"{m}/{d}" for m, d in done.dates) or "none"
     console.print(
         f"{args.root}: imported {len(done.imported)} file(s), skipped {len(done.skipped)} already imported; "
-        f"partitions written: {partitions}"
+        f"partitions written: {partitions}",
+        soft_wrap=True,
     )
     return 0
 

@@ -61,7 +61,11 @@ TMP = ".tmp"
 ROW_GROUP = 100_000  # rows per Parquet row group (and the default batch of a read): streaming-sized
 DAY_NS = 86_400 * 10**9
 MARKET_COLUMN = "market"  # added to the events of a read of several markets
+READAHEAD = 2  # batches a scan decodes ahead, one thread: pyarrow's defaults hold many row groups at once (as
+# fast here: decoding is not what limits a replay)
 LOCK_TIMEOUT = 60.0  # seconds an importer waits for another one to finish
+# no pre-buffering: pyarrow's default reads a file's whole (compressed) column chunks ahead, a day at a time
+_FORMAT = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
 PARTITIONING = ds.partitioning(pa.schema([("market", pa.string()), ("date", pa.string())]), flavor="hive")
 
 READERS: dict[str, tuple[str, ...]] = {
@@ -193,6 +197,7 @@ def _locked(root: Path, timeout: float) -> Iterator[dict[str, Any]]:
         except BaseException:
             _tidy(root, load_manifest(root))  # what the failed import wrote and did not commit
             raise
+        shutil.rmtree(root / TMP, ignore_errors=True)
     finally:
         lock.release()
 
@@ -493,10 +498,11 @@ def _market_batches(root: Path, parts: Sequence[Partition], batch_size: int, ver
     if not parts:
         return
     files = [str(root / p.file) for p in parts]
-    dataset = ds.dataset(files, format="parquet", partitioning=PARTITIONING, partition_base_dir=str(root))
+    dataset = ds.dataset(files, format=_FORMAT, partitioning=PARTITIONING, partition_base_dir=str(root))
     for part, fragment in zip(parts, dataset.get_fragments(), strict=True):
         check = StreamDigest() if verify else None
-        for batch in fragment.to_batches(columns=schema.SCHEMA.names, batch_size=batch_size):
+        scan = {"batch_size": batch_size, "batch_readahead": READAHEAD, "fragment_readahead": 1, "use_threads": False}
+        for batch in fragment.to_batches(columns=schema.SCHEMA.names, **scan):
             if batch.num_rows == 0:
                 continue
             out = _normal(pa.Table.from_batches([batch])).combine_chunks().to_batches()[0]
