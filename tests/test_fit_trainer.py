@@ -110,7 +110,8 @@ def test_mini_batches_are_shuffled_sorted_and_cover_train() -> None:
     split = split_of(200, (0.5, 0.25, 0.25))  # 100 train rows
     model = Linear2(x)
     train(model, y, split, TrainerConfig(lr=0.05, epochs=2, batch_size=32, progress=False), seed=3)
-    calls = model.calls
+    start, calls = model.calls[0], model.calls[1:]
+    assert torch.equal(start, split.val)  # the validation loss at the start (what divergence is measured by)
     # per epoch: 4 train batches (32, 32, 32, 4) then one validation call; then 3 final calls (train, val, test)
     epoch1, epoch2 = calls[0:4], calls[5:9]
     assert [len(r) for r in epoch1] == [32, 32, 32, 4]

@@ -207,7 +207,9 @@ def test_mlp_and_linear_build_their_parameters() -> None:
     assert {"head_w0", "head_w1", "head_b"} <= names
     k = hs.compile(c, backend="python")
     k.call("tick", t=1, x=0.3, y=-0.2)
-    assert k.value("out") is not None and k.value("lin") == 0.0
+    w0, w1 = (c.parameters[f"head_w{i}"].op.params["init"] for i in (0, 1))
+    assert 0 < abs(w0) < 0.1 and 0 < abs(w1) < 0.1  # small seeded starts, not 0 (upstream gets a gradient)
+    assert k.value("out") is not None and k.value("lin") == pytest.approx(0.3 * w0 - 0.2 * w1, rel=1e-12)
     tr = hs.fit.trace(c, "out")
     assert len(tr.params) == 20
 

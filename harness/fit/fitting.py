@@ -5,6 +5,7 @@ res = hs.fit.fit(c, events, target="pred", label=("mid", 1.0), split=(0.6, 0.2, 
 res.params     # name -> value, ready for kernel.set_params
 res.metrics    # train_loss, val_loss, test_mse, test_r2, test_ic, ...
 res.model      # the torch module
+res.warnings   # a suspect fit in words (no gradient at the start, a diverged loss), also a FitWarning
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ class FitResult:
         tmp.replace(path)
         return path
 
+    @property
+    def warnings(self) -> list[str]:
+        """Why the fit is suspect, each with a hint (parameters without gradient at the start, a diverged loss)."""
+        return self.training.warnings
+
     def predictions(self) -> np.ndarray:
         """The fitted model's prediction at every training row (train, validation and test)."""
         with torch.no_grad():
@@ -102,6 +108,7 @@ def fit(
     parity_events: int | None = PARITY_EVENTS,
     progress: bool | None = None,
     total: int | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> FitResult:
     """Fit the learnable parameters under output `target` so that it predicts `label` on `events`.
 
@@ -110,7 +117,8 @@ def fit(
     (train, validation, test); train rows whose label reaches into validation are purged. trainer: a dict of
     `TrainerConfig` fields. events: a table, a list of record batches, or a function returning a fresh
     iterable of batches (it is replayed twice: to record, then to check parity). sampler: which events
-    become rows (default: every event). stop: nodes where tracing ends.
+    become rows (default: every event). stop: nodes where tracing ends. on_epoch: called with each epoch's
+    history entry (epoch, train_loss, val_loss, lr) as soon as it is done, e.g. to log it while the fit runs.
     """
     from harness.kernel import compile as compile_kernel
 
@@ -125,7 +133,7 @@ def fit(
         data = collect(tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress, total=total)
         release_memory()  # what recording and joining its pieces freed (~40% of the resident size at 10M events)
     with _timed(stages, "train_s"):
-        model, parts, training = _train_model(tr, kernel, data, split, config, fold=fold, seed=seed)
+        model, parts, training = _train_model(tr, kernel, data, split, config, fold=fold, seed=seed, on_epoch=on_epoch)
 
     fitted = model.param_values()
     params = {**kernel.params, **fitted}
@@ -174,6 +182,7 @@ def _train_model(
     *,
     fold: bool,
     seed: int,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> tuple[CircuitModel, Split, TrainResult]:
     """Build the torch model at the kernel's parameters, check it against the kernel, and train it."""
     model = CircuitModel(data, fold=fold, init=kernel.params)
@@ -187,7 +196,7 @@ def _train_model(
             start = model().numpy()
         _check_parity(start, data.kernel_target, data, "before fitting (the torch model at the initial parameters)")
     try:
-        training = train(model, torch.from_numpy(data.y), parts, config, seed=seed)
+        training = train(model, torch.from_numpy(data.y), parts, config, seed=seed, on_epoch=on_epoch)
     except NonFiniteLoss as e:
         raise FitError(f"NaN guard: {e}; {_explain(model, data, e)}") from None
     return model, parts, training

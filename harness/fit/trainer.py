@@ -6,6 +6,7 @@ and returns float64 predictions for those rows; labels are a float64 tensor `y` 
     split = chronological_split(t, (0.6, 0.2, 0.2), horizon_ns=5_000_000_000)
     result = train(model, y, split, TrainerConfig.from_dict({"optimizer": "adam", "lr": 0.05}), seed=0)
     result.metrics  # train_loss, val_loss, test_mse, test_r2, test_ic, best_epoch, epochs_run
+    result.warnings  # a suspect fit, in words: parameters without gradient at the start, a diverged loss
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
 __all__ = [
+    "FitWarning",
     "NonFiniteLoss",
     "Split",
     "TrainResult",
@@ -37,15 +39,21 @@ __all__ = [
     "chronological_split",
     "evaluate",
     "train",
+    "zero_gradients",
 ]
 
 OPTIMIZERS = ("adam", "sgd", "lbfgs")
 SCHEDULES = ("step", "cosine")
 LOSSES = ("mse", "huber")
+DIVERGENCE_FACTOR = 10.0  # a loss ending this many times above its start is a diverged fit (a warning)
 
 
 class TrainerError(HarnessError, ValueError):
     """A trainer config, split or training input breaks a rule: the message names the field, the value and the rule."""
+
+
+class FitWarning(UserWarning):
+    """A fit that finished but is suspect (a parameter without gradient at the start, a diverged loss)."""
 
 
 class NonFiniteLoss(TrainerError):
@@ -289,6 +297,9 @@ class TrainResult:
     target_std: float
     compiled: bool
     seconds: float
+    start_loss: float = math.nan  # the validation loss at the initial parameters (NaN without validation rows)
+    zero_grad: list[str] = field(default_factory=list)  # learnable parameters with zero gradient at the start
+    warnings: list[str] = field(default_factory=list)  # why the fit is suspect, each with a hint (FitWarning)
 
 
 class _Forward:
@@ -414,6 +425,13 @@ class _Run:
         std = float(y_tr.std(correction=0))
         self.target_std = std if math.isfinite(std) and std > 0 else 1.0
         self.loss_fn = _loss_fn(config, self.target_std if config.normalize_target else 1.0)
+        self.zero_grad: list[str] | None = None  # set after the fit's first backward
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Backpropagate; after the fit's first backward, note which learnable parameters got no gradient."""
+        loss.backward()
+        if self.zero_grad is None:
+            self.zero_grad = zero_gradients(self.model)
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         """Predictions for rows, checked to be one value per row."""
@@ -446,13 +464,13 @@ class _Run:
             def closure() -> torch.Tensor:
                 self.opt.zero_grad()
                 loss = self.batch_loss(epoch, rows)
-                loss.backward()
+                self.backward(loss)
                 return loss
 
             return float(self.opt.step(closure).detach())  # type: ignore[union-attr]
         self.opt.zero_grad()
         loss = self.batch_loss(epoch, rows)
-        loss.backward()
+        self.backward(loss)
         self.opt.step()
         return float(loss.detach())
 
@@ -510,7 +528,13 @@ def _deterministic() -> Iterator[None]:
 
 
 def train(
-    model: torch.nn.Module, y: torch.Tensor, split: Split, config: TrainerConfig, *, seed: int = 0
+    model: torch.nn.Module,
+    y: torch.Tensor,
+    split: Split,
+    config: TrainerConfig,
+    *,
+    seed: int = 0,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Fit the model's parameters on split.train, pick the best epoch on split.val, and score split.test.
 
@@ -519,6 +543,9 @@ def train(
     train label std when config.normalize_target (metrics test_* are always in label units). With a validation
     split the parameters of the best validation epoch are restored (and early stopping applies); without one the
     last parameters are kept and patience is ignored. The model is left with its original train/eval mode.
+    `on_epoch` gets each epoch's history entry as soon as it is done (e.g. to log it while the fit runs; what it
+    raises stops the fit). A suspect fit (a learnable parameter with an exactly-zero gradient after the first
+    backward, a loss ending over 10x above its start) warns (`FitWarning`) and says why in `warnings`.
     """
     _check_inputs(model, y, split, config, seed)
     y = y.detach().to(torch.float64)
@@ -526,41 +553,21 @@ def train(
     if rows[0].numel() == 0:
         raise TrainerError("train: split.train is empty, there is nothing to fit")
     start, was_training = time.perf_counter(), model.training
-    history: list[dict[str, float]] = []
-    best, best_epoch, best_state, since_best, stopped_early = math.inf, 0, None, 0, False
     with torch.random.fork_rng(devices=[]), _deterministic():
         torch.manual_seed(seed)
         run = _Run(model, y, rows, config, int(seed))
+        start_loss = run.eval_loss(run.va)  # the validation loss before any step: what divergence is measured by
         progress = _progress(config)
         try:
-            task = progress.add_task("fit", total=config.epochs, losses="") if progress else None
-            for epoch in range(1, config.epochs + 1):
-                entry = run.epoch(epoch)
-                history.append(entry)
-                if progress:
-                    losses = (
-                        f"epoch {epoch}/{config.epochs}  train {entry['train_loss']:.4g}  val {entry['val_loss']:.4g}"
-                    )
-                    progress.update(task, advance=1, losses=losses)  # type: ignore[arg-type]
-                if run.va.numel() == 0:
-                    continue
-                if entry["val_loss"] < best - config.min_delta:
-                    best, best_epoch, since_best = entry["val_loss"], epoch, 0
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    since_best += 1
-                    if config.patience is not None and since_best >= config.patience:
-                        stopped_early = True
-                        break
-            if best_state is not None:
-                model.load_state_dict(best_state)
-            else:
-                best_epoch = len(history)
+            history, best_epoch, stopped_early = _epochs(run, progress, on_epoch)
             metrics = _final_metrics(run, best_epoch, len(history))
         finally:
             if progress:
                 progress.stop()
             model.train(was_training)
+    notes = fit_warnings(history, start_loss, run.zero_grad or [], config)
+    for note in notes:
+        warnings.warn(note, FitWarning, stacklevel=2)
     return TrainResult(
         history=history,
         metrics=metrics,
@@ -571,7 +578,93 @@ def train(
         target_std=run.target_std,
         compiled=run.fwd.compiled,
         seconds=time.perf_counter() - start,
+        start_loss=start_loss,
+        zero_grad=list(run.zero_grad or []),
+        warnings=notes,
     )
+
+
+def _epochs(
+    run: _Run, progress: Progress | None, on_epoch: Callable[[dict[str, float]], None] | None
+) -> tuple[list[dict[str, float]], int, bool]:
+    """The epochs of a fit: each trained, shown, handed to `on_epoch`, and kept when its validation loss is the
+    best; the best epoch's parameters are restored at the end. (history, best epoch, stopped early)."""
+    config, model = run.config, run.model
+    history: list[dict[str, float]] = []
+    best, best_epoch, best_state, since_best, stopped = math.inf, 0, None, 0, False
+    task = progress.add_task("fit", total=config.epochs, losses="") if progress else None
+    for epoch in range(1, config.epochs + 1):
+        entry = run.epoch(epoch)
+        history.append(entry)
+        if progress:
+            losses = f"epoch {epoch}/{config.epochs}  train {entry['train_loss']:.4g}  val {entry['val_loss']:.4g}"
+            progress.update(task, advance=1, losses=losses)  # type: ignore[arg-type]
+        if on_epoch is not None:
+            on_epoch(dict(entry))
+        if run.va.numel() == 0:
+            continue
+        if entry["val_loss"] < best - config.min_delta:
+            best, best_epoch, since_best = entry["val_loss"], epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            since_best += 1
+            if config.patience is not None and since_best >= config.patience:
+                stopped = True
+                break
+    if best_state is None:  # no validation rows: the last parameters are kept
+        return history, len(history), stopped
+    model.load_state_dict(best_state)
+    return history, best_epoch, stopped
+
+
+def zero_gradients(model: torch.nn.Module) -> list[str]:
+    """The learnable parameters whose gradient is exactly zero (or absent) now, e.g. after a first backward.
+
+    A parameter that gets no gradient at the start cannot move until what sits downstream of it does (a head
+    whose weights start at 0 silences every learnable parameter upstream). Elements of a vector parameter are
+    named `name[i]`, or by the model's `param_names` when that is its only learnable tensor (a CircuitModel).
+    """
+    learnable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    labels = getattr(model, "param_names", None)
+    out: list[str] = []
+    for name, p in learnable:
+        grad = p.grad
+        zero = torch.ones(p.numel(), dtype=torch.bool) if grad is None else grad.detach().reshape(-1) == 0
+        if not bool(zero.any()):
+            continue
+        if p.numel() == 1:
+            names = [name]
+        elif len(learnable) == 1 and isinstance(labels, list | tuple) and len(labels) == p.numel():
+            names = [str(n) for n in labels]
+        else:
+            names = [f"{name}[{i}]" for i in range(p.numel())]
+        out += [names[i] for i in torch.nonzero(zero).flatten().tolist()]
+    return out
+
+
+def fit_warnings(
+    history: list[dict[str, float]], start_loss: float, zero_grad: list[str], config: TrainerConfig
+) -> list[str]:
+    """Why a finished fit is suspect, each with a hint: parameters without gradient at the start, a loss that
+    ended over DIVERGENCE_FACTOR times above its start (validation; train when there are no validation rows)."""
+    notes = []
+    if zero_grad:
+        notes.append(
+            f"no gradient at the start for {', '.join(zero_grad)}: exactly 0 after the first batch, so they move "
+            "only once the parameters downstream do (e.g. head weights starting at 0), and a fit whose best "
+            "epoch is the first returns them unfitted; start those weights away from 0 (hs.lib.linear does) "
+            "or check that the parameters are used"
+        )
+    if history:
+        where, first = ("validation", start_loss) if math.isfinite(start_loss) else ("train", history[0]["train_loss"])
+        last = history[-1]["val_loss" if where == "validation" else "train_loss"]
+        if first > 0 and last > DIVERGENCE_FACTOR * first:
+            notes.append(
+                f"the fit diverged: the {where} loss went from {first:.4g} at the start to {last:.4g} at epoch "
+                f"{len(history)} (over {DIVERGENCE_FACTOR:g}x); try a lower learning rate (lr={config.lr:g}) or "
+                f"another optimizer than {config.optimizer!r} (e.g. adam)"
+            )
+    return notes
 
 
 def _final_metrics(run: _Run, best_epoch: int, epochs_run: int) -> dict[str, float]:

@@ -155,11 +155,23 @@ def soft_bounded_sum(xs: Sequence[Value], name: str, init: Sequence[float] | Non
     return ops.linear(xs, e) / ops.tree_sum(e)
 
 
-def linear(xs: Sequence[Value], name: str, *, bias: bool = True, init: float = 0.0) -> Node:
-    """sum_i w_i * x_i (+ b) with learnable weights `<name>_w<i>` (and bias `<name>_b`)."""
+LINEAR_INIT_SCALE = 0.1  # linear's weights start within this fraction of Glorot's bound: small, but not 0
+
+
+def linear(xs: Sequence[Value], name: str, *, bias: bool = True, init: float | None = None, seed: int = 0) -> Node:
+    """sum_i w_i * x_i (+ b) with learnable weights `<name>_w<i>` (and bias `<name>_b`, starting at 0).
+
+    The weights start at small seeded draws, uniform within +-0.1 * sqrt(6 / (n + 1)) (a tenth of Glorot's
+    bound): the head predicts about 0 at the start, yet every learnable parameter upstream gets a gradient from
+    the first step (with every weight at 0 none does). `init` starts every weight at that number instead."""
     xs = list(xs)
     c = find_circuit("linear", xs)
-    w = [c.parameter(f"{name}_w{i}", init=init) for i in range(len(xs))]
+    if init is None:
+        bound = LINEAR_INIT_SCALE * float(np.sqrt(6.0 / (len(xs) + 1)))
+        starts = [float(v) for v in np.random.default_rng(seed).uniform(-bound, bound, len(xs))]
+    else:
+        starts = [float(init)] * len(xs)
+    w = [c.parameter(f"{name}_w{i}", init=v) for i, v in enumerate(starts)]
     return ops.linear(xs, w, bias=c.parameter(f"{name}_b", init=0.0) if bias else 0.0)
 
 

@@ -7,14 +7,19 @@ naming the signal); whatever was logged before stays. A run records its host, pi
 and every `tracking.heartbeat_s` from a thread), so `harness runs gc` can end it KILLED when its process dies
 without closing it (SIGKILL, out of memory). The run's identity tags (`harness.config_hash`, `harness.kernel_hash`,
 `harness.data_digest`, `harness.prediction_digest`, `harness.record_digest`) are what `harness runs replay`
-checks.
+checks. Each epoch's train_loss, val_loss and lr are logged as the fit makes them (a killed run keeps its curve
+so far). A run that finishes but is suspect (a parameter without gradient at the start, a diverged loss, a test
+R² far below 0) ends FINISHED with the causes in the tag `harness.warning` and a `warning:` line each on stderr.
+The run's summary table is its result: it goes to stdout; progress and notes go to stderr.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +30,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.errors import HarnessError
-from harness.fit.trainer import evaluate
+from harness.fit.trainer import FitWarning, evaluate
 from harness.pipeline import build
 from harness.pipeline.schema import ROOT
 from harness.pipeline.signals import signal_name
@@ -37,6 +43,9 @@ from harness.track.logger import RunLogger
 from harness.track.mlflow_logger import MlflowRunLogger
 
 PARENT_ENV = "HARNESS_PARENT_RUN_ID"
+WARNING_TAG = "harness.warning"  # why a finished run is suspect (with hints); absent when nothing is
+R2_FLOOR = -1.0  # a test R² below this is far worse than predicting the mean: a warning
+EPOCH_SERIES = ("train_loss", "val_loss", "lr")  # logged at step = epoch while the fit runs
 _SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "terminated", "SIGHUP": "hangup"}
 
 
@@ -50,6 +59,8 @@ class Outcome:
     tags: dict[str, str]
     objective: float
     stages: dict[str, float] = field(default_factory=dict)
+    source: str = ""  # the events replayed, in words
+    warnings: list[str] = field(default_factory=list)  # why the run is suspect (its tag harness.warning)
 
 
 class _Stages:
@@ -80,11 +91,14 @@ def run(
     compose_s: float = 0.0,
     events: build.Events | None = None,
     logger: RunLogger | None = None,
+    out: Console | None = None,
 ) -> Outcome:
     """Run the pipeline for a composed config and log it; return the outcome (raises on failure). `events`: the
     stream of `cfg` when the caller has loaded it already (replay checks its digest first). `logger`: where the
-    run is logged (default: the MLflow store of `cfg.tracking`)."""
+    run is logged (default: the MLflow store of `cfg.tracking`). `console`: progress, notes and warnings
+    (default stderr); `out`: the summary table (default stdout)."""
     console = console or Console(stderr=True)
+    out = out or Console()
     logger = logger or MlflowRunLogger.from_config(cfg.tracking)
     for dead, reason in logger.reap_dead_runs(by="the check when a run starts"):
         console.print(f"[dim]note: run {dead} was still RUNNING: ended KILLED ({reason})[/dim]")
@@ -104,6 +118,9 @@ def run(
         logger.end("FAILED", f"{type(e).__name__}: {e}")
         raise
     logger.end("FINISHED")
+    _summary(out, cfg, outcome)
+    for note in outcome.warnings:
+        console.print(f"[yellow]warning:[/yellow] {escape(note)}", soft_wrap=True, highlight=False)
     return outcome
 
 
@@ -137,21 +154,20 @@ def _stages(
         "harness.record_digest": _record_digest(res.data),
     }
     logger.set_tags(identity)
-    with stages("log", console, "logging the run..."):
-        logger.log_series((k, h[k], int(h["epoch"])) for h in res.history for k in ("train_loss", "val_loss", "lr"))
-        with logger.artifact_dir() as art:
-            _write_artifacts(art, cfg, res, circuit, kernel_source, kernel_pred, parts, metrics, stages.seconds)
+    notes = _warnings(cfg, res, metrics)
+    if notes:
+        logger.set_tags({WARNING_TAG: " | ".join(notes)})
+    with stages("log", console, "logging the run..."), logger.artifact_dir() as art:
+        _write_artifacts(art, cfg, res, circuit, kernel_source, kernel_pred, parts, metrics, stages.seconds)
     metrics.update({f"stage/{k}_s": v for k, v in stages.seconds.items()})
     logger.log_metrics({k: float(v) for k, v in metrics.items()})
     objective_key = cfg.task.objective
     if objective_key not in metrics:
         raise HarnessError(f"task.objective={objective_key!r} is not a metric of the run ({', '.join(metrics)})")
-    outcome = Outcome(
+    return Outcome(
         run_id=run_id, metrics=metrics, params=res.params, tags={**tags, **identity},
-        objective=float(metrics[objective_key]), stages=stages.seconds,
+        objective=float(metrics[objective_key]), stages=stages.seconds, source=events.source, warnings=notes,
     )  # fmt: skip
-    _summary(console, cfg, outcome, events)
-    return outcome
 
 
 def _log_inputs(cfg: DictConfig, logger: RunLogger, hydra_dir: Path | None, extra: dict[str, str]) -> dict[str, str]:
@@ -178,12 +194,17 @@ def _fit(cfg: DictConfig, logger: RunLogger, stages: _Stages, events: build.Even
     """Fit the circuit on the events (compile, record, train, parity: timed by the fit itself); log the dataset."""
     from harness import fit
 
+    def on_epoch(entry: dict[str, float]) -> None:
+        logger.log_metrics({k: float(entry[k]) for k in EPOCH_SERIES}, step=int(entry["epoch"]))
+
     stages.beat("fit")
     clock = time.perf_counter()
-    res = fit.fit(
-        circuit, events.batches, target=cfg.task.target, seed=int(cfg.task.seed), fold=bool(cfg.task.fold),
-        backend=cfg.task.backend, total=events.rows, **how,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # the run says them itself (a tag and a line each), once
+        warnings.simplefilter("ignore", FitWarning)
+        res = fit.fit(
+            circuit, events.batches, target=cfg.task.target, seed=int(cfg.task.seed), fold=bool(cfg.task.fold),
+            backend=cfg.task.backend, total=events.rows, on_epoch=on_epoch, **how,
+        )  # fmt: skip
     logger.set_tags({"harness.data_digest": events.digest})  # computed along the recording pass
     logger.log_dataset(build.stream_name(cfg), events.digest, events.source, events.files, events.rows)
     fit_total = time.perf_counter() - clock
@@ -291,8 +312,22 @@ def _parent_from_sweep_dir(hydra_dir: Path | None) -> str | None:
     return None
 
 
-def _summary(console: Console, cfg: DictConfig, o: Outcome, events: Any) -> None:
-    table = Table(title=f"run {o.run_id} ({build.circuit_name(cfg)} on {events.source})")
+def _warnings(cfg: DictConfig, res: Any, metrics: dict[str, float]) -> list[str]:
+    """Why a finished run is suspect, each with a hint: the fit's warnings and a test R² far below 0."""
+    notes = list(res.warnings)
+    r2 = float(metrics["test_r2"])
+    if math.isfinite(r2) and r2 < R2_FLOOR:
+        notes.append(
+            f"test R² is {r2:.4g}, far below 0 (under {R2_FLOOR:g}): the fitted circuit predicts the test rows much "
+            f"worse than their mean; try a lower trainer.lr (now {cfg.trainer.lr}) or another optimizer "
+            f"(now {cfg.trainer.optimizer}; e.g. trainer=adam)"
+        )
+    return notes
+
+
+def _summary(console: Console, cfg: DictConfig, o: Outcome) -> None:
+    """The run's result as a table (on stdout: it is what the command produced)."""
+    table = Table(title=f"run {o.run_id} ({build.circuit_name(cfg)} on {o.source})")
     table.add_column("measure")
     table.add_column("value", justify="right")
     m = o.metrics
