@@ -24,6 +24,8 @@ from harness import streams
 from harness.cli import main as harness_main
 from harness.data_cli import main as data_main
 from harness.errors import DataError, HarnessError
+from harness.pipeline import loaders
+from harness.pipeline.targets import ConfigError
 from harness.streams import catalog
 
 SAMPLE = SHARED_DATA / "derived" / "binance-futures_2024-08-08"
@@ -192,6 +194,36 @@ def test_reading_is_batch_by_batch_in_bounded_memory(tmp_path: Path, monkeypatch
     assert max(sizes) <= 250 and sum(sizes) == table.num_rows
     assert streams.digest(data.read(tmp_path, batch_size=500)) == streams.digest(streams.merge(table))
     assert peak < whole / 4, (peak, whole)  # a few row groups at a time, not the range
+
+
+def test_markets_with_equal_times_merge_in_the_order_given(tmp_path: Path) -> None:
+    a = streams.merge(synthetic_days(events=20_000))
+    b = a.slice(4_000, 9_000)  # the same times: every row of b ties with one of a
+    data.import_table(tmp_path, a, market="a")
+    data.import_table(tmp_path, b, market="b")
+    for order in (["a", "b"], ["b", "a"]):
+        tables = {"a": a, "b": b}
+        labelled = [tables[m].append_column("market", pa.array([m] * tables[m].num_rows)) for m in order]
+        batches = list(data.read(tmp_path, order, batch_size=333))
+        assert max(x.num_rows for x in batches) <= 333
+        assert streams.digest(batches) == streams.digest(streams.merge(*labelled))
+    one_day = data.read_table(tmp_path, ["a", "b"], DAYS[0], DAYS[0])  # b has no rows that day: still labelled
+    assert set(one_day.column("market").to_pylist()) == {"a"}
+
+
+def test_the_catalog_stream_function(tmp_path: Path) -> None:
+    data.import_table(tmp_path, synthetic_days(events=5_000), market="a")
+    events = loaders.catalog(str(tmp_path), start=DAYS[1], chunk=400, limit=1_000)
+    batches = list(events.batches())
+    assert events.rows == sum(x.num_rows for x in batches) == 1_000 and max(x.num_rows for x in batches) <= 400
+    assert events.digest == streams.digest(data.read_table(tmp_path, "a", DAYS[1]).slice(0, 1_000))
+    data.import_table(tmp_path, synthetic_days(events=5_000, seed=3), market="b")
+    with pytest.raises(ConfigError, match="holds markets"):
+        loaders.catalog(str(tmp_path))
+    with pytest.raises(ConfigError, match="no events"):
+        loaders.catalog(str(tmp_path), "a", start="2030-01-01")
+    with pytest.raises(ConfigError, match="not a market-data catalog"):
+        loaders.catalog(str(tmp_path / "nothing"))
 
 
 # ----- failures -------------------------------------------------------------------------------------------------

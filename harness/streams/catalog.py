@@ -472,17 +472,23 @@ def _existing(root: Path_) -> Path:
     return root
 
 
+def _market_names(root: Path_, markets: str | Sequence[str] | None, held: Mapping[str, Any] | None = None) -> list[str]:
+    """The markets asked for (None: all the catalog holds), each once, in order; HarnessError naming unknown ones."""
+    held = load_manifest(_existing(root))["markets"] if held is None else held
+    names = sorted(held) if markets is None else [markets] if isinstance(markets, str) else list(dict.fromkeys(markets))
+    unknown = [m for m in names if m not in held]
+    if unknown:
+        raise HarnessError(f"{root}: the catalog holds no market {unknown}; it holds {sorted(held)}")
+    return names
+
+
 def partitions(
     root: Path_, markets: str | Sequence[str] | None = None, start: object = None, end: object = None
 ) -> list[Partition]:
     """The partitions of `markets` (None: all) whose date is within [start, end] (inclusive, UTC), by market then
     date; HarnessError naming a market the catalog does not hold."""
-    manifest = load_manifest(_existing(root))
-    held = manifest["markets"]
-    names = sorted(held) if markets is None else [markets] if isinstance(markets, str) else list(markets)
-    unknown = [m for m in names if m not in held]
-    if unknown:
-        raise HarnessError(f"{root}: the catalog holds no market {unknown}; it holds {sorted(held)}")
+    held = load_manifest(_existing(root))["markets"]
+    names = _market_names(root, markets, held)
     lo, hi = as_date(start, "start"), as_date(end, "end")
     out = []
     for m in names:
@@ -532,7 +538,7 @@ def read(
         raise HarnessError(f"batch_size={batch_size} must be > 0")
     root = Path(root)
     parts = partitions(root, markets, start, end)
-    names = list(dict.fromkeys(p.market for p in parts))
+    names = _market_names(root, markets)
     streams = [_market_batches(root, [p for p in parts if p.market == m], int(batch_size), verify) for m in names]
     if len(streams) == 1:
         yield from streams[0]
