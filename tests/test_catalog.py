@@ -301,6 +301,8 @@ def test_an_edited_partition_fails_its_read_naming_the_file(tmp_path: Path) -> N
     pq.write_table(pq.read_table(tmp_path / part.file).slice(1), tmp_path / part.file)
     with pytest.raises(DataError, match=f"{part.file}.*differs from the manifest"):
         data.read_table(tmp_path)
+    with pytest.raises(DataError, match=f"{part.file}.*differs from the manifest"):  # nor is it merged into
+        data.import_table(tmp_path, synthetic_days(events=5000, seed=9), market="synth")
 
 
 # ----- command line and pipeline --------------------------------------------------------------------------------

@@ -241,6 +241,8 @@ def _market_table(table: pa.Table, what: str) -> pa.Table:
 def _days(table: pa.Table) -> Iterator[tuple[str, pa.Table]]:
     """The rows of a time-ordered table split by the UTC day of `t`: (date, rows of that day)."""
     days = table.column("t").to_numpy() // DAY_NS
+    if not len(days):
+        return
     cuts = np.flatnonzero(np.diff(days)) + 1
     for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(days)], strict=True):
         yield day_of(int(days[lo]) * DAY_NS), table.slice(int(lo), int(hi - lo))
@@ -287,8 +289,13 @@ def _partition_entry(table: pa.Table, file: str, d: str, sources: list[dict[str,
 def _update_partition(root: Path, market: str, day: str, rows: pa.Table, entry: dict | None, source: dict) -> dict:
     """Merge `rows` into the partition (market, day), write it and move it into place; its new manifest entry."""
     if entry is not None:
-        rows = merge(_normal(pq.read_table(root / entry["file"])), rows)
-        rows = rows.select(schema.SCHEMA.names).replace_schema_metadata(None)
+        held = _normal(pq.read_table(root / entry["file"]))
+        if (found := digest(held)) != entry["digest"]:
+            raise DataError(
+                f"{root / entry['file']}: whole file: content digest {found[:16]} differs from the manifest's "
+                f"{entry['digest'][:16]}: the partition was edited or damaged; not merging new rows into it"
+            )
+        rows = merge(held, rows).select(schema.SCHEMA.names).replace_schema_metadata(None)
     d = digest(rows)
     name = f"part-{d[:16]}.parquet"
     rel = f"market={market}/date={day}"
@@ -345,7 +352,7 @@ class Imported:
     @property
     def dates(self) -> list[tuple[str, str]]:
         """The (market, date) partitions written."""
-        return sorted({(m, d) for _, m, ds_ in self.imported for d in ds_})
+        return sorted({(m, d) for _, m, dates in self.imported for d in dates})
 
 
 def import_files(
