@@ -221,7 +221,10 @@ struct Book {
     double crossed_count = 0.0;
     bool crossed_now = false;
     bool snapshot_now = false;
-    std::vector<BookDelta> deltas;  // the current message's level updates, in order
+    std::vector<BookDelta> deltas;  // the current message's level updates, in order, once a reader asked for them
+    // set by a reader of `deltas` (an anchored impulse) from its first full recompute on: a book nobody reads
+    // incrementally skips recording them (a fifth of a book-only replay)
+    mutable bool keep_deltas = false;
     double v = 0.0;                 // the mid
     bool ok = false;
 
@@ -253,7 +256,7 @@ struct Book {
                 grid_index(px, scale, key);
             }
             const double old = sd == 1.0 ? bids.set(-key, px, am) : asks.set(key, px, am);
-            deltas.push_back(BookDelta{sd, px, old, am});
+            if (keep_deltas) deltas.push_back(BookDelta{sd, px, old, am});
         }
         bids.recenter();
         asks.recenter();

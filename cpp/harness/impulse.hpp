@@ -60,6 +60,7 @@ struct Impulse {
         if (!anchored || since >= recompute_every || std::fabs(mid - anchor) > reanchor * distance) {
             anchor = mid;
             anchored = true;
+            book.keep_deltas = true;  // incremental from the next message on: the book records its level changes
             since = 0;
             sb = full_sum(book.bids, 1.0, anchor, distance);
             sa = full_sum(book.asks, -1.0, anchor, distance);
