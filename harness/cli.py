@@ -3,8 +3,15 @@
 harness [OVERRIDES...]          the pipeline (Hydra): compose, compile, replay, fit, evaluate, log to MLflow
 harness -m OVERRIDES...         a sweep: one MLflow parent run, a child run per job
 harness runs list|show|compare|replay|gc ...   the run tools
+harness data import|list ...    the market-data catalog
 harness demo [--events N ...]   the demo: seed scenarios, a synthetic L2 replay checked against the
                                 reference interpreter, a fit of a learnable market circuit
+
+A first word that is not a verb nor an override (`harness lsit`) is an unknown command: one line naming it,
+the closest verbs and the list of them, exit 2. Results (tables, the run summary) go to stdout; progress,
+notes, warnings and errors to stderr; a closed stdout (`harness --help | head`) ends the command quietly
+(exit 141, or 1 where rich notices it first). Imports happen when a verb needs them, so `harness --help` and
+`harness runs ...` start in well under a second (no torch, no MLflow: see `harness.runs.sqlite_store`).
 
 Exit status of the pipeline: 0 done; 1 a config that does not compose (Hydra's message); 2 a run that failed
 (one line; its MLflow run is FAILED) or a sweep with failed jobs or a failed launcher (its parent run is ended,
@@ -14,28 +21,44 @@ a line per failed job); 128 + N on signal N (Ctrl-C 130, SIGTERM 143, SIGHUP 129
 from __future__ import annotations
 
 import argparse
+import contextlib
+import difflib
+import io
 import os
+import re
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from rich.console import Console
 
-from harness import examples
-from harness.errors import HarnessError
-from harness.kernel import compile
-from harness.replay import every_n, record
-from harness.streams import synthetic
-
+VERBS = {  # verb -> its sub-commands (what `harness VERB` takes first)
+    "runs": ("list", "show", "compare", "replay", "gc"),
+    "data": ("import", "list"),
+    "demo": (),
+}
+USAGE = """\
+harness [KEY=VALUE ...]          the pipeline: compose, compile, replay, fit, evaluate, log (harness --help)
+harness -m KEY=A,B ...           a sweep: one parent run, a child run per job
+harness runs list|show|compare|replay|gc ...   the run tools (harness runs --help)
+harness data import|list ...     the market-data catalog (harness data --help)
+harness demo [--events N ...]    seed scenarios, a synthetic replay checked against the reference, a fit"""
+EPIPE_EXIT = 141  # 128 + SIGPIPE: stdout was closed by its reader (`harness --help | head`)
+HELP_FLAGS = ("--help", "-h")
+_SCHEMA_OPTION = re.compile(r"^\w+_schema$")  # the structured-config schemas in Hydra's ConfigStore (internal)
 REFERENCE_EVENTS = 20_000  # the reference interpreter replays only the first events (it is slow)
 
 
 def seed_scenarios(console: Console) -> bool:
     """Run the two seed scenarios through the reference interpreter; print and return whether all match."""
+    from rich.table import Table
+
+    import harness as hs
+    from harness import examples
+
     table = Table(title="seed scenarios (reference interpreter)")
     for col in ("scenario", "event", "output", "expected", "got", "ok"):
         table.add_column(col)
@@ -47,11 +70,11 @@ def seed_scenarios(console: Console) -> bool:
         ok_all &= ok
         table.add_row(scenario, event, output, str(expected), str(got), "[green]yes" if ok else "[red]NO")
 
-    k = compile(examples.add_two(), backend="python")
+    k = hs.compile(examples.add_two(), backend="python")
     k.call("ab", t=10, a=1.0, b=2.0)
     row("add two numbers", "ab(t=10, a=1, b=2)", "sum", 3.0, k.value("sum"))
 
-    k = compile(examples.wide_add(), backend="python")
+    k = hs.compile(examples.wide_add(), backend="python")
     k.call("ab", t=10, a=1.0, b=2.0)
     row("wide trigger add", "ab(t=10, a=1, b=2)", "out", None, k.value("out"))
     k.call("c", t=20, c=5.0)
@@ -62,21 +85,34 @@ def seed_scenarios(console: Console) -> bool:
     return ok_all
 
 
-def market_demo(console: Console, events: int, seed: int, out: Path | None, draw: Path | None) -> pa.Table:
+def market_demo(
+    console: Console, events: int, seed: int, out: Path | None, draw: Path | None, err: Console | None = None
+) -> pa.Table:
     """Replay synthetic L2 book + trade events through `examples.market_pressure`: the generated C++ kernel on
     all of them (sampled every 10 trades, labelled with the 1 s mid return), the reference interpreter on the
-    first ones, and check that both agree on every shared row."""
+    first ones, and check that both agree on every shared row. The table goes to `console`, progress and notes
+    to `err` (default: `console`)."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    from rich.table import Table
+
+    import harness as hs
+    from harness import examples
+    from harness.errors import HarnessError
+    from harness.replay import every_n, record
+
+    err = err or console
     circuit = examples.market_pressure()
     if draw is not None:
         circuit.draw(draw)
-        console.print(f"circuit drawing written to {draw}")
-    with console.status("generating and compiling the C++ kernel (cached after the first run)..."):
+        err.print(f"circuit drawing written to {draw}")
+    with err.status("generating and compiling the C++ kernel (cached after the first run)..."):
         start = time.perf_counter()
-        kernel = compile(circuit)
+        kernel = hs.compile(circuit)
         compile_s = time.perf_counter() - start
-    with console.status(f"generating {events:,} synthetic events..."):
+    with err.status(f"generating {events:,} synthetic events..."):
         start = time.perf_counter()
-        stream = synthetic(events, seed=seed)
+        stream = hs.streams.synthetic(events, seed=seed)
         generate_s = time.perf_counter() - start
     start = time.perf_counter()
     rec = record(
@@ -84,12 +120,12 @@ def market_demo(console: Console, events: int, seed: int, out: Path | None, draw
         stream.to_batches(max_chunksize=max(1, min(250_000, events))),
         sampler=every_n(10, "trade"),
         labels=[("mid", 1.0, "return")],
-        progress=console.is_terminal,
+        progress=err.is_terminal,
     )
     native_s = time.perf_counter() - start
     n_ref = min(events, REFERENCE_EVENTS)
     start = time.perf_counter()
-    ref_rows = compile(circuit, backend="python").replay(stream.slice(0, n_ref))
+    ref_rows = hs.compile(circuit, backend="python").replay(stream.slice(0, n_ref))
     ref_s = time.perf_counter() - start
     kernel.reset()
     agree = kernel.replay(stream.slice(0, n_ref)).equals(ref_rows)
@@ -116,22 +152,29 @@ def market_demo(console: Console, events: int, seed: int, out: Path | None, draw
         tmp = out.with_name(out.name + ".partial")
         pq.write_table(table, tmp)
         tmp.replace(out)  # publish only a complete file
-        console.print(f"sampled rows and labels written to {out}")
+        err.print(f"sampled rows and labels written to {out}")
     if not agree:
         raise HarnessError("the C++ kernel and the reference interpreter disagree")
     return stream
 
 
-def fit_demo(console: Console, stream: pa.Table, epochs: int, seed: int, params_out: Path | None) -> None:
+def fit_demo(
+    console: Console, stream: pa.Table, epochs: int, seed: int, params_out: Path | None, err: Console | None = None
+) -> None:
     """Fit `examples.fit_market` (decayed flow and mid against its EWMA, learnable half-lives) to the 1 s mid
     return on `stream`, chronological 60/20/20 split, and show the out-of-sample metrics and the parity check."""
-    from harness import fit
+    from rich.table import Table
+
+    from harness import examples, fit
+    from harness.replay import every_n
+
+    err = err or console
 
     circuit = examples.fit_market()
     res = fit.fit(
         circuit, stream.to_batches(max_chunksize=250_000), target="pred", label=("mid", 1.0),
         sampler=every_n(10, "trade"), trainer={"optimizer": "adam", "lr": 0.05, "epochs": epochs}, seed=seed,
-        progress=console.is_terminal,
+        progress=err.is_terminal,
     )  # fmt: skip
     m = res.metrics
     summary = Table(title=f"fit of {circuit.name}.pred to the 1 s mid return ({epochs} Adam epochs, seed {seed})")
@@ -149,7 +192,7 @@ def fit_demo(console: Console, stream: pa.Table, epochs: int, seed: int, params_
     console.print(summary)
     if params_out is not None:
         res.save_params(params_out)
-        console.print(f"fitted parameters written to {params_out}")
+        err.print(f"fitted parameters written to {params_out}")
 
 
 def _rate(n: int, seconds: float) -> str:
@@ -158,27 +201,72 @@ def _rate(n: int, seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `harness` console script and `python -m harness`: dispatch to the pipeline (Hydra),
-    the run tools or the demo."""
+    the run tools, the data catalog or the demo. A closed stdout ends it quietly (exit 141, no traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["demo"]:
+    try:
+        return _dispatch(args)
+    except BrokenPipeError:
+        _silence_stdout()
+        return EPIPE_EXIT
+
+
+def _dispatch(args: list[str]) -> int:
+    """Run the verb `args` start with, or the pipeline; an unknown first word is one line (exit 2)."""
+    verb = args[0] if args else ""
+    if verb == "demo":
         return demo_main(args[1:])
-    if args[:1] == ["runs"]:
+    if verb == "runs":
         from harness.runs.cli import main as runs_main
 
         return runs_main(args[1:])
+    if verb == "data":
+        from harness.data_cli import main as data_main
+
+        return data_main(args[1:])
+    if _looks_like_a_verb(verb):
+        print(unknown_command(verb), file=sys.stderr)
+        return 2
     return pipeline_main(args)
+
+
+def _looks_like_a_verb(word: str) -> bool:
+    """A bare word (`lsit`, `run`), as opposed to an override (`a.b=1`, `+x=1`, `~k`) or a flag (`-m`)."""
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", word))
+
+
+def unknown_command(word: str) -> str:
+    """The message for an unknown first word: its name, the closest commands (difflib) and every verb."""
+    commands = {verb: [f"harness {verb}"] for verb in VERBS}
+    for verb, subs in VERBS.items():
+        for sub in subs:
+            commands.setdefault(sub, []).append(f"harness {verb} {sub}")
+    close = difflib.get_close_matches(word.lower(), list(commands), n=3, cutoff=0.6)
+    suggestions = list(dict.fromkeys(c for name in close for c in commands[name]))
+    hint = f" (did you mean {' or '.join(f'`{c}`' for c in suggestions[:3])}?)" if suggestions else ""
+    usage = "".join(f"\n  {line}" for line in USAGE.splitlines())
+    return f"error: unknown command {word!r}{hint}\ncommands ({', '.join(VERBS)}; else the pipeline):{usage}"
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of a closed pipe does not print a traceback."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def pipeline_main(args: list[str]) -> int:
     """Run the Hydra application on `args`; whatever stops it, every run and sweep it opened is ended (see the
     module doc for the exit status). Hydra's error printer is bypassed (HYDRA_FULL_ERROR) so that a failed sweep
-    is ended before its error is reported, in one line."""
+    is ended before its error is reported, in one line. `--help` is Hydra's, with harness's commands on top
+    (`conf/hydra/help/harness.yaml`); neither it nor an error lists the internal `*_schema` configs."""
     from hydra.errors import CompactHydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from harness.pipeline import app, signals
     from harness.runs import sweep
 
+    if any(a in HELP_FLAGS for a in args):
+        return _pipeline_help(args, app)
     saved_argv, saved_full = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["harness", *args]
     os.environ["HYDRA_FULL_ERROR"] = "1"
@@ -195,9 +283,9 @@ def pipeline_main(args: list[str]) -> int:
                     return signals.exit_code(e)
                 if saved_full == "1" or isinstance(e, SystemExit):
                     raise
-                if isinstance(e, CompactHydraException):  # as Hydra prints it
+                if isinstance(e, CompactHydraException):  # as Hydra prints it, without the internal schemas
                     cause = f"\n{e.__cause__}" if isinstance(e.__cause__, OmegaConfBaseException) else ""
-                    print(f"{e}{cause}", file=sys.stderr)
+                    print(without_schemas(f"{e}{cause}"), file=sys.stderr)
                     return 1
                 if swept:
                     return 2  # the sweep's summary and its failed jobs are printed
@@ -210,6 +298,84 @@ def pipeline_main(args: list[str]) -> int:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = saved_full
+
+
+def _pipeline_help(args: list[str], app) -> int:  # type: ignore[no-untyped-def]
+    """Hydra's `--help` for `args` (the config as they compose it), harness's commands on top, schemas hidden."""
+    saved_argv, text = sys.argv, io.StringIO()
+    at = next((i for i, a in enumerate(args) if not a.startswith("-") and "=" in a), len(args))
+    sys.argv = ["harness", *args[:at], "hydra/help=harness", *args[at:]]  # with the overrides (one argparse run)
+    try:
+        with contextlib.redirect_stdout(text), _one_repository_group_listing():
+            try:
+                app.main()
+            except SystemExit as e:  # Hydra exits 0 after the help (or 1 on a config that does not compose)
+                if e.code not in (0, None):
+                    sys.stdout.flush()
+                    raise
+    finally:
+        sys.argv = saved_argv
+    sys.stdout.write(without_schemas(text.getvalue()))
+    sys.stdout.flush()
+    return 0
+
+
+@contextlib.contextmanager
+def _one_repository_group_listing():  # type: ignore[no-untyped-def]
+    """Hydra's help lists the config groups by deep-copying its whole config repository once per group and
+    option (about 80 copies: 0.7 s of `harness --help`); for the duration of the help, list them from the one
+    repository instead (what Hydra's own listing reads: its sources without the primary config's search path).
+    Hydra's own groups are not listed: the help template does not show them (`--hydra-help` does, unchanged)."""
+    from hydra._internal.hydra import Hydra
+    from hydra.core.object_type import ObjectType
+
+    original = Hydra.format_config_groups
+
+    def format_config_groups(self, predicate, compact: bool = True) -> str:  # type: ignore[no-untyped-def]
+        repo = getattr(self.config_loader, "repository", None)
+        if predicate("hydra"):
+            return ""  # Hydra's own groups: harness's help template does not show them
+        if repo is None or not compact:
+            return original(self, predicate, compact)
+        return "".join(f"{g}: {', '.join(opts)}\n" for g, opts in sorted(_groups(repo, ObjectType, "")) if predicate(g))
+
+    Hydra.format_config_groups = format_config_groups  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Hydra.format_config_groups = original  # type: ignore[method-assign]
+
+
+def _groups(repo, object_type, parent: str) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]
+    """(group, its options) for every group under `parent` that has options, as Hydra lists them; not Hydra's
+    own groups (`hydra/...`)."""
+    out = []
+    for name in repo.get_group_options(parent, object_type.GROUP):
+        group = f"{parent}/{name}" if parent else name
+        if group == "hydra":
+            continue
+        options = repo.get_group_options(group, object_type.CONFIG)
+        if options:
+            out.append((group, sorted(options)))
+        out += _groups(repo, object_type, group)
+    return out
+
+
+def without_schemas(text: str) -> str:
+    """Hydra's help or error text without the structured-config schemas (`fit_market_schema`, ...): they are
+    how harness checks configs, not options to pick. Drops them from `group: a, b_schema, c` lines and drops
+    lines that are one of them (the option lists of an error)."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        body = line.strip()
+        if _SCHEMA_OPTION.match(body):
+            continue
+        head, sep, options = line.partition(": ")
+        if sep and "," in options and re.fullmatch(r"[\w/]+", head):
+            kept = [o for o in options.rstrip("\n").split(", ") if not _SCHEMA_OPTION.match(o.strip())]
+            line = f"{head}: {', '.join(kept)}" + ("\n" if line.endswith("\n") else "")
+        out.append(line)
+    return "".join(out)
 
 
 def _end_sweeps(sweep, error: BaseException | None) -> bool:  # type: ignore[no-untyped-def]
@@ -232,18 +398,22 @@ def demo_main(argv: list[str]) -> int:
     parser.add_argument("--fit-epochs", type=int, default=60, help="epochs of the fit stage (0 skips it; default 60)")
     parser.add_argument("--params", type=Path, default=None, help="write the fitted parameters to this JSON file")
     args = parser.parse_args(argv)
-    console = Console()
+    from rich.console import Console
+
+    from harness.errors import HarnessError
+
+    console, err = Console(), Console(stderr=True)
     if args.events < 0:
         parser.error(f"--events must be >= 0, got {args.events}")
     if args.fit_epochs < 0:
         parser.error(f"--fit-epochs must be >= 0, got {args.fit_epochs}")
     try:
         ok = seed_scenarios(console)
-        stream = market_demo(console, args.events, args.seed, args.out, args.draw)
+        stream = market_demo(console, args.events, args.seed, args.out, args.draw, err)
         if args.fit_epochs:
-            fit_demo(console, stream, args.fit_epochs, args.seed, args.params)
+            fit_demo(console, stream, args.fit_epochs, args.seed, args.params, err)
     except HarnessError as e:
-        console.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {e}", highlight=False)
         return 2
     return 0 if ok else 1
 

@@ -1,7 +1,10 @@
-"""`harness demo`: seed scenarios, a synthetic L2 market replay checked against the reference, a fit."""
+"""The `harness` command: `harness demo` (seed scenarios, a synthetic L2 market replay checked against the
+reference, a fit); unknown verbs, `--help` and Hydra's errors without the internal schemas, a closed stdout, and
+what the command imports before it does anything (startup)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -9,7 +12,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from harness import cli
 from harness.cli import main
+
+
+def line_of(text: str, start: str) -> str:
+    """The one line of `text` that starts with `start`."""
+    (found,) = [row for row in text.splitlines() if row.startswith(start)]
+    return found
 
 
 def test_main_job_runs_and_writes_a_complete_result(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -42,3 +52,81 @@ def test_python_dash_m_and_bad_arguments() -> None:
         [sys.executable, "-m", "harness", "demo", "--fit-epochs", "-1"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "--fit-epochs must be >= 0" in bad.stderr
+
+
+# ----- the command line: verbs, help, streams, startup ---------------------------------------------------------
+def harness(*argv: str, close_stdout: bool = False) -> subprocess.CompletedProcess[str]:
+    """`python -m harness ARGV` in a fresh process (stdout closed before it writes when `close_stdout`)."""
+    if not close_stdout:
+        return subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone, as with `| head` once it has its lines
+    err = proc.stderr.read()
+    return subprocess.CompletedProcess(proc.args, proc.wait(), "", err)
+
+
+def test_an_unknown_verb_is_one_error_naming_it_the_closest_commands_and_the_verbs(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["lsit"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown command 'lsit' (did you mean `harness runs list` or `harness data list`?)")
+    for verb in ("harness runs", "harness data", "harness demo", "harness [KEY=VALUE ...]"):
+        assert verb in err
+    assert main(["demoo"]) == 2 and "did you mean `harness demo`?" in capsys.readouterr().err
+    assert main(["zzz"]) == 2 and "unknown command 'zzz'\ncommands" in capsys.readouterr().err
+    assert cli.unknown_command("show").startswith("error: unknown command 'show' (did you mean `harness runs show`?)")
+
+
+def test_help_lists_the_verbs_and_the_groups_without_internal_schemas(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:\n  harness [KEY=VALUE ...]")
+    assert "harness runs list|show|compare|replay|gc" in out and "harness data import|list" in out
+    assert "_schema" not in out
+    assert line_of(out, "circuit: ").startswith("circuit: custom, fit_market, fit_market_fixed, linear_xy")
+    assert "trainer: adam, lbfgs, sgd" in out and "experiment: " in out
+    assert "== Config ==" in out and "optimizer: adam" in out
+    assert main(["trainer=sgd", "-h"]) == 0
+    assert "optimizer: sgd" in capsys.readouterr().out  # the config as the command line composes it
+
+
+def test_the_fast_group_listing_is_hydras_own(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    assert main(["--help"]) == 0
+    fast = capsys.readouterr().out
+    monkeypatch.setattr(cli, "_one_repository_group_listing", contextlib.nullcontext)
+    assert main(["--help"]) == 0
+    assert capsys.readouterr().out == fast
+
+
+def test_hydra_errors_do_not_list_the_schemas(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["circuit=nope"]) == 1
+    err = capsys.readouterr().err
+    assert "Could not find 'circuit/nope'" in err and "\tfit_market\n" in err and "_schema" not in err
+    assert cli.without_schemas("circuit: a, a_schema, b\n\tx_schema\n\ty\n") == "circuit: a, b\n\ty\n"
+
+
+def test_a_closed_stdout_ends_quietly() -> None:
+    for argv in (["--help"], ["runs", "--help"], ["demo", "--events", "200", "--fit-epochs", "0"]):
+        res = harness(*argv, close_stdout=True)  # argparse's help ignores the error (0), rich's tables exit 1
+        assert res.returncode in (0, 1, cli.EPIPE_EXIT), (argv, res.stderr)
+        assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, (argv, res.stderr)
+
+
+def test_help_and_the_run_tools_start_without_torch_or_mlflow(tmp_path: Path) -> None:
+    """What makes a command slow to start: torch (~1 s) and MLflow (~1.7 s with a store) are not imported."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.MlflowClient(tracking_uri=uri).create_experiment("harness")
+    probe = (
+        "import sys, io, contextlib\n"
+        "from harness.cli import main\n"
+        "commands = [['--help'], ['runs', '--help'], ['runs', 'list', '--tracking-uri', sys.argv[1]], ['lsit']]\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    codes = [main(c) for c in commands]\n"
+        "print(codes, sorted(m for m in ('torch', 'mlflow') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", probe, uri], capture_output=True, text=True)
+    assert res.stdout.strip() == "[0, 0, 0, 2] []", res.stderr

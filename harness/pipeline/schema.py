@@ -9,6 +9,7 @@ A circuit or stream schema's `target` names the function that builds it (`harnes
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import typing
 from dataclasses import dataclass, field
@@ -18,12 +19,13 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
-from harness.fit.trainer import TrainerConfig
+from harness.errors import HarnessError
 from harness.streams.rules import Rules
 
 ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = ROOT / "conf"
 EXPERIMENTS_DIR = ROOT / "experiments"
+TRAINER_SOURCE = Path(__file__).resolve().parents[1] / "fit" / "trainer.py"  # where TrainerConfig is written
 
 
 # ----- circuits ------------------------------------------------------------------------------------------
@@ -138,22 +140,52 @@ class CatalogStream:
 
 
 # ----- trainer, task, tracking -----------------------------------------------------------------------------
-def _schema_of(cls: type, name: str, **defaults: Any) -> type:
-    """A mutable config schema with the fields of dataclass `cls` (`X | None` read as Optional[X], which is what
-    OmegaConf understands), so the pipeline's trainer schema cannot drift from `harness.fit.TrainerConfig`."""
-    hints = typing.get_type_hints(cls)
-    fields = []
-    for f in dataclasses.fields(cls):
-        hint = hints[f.name]
+def _schema_of(fields: list[tuple[str, Any, Any]], name: str, **defaults: Any) -> type:
+    """A mutable config schema with `fields` (name, type, default; `X | None` read as Optional[X], which is what
+    OmegaConf understands), so the pipeline's schemas cannot drift from the dataclasses they come from."""
+    out = []
+    for key, hint, default in fields:
         args = typing.get_args(hint)
         if type(None) in args:
             hint = Optional[next(a for a in args if a is not type(None))]  # noqa: UP045
-        fields.append((f.name, hint, field(default=defaults.get(f.name, f.default))))
-    return dataclasses.make_dataclass(name, fields)
+        out.append((key, hint, field(default=defaults.get(key, default))))
+    return dataclasses.make_dataclass(name, out)
 
 
-TrainerConf = _schema_of(TrainerConfig, "TrainerConf", epochs=100)  # the fields of harness.fit.TrainerConfig
-StreamRulesConf = _schema_of(Rules, "StreamRulesConf")  # the fields of harness.streams.rules.Rules
+def _fields_of(cls: type) -> list[tuple[str, Any, Any]]:
+    """(name, type, default) of each field of dataclass `cls`."""
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name], f.default) for f in dataclasses.fields(cls)]
+
+
+def _source_fields(path: Path, name: str) -> list[tuple[str, Any, Any]]:
+    """(name, type, default) of each field of dataclass `name` as written in `path`, read without importing it:
+    importing `harness.fit.trainer` loads torch (about a second), which composing a config (and `harness
+    --help`) does not need. Types are builtins or `X | None`, defaults literals (a test compares the result
+    with the class itself)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
+    if cls is None:
+        raise HarnessError(f"{path}: no class {name} to read the trainer's config fields from")
+    names = {"str": str, "int": int, "float": float, "bool": bool, "None": None}
+    out = []
+    for stmt in cls.body:
+        if not (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)):
+            continue
+        try:
+            hint = eval(ast.unparse(stmt.annotation), {"__builtins__": {}}, names)  # our own source: builtin names only
+            default = MISSING if stmt.value is None else ast.literal_eval(stmt.value)
+        except (NameError, TypeError, ValueError, SyntaxError):
+            raise HarnessError(
+                f"{path}:{stmt.lineno}: {name}.{stmt.target.id} must have a builtin type (or X | None) and a "
+                "literal default: the pipeline's schema reads them from the source"
+            ) from None
+        out.append((stmt.target.id, hint, default))
+    return out
+
+
+TrainerConf = _schema_of(_source_fields(TRAINER_SOURCE, "TrainerConfig"), "TrainerConf", epochs=100)
+StreamRulesConf = _schema_of(_fields_of(Rules), "StreamRulesConf")  # the fields of harness.streams.rules.Rules
 
 
 @dataclass

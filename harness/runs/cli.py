@@ -10,17 +10,23 @@ of it (`harness.track.query.resolve_run`, reused by replay).
 A sqlite store that does not exist is an error, not created. Looking changes nothing except the same cheap
 check `gc` makes: dead RUNNING runs of the experiments looked at are ended KILLED (a note on stderr says so).
 Bad input (unknown run or experiment, an ambiguous prefix, an unreadable store) prints one line `error: ...` to
-stderr and returns 2.
+stderr and returns 2. Tables (results) go to stdout, notes and errors to stderr.
+
+A local sqlite store is read with sqlite3 (`harness.runs.sqlite_store`): the commands start in well under a
+second instead of the ~2 s MLflow takes to import and open a store. MLflow is imported only to write (ending dead
+runs) and for other stores (a server, PostgreSQL), artifacts that are not in a local folder, and replays.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sqlite3
 import sys
 import time
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from rich.console import Console
@@ -28,12 +34,15 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.errors import HarnessError
+from harness.runs.sqlite_store import SqliteRuns
 from harness.track import store
 from harness.track.query import PARENT_TAG, RunsError, children_of, experiment_ids, open_client, resolve_run
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
+
+    Client = SqliteRuns | MlflowClient  # what the commands read the store with
 
 DEFAULT_EXPERIMENT = "harness"
 KEY_METRICS = {  # table column -> the metrics it shows, first logged wins
@@ -59,7 +68,7 @@ SHORT = 8  # characters of a run id in tables
 # ---------------------------------------------------------------------------------------------- commands
 
 
-def list_command(client: MlflowClient, args: argparse.Namespace, console: Console) -> int:
+def list_command(client: Client, args: argparse.Namespace, console: Console) -> int:
     """Table of the newest runs, each sweep child indented under its parent when both are in the table."""
     ids = experiment_ids(client, None if args.all_experiments else [args.experiment])
     status = f"attributes.status = '{args.status}'" if args.status else ""
@@ -93,9 +102,9 @@ def list_command(client: MlflowClient, args: argparse.Namespace, console: Consol
     return 0
 
 
-def show_command(client: MlflowClient, args: argparse.Namespace, console: Console) -> int:
+def show_command(client: Client, args: argparse.Namespace, console: Console) -> int:
     """Everything about one run: summary, harness tags, error, params by section, metrics, artifacts, children."""
-    run = resolve_run(client, args.run, _experiment_names(client, args))
+    run = _resolve(client, args.run, _experiment_names(client, args))
     info, data = run.info, run.data
     summary = Table(title=f"run {info.run_id}", show_header=False)
     summary.add_column("field")
@@ -145,13 +154,13 @@ def show_command(client: MlflowClient, args: argparse.Namespace, console: Consol
     return 0
 
 
-def compare_command(client: MlflowClient, args: argparse.Namespace, console: Console) -> int:
+def compare_command(client: Client, args: argparse.Namespace, console: Console) -> int:
     """Runs side by side: identity tags (marked where they differ), the params that differ (all with --all),
     and the final metrics."""
     if len(args.runs) < 2:
         raise RunsError("compare needs at least two runs")
     names = _experiment_names(client, args)
-    runs = [resolve_run(client, r, names) for r in args.runs]
+    runs = [_resolve(client, r, names) for r in args.runs]
     headers = [f"{r.info.run_id[:SHORT]}\n{r.info.run_name or ''}" for r in runs]
 
     identity = Table(title="identity")
@@ -196,12 +205,12 @@ def compare_command(client: MlflowClient, args: argparse.Namespace, console: Con
     return 0
 
 
-def gc_command(client: MlflowClient, args: argparse.Namespace, console: Console) -> int:
+def gc_command(client: Client, args: argparse.Namespace, console: Console) -> int:
     """End the dead RUNNING runs KILLED (process gone on this host, or heartbeat older than the timeout) and show
     every RUNNING run with its verdict; `--dry-run` only shows."""
     ids = experiment_ids(client, None if args.all_experiments else [args.experiment])
     where = "all experiments" if args.all_experiments else f"experiment {args.experiment!r}"
-    found = store.reap(client, list(ids), timeout_s=args.heartbeat_timeout, dry_run=args.dry_run, by="harness runs gc")
+    found = _reap(client, list(ids), args.heartbeat_timeout, args.dry_run)
     if not found:
         console.print(f"no RUNNING runs in {where}")
         return 0
@@ -224,11 +233,15 @@ def gc_command(client: MlflowClient, args: argparse.Namespace, console: Console)
     return 0
 
 
-def check_dangling(uri: str, client: MlflowClient, args: argparse.Namespace) -> None:
+def check_dangling(uri: str, client: Client, args: argparse.Namespace) -> None:
     """The cheap check when a command opens the store: end the dead RUNNING runs of the experiments it looks at
     (a note on stderr per run); never fails the command."""
     try:
         ids = experiment_ids(client, None if getattr(args, "all_experiments", False) else [args.experiment])
+        if isinstance(client, SqliteRuns) and not any(
+            reason for _, reason in store.reap(client, list(ids), dry_run=True)
+        ):
+            return  # read without MLflow: nothing to end, so MLflow is not imported
     except Exception:
         return  # the command itself reports an unknown experiment or an unreadable store
     for run, reason in store.reap_quietly(uri, list(ids), by=f"harness runs {args.command}"):
@@ -299,8 +312,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `harness runs ...`; 0 on success, 2 on bad arguments or on a run/experiment/store error."""
-    from mlflow.exceptions import MlflowException
-
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # argparse: --help (0) or bad arguments (2, message already printed)
@@ -309,15 +320,53 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "replay":
             return replay_command(args)
-        client = open_client(args.tracking_uri)
+        client = open_store(args.tracking_uri)
         if args.command != "gc":
             check_dangling(args.tracking_uri, client, args)
         command = {"list": list_command, "show": show_command, "compare": compare_command, "gc": gc_command}
         return command[args.command](client, args, Console())
     except RunsError as e:
         return _fail(str(e))
-    except (MlflowException, OSError) as e:
+    except (sqlite3.Error, OSError) as e:
         return _fail(f"cannot read the MLflow store {args.tracking_uri}: {_first_line(e)}")
+    except Exception as e:
+        if not _is_mlflow_error(e):
+            raise
+        return _fail(f"cannot read the MLflow store {args.tracking_uri}: {_first_line(e)}")
+
+
+def open_store(uri: str) -> Client:
+    """A reader of the store: sqlite3 on a local sqlite file (no MLflow import), else MLflow's client. A sqlite
+    store that does not exist is an error (looking at runs must not create one)."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///").split("?", 1)[0])
+        if str(path) != ":memory:" and not path.is_file():
+            raise RunsError(f"no MLflow store at {path} (nothing tracked there yet?); pass --tracking-uri")
+    return SqliteRuns.open(uri) or open_client(uri)
+
+
+def _resolve(client: Client, run: str, experiments: list[str]) -> Run:
+    """The run named by an id or a unique prefix (`harness.track.query.resolve_run`), on either reader."""
+    if isinstance(client, SqliteRuns):
+        return client.resolve_run(run, experiments)  # type: ignore[return-value]
+    return resolve_run(client, run, experiments)
+
+
+def _reap(client: Client, ids: list[str], timeout_s: float | None, dry_run: bool) -> list:  # type: ignore[type-arg]
+    """`store.reap` for gc: the verdicts read without MLflow when nothing has to be ended (or on a dry run)."""
+    by = "harness runs gc"
+    if isinstance(client, SqliteRuns):
+        found = store.reap(client, ids, timeout_s=timeout_s, dry_run=True, by=by)
+        if dry_run or not any(reason for _, reason in found):
+            return found
+        client = client.mlflow_client()
+    return store.reap(client, ids, timeout_s=timeout_s, dry_run=dry_run, by=by)
+
+
+def _is_mlflow_error(e: BaseException) -> bool:
+    """Whether `e` is an MlflowException (without importing MLflow: if it is not loaded, `e` cannot be one)."""
+    module = sys.modules.get("mlflow.exceptions")
+    return module is not None and isinstance(e, module.MlflowException)
 
 
 # ---------------------------------------------------------------------------------------------- formatting
@@ -358,13 +407,13 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _experiment_names(client: MlflowClient, args: argparse.Namespace) -> list[str]:
+def _experiment_names(client: Client, args: argparse.Namespace) -> list[str]:
     if args.all_experiments:
         return list(experiment_ids(client, None).values())
     return [args.experiment]
 
 
-def _experiment_name(client: MlflowClient, experiment_id: str) -> str:
+def _experiment_name(client: Client, experiment_id: str) -> str:
     return client.get_experiment(experiment_id).name
 
 
@@ -488,10 +537,8 @@ def _metric_order(metrics: Iterable[str]) -> list[str]:
     return sorted(metrics, key=key)
 
 
-def _print_artifacts(client: MlflowClient, run: Run, console: Console) -> None:
+def _print_artifacts(client: Client, run: Run, console: Console) -> None:
     """Every artifact file of the run with its size (a store whose artifacts cannot be listed is noted)."""
-    from mlflow.exceptions import MlflowException
-
     files: list[tuple[str, int | None]] = []
 
     def walk(path: str | None) -> None:
@@ -503,7 +550,9 @@ def _print_artifacts(client: MlflowClient, run: Run, console: Console) -> None:
 
     try:
         walk(None)
-    except (MlflowException, OSError) as e:
+    except Exception as e:
+        if not isinstance(e, OSError | RunsError) and not _is_mlflow_error(e):
+            raise
         console.print(f"artifacts: cannot be listed ({_first_line(e)})")
         return
     if not files:
