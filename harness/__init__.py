@@ -22,6 +22,7 @@ __all__ = [
     "ParamError",
     "Trigger",
     "compile",
+    "data",
     "fit",
     "lib",
     "observe",
@@ -32,7 +33,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """`hs.fit` is imported on first use: it brings in torch, which the rest of harness does not need."""
-    if name == "fit":
-        return importlib.import_module("harness.fit")
+    """`hs.fit` (it brings in torch, which the rest of harness does not need) and `hs.data` (the market-data
+    catalog) are imported on first use."""
+    if name in ("fit", "data"):
+        return importlib.import_module(f"harness.{name}")
     raise AttributeError(f"module 'harness' has no attribute {name!r}")
