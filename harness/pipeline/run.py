@@ -147,7 +147,7 @@ def _stages(
         kernel_pred = res.predictions()  # the fitted kernel's, within 1e-9: parity was checked on a replayed slice
         parts = {"train": res.split.train.numpy(), "validation": res.split.val.numpy(), "test": res.split.test.numpy()}
         metrics = _metrics(res, kernel_pred, parts, stages, events)
-    kernel_hash, kernel_source = _kernel_identity(res.kernel)
+    kernel_hash, kernel_source = res.kernel.kernel_hash, res.kernel.source  # ("python", None): the reference
     identity = {
         "harness.kernel_hash": kernel_hash,
         "harness.prediction_digest": mlflow_log.array_digest(kernel_pred),
@@ -238,11 +238,6 @@ def _metrics(
         "compile_s": stages.seconds["compile"],
         "replay_events_per_s": events.rows / max(res.data.replay_s, 1e-9),
     }
-
-
-def _kernel_identity(kernel: Any) -> tuple[str, str | None]:
-    """The fitted kernel's hash and generated source (C++ kernels); ("python", None) for the reference backend."""
-    return getattr(kernel, "kernel_hash", "python"), getattr(kernel, "source", None)
 
 
 def _write_artifacts(
