@@ -130,3 +130,19 @@ def test_help_and_the_run_tools_start_without_torch_or_mlflow(tmp_path: Path) ->
     )
     res = subprocess.run([sys.executable, "-c", probe, uri], capture_output=True, text=True)
     assert res.stdout.strip() == "[0, 0, 0, 2] []", res.stderr
+
+
+def test_the_pipeline_schema_reads_trainer_config_as_the_class_defines_it() -> None:
+    """The trainer schema comes from TrainerConfig's source (importing the class loads torch): the same fields,
+    types and defaults as the class (epochs 100 in the pipeline)."""
+    import dataclasses
+
+    from harness.fit.trainer import TrainerConfig
+    from harness.pipeline import schema
+
+    def fields(cls: type) -> list[tuple[str, object, object]]:
+        return [(f.name, f.type, f.default) for f in dataclasses.fields(cls)]
+
+    expected = schema._schema_of(schema._fields_of(TrainerConfig), "Expected", epochs=100)
+    assert fields(schema.TrainerConf) == fields(expected)
+    assert len(fields(expected)) == len(dataclasses.fields(TrainerConfig))
