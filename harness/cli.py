@@ -13,6 +13,9 @@ notes, warnings and errors to stderr; a closed stdout (`harness --help | head`) 
 (exit 141, or 1 where rich notices it first). Imports happen when a verb needs them, so `harness --help` and
 `harness runs ...` start in well under a second (no torch, no MLflow: see `harness.runs.sqlite_store`).
 
+Hydra's and the job's logs go to stderr too (`conf/hydra/job_logging/harness.yaml`, `hydra_logging/harness.yaml`,
+selected unless the command line picks others).
+
 Exit status of the pipeline: 0 done; 1 a config that does not compose (Hydra's message); 2 a run that failed
 (one line; its MLflow run is FAILED) or a sweep with failed jobs or a failed launcher (its parent run is ended,
 a line per failed job); 128 + N on signal N (Ctrl-C 130, SIGTERM 143, SIGHUP 129: one line, runs ended KILLED).
@@ -48,6 +51,7 @@ harness data import|list ...     the market-data catalog (harness data --help)
 harness demo [--events N ...]    seed scenarios, a synthetic replay checked against the reference, a fit"""
 EPIPE_EXIT = 141  # 128 + SIGPIPE: stdout was closed by its reader (`harness --help | head`)
 HELP_FLAGS = ("--help", "-h")
+HYDRA_LOGGING = {"hydra/job_logging": "harness", "hydra/hydra_logging": "harness"}  # conf/hydra/*: logs on stderr
 _SCHEMA_OPTION = re.compile(r"^\w+_schema$")  # the structured-config schemas in Hydra's ConfigStore (internal)
 REFERENCE_EVENTS = 20_000  # the reference interpreter replays only the first events (it is slow)
 
@@ -268,7 +272,7 @@ def pipeline_main(args: list[str]) -> int:
     if any(a in HELP_FLAGS for a in args):
         return _pipeline_help(args, app)
     saved_argv, saved_full = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
-    sys.argv = ["harness", *args]
+    sys.argv = hydra_argv(args, HYDRA_LOGGING)
     os.environ["HYDRA_FULL_ERROR"] = "1"
     app.start_clock()
     try:
@@ -303,8 +307,7 @@ def pipeline_main(args: list[str]) -> int:
 def _pipeline_help(args: list[str], app) -> int:  # type: ignore[no-untyped-def]
     """Hydra's `--help` for `args` (the config as they compose it), harness's commands on top, schemas hidden."""
     saved_argv, text = sys.argv, io.StringIO()
-    at = next((i for i, a in enumerate(args) if not a.startswith("-") and "=" in a), len(args))
-    sys.argv = ["harness", *args[:at], "hydra/help=harness", *args[at:]]  # with the overrides (one argparse run)
+    sys.argv = hydra_argv(args, {"hydra/help": "harness"})
     try:
         with contextlib.redirect_stdout(text), _one_repository_group_listing():
             try:
@@ -318,6 +321,16 @@ def _pipeline_help(args: list[str], app) -> int:  # type: ignore[no-untyped-def]
     sys.stdout.write(without_schemas(text.getvalue()))
     sys.stdout.flush()
     return 0
+
+
+def hydra_argv(args: list[str], defaults: dict[str, str]) -> list[str]:
+    """Hydra's command line for `args`, with `group=option` for each group of `defaults` that `args` do not set
+    (harness's log and help configs in `conf/hydra/`), placed with the overrides: argparse takes one run of them,
+    and `--info` would take an override after it as its value. Hydra keeps them out of the task's overrides."""
+    given = {a.lstrip("+~").split("=", 1)[0] for a in args if not a.startswith("-")}
+    added = [f"{group}={option}" for group, option in defaults.items() if group not in given]
+    at = next((i for i, a in enumerate(args) if not a.startswith("-") and "=" in a), 0)
+    return ["harness", *args[:at], *added, *args[at:]]
 
 
 @contextlib.contextmanager

@@ -146,3 +146,18 @@ def test_the_pipeline_schema_reads_trainer_config_as_the_class_defines_it() -> N
     expected = schema._schema_of(schema._fields_of(TrainerConfig), "Expected", epochs=100)
     assert fields(schema.TrainerConf) == fields(expected)
     assert len(fields(expected)) == len(dataclasses.fields(TrainerConfig))
+
+
+def test_hydra_and_job_logs_go_to_stderr_unless_the_command_line_picks_other_logging() -> None:
+    import yaml
+
+    res = harness("--cfg", "hydra", "trainer=sgd")
+    assert res.returncode == 0, res.stderr
+    hydra = yaml.safe_load(res.stdout)["hydra"]
+    for key in ("job_logging", "hydra_logging"):
+        assert hydra[key]["handlers"]["console"]["stream"] == "ext://sys.stderr", key
+    assert hydra["overrides"]["task"] == ["trainer=sgd"]  # what a run logs as its overrides: the user's only
+    assert cli.hydra_argv(["--info"], {"hydra/help": "harness"}) == ["harness", "hydra/help=harness", "--info"]
+    assert cli.hydra_argv(["-m", "a=1,2", "hydra/job_logging=disabled"], cli.HYDRA_LOGGING) == [
+        "harness", "-m", "hydra/hydra_logging=harness", "a=1,2", "hydra/job_logging=disabled",
+    ]  # fmt: skip

@@ -659,10 +659,11 @@ def fit_warnings(
         where, first = ("validation", start_loss) if math.isfinite(start_loss) else ("train", history[0]["train_loss"])
         last = history[-1]["val_loss" if where == "validation" else "train_loss"]
         if first > 0 and last > DIVERGENCE_FACTOR * first:
+            other = "lbfgs" if config.optimizer == "adam" else "adam"
             notes.append(
                 f"the fit diverged: the {where} loss went from {first:.4g} at the start to {last:.4g} at epoch "
                 f"{len(history)} (over {DIVERGENCE_FACTOR:g}x); try a lower learning rate (lr={config.lr:g}) or "
-                f"another optimizer than {config.optimizer!r} (e.g. adam)"
+                f"another optimizer than {config.optimizer!r} (e.g. {other})"
             )
     return notes
 

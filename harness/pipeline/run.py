@@ -314,8 +314,9 @@ def _warnings(cfg: DictConfig, res: Any, metrics: dict[str, float]) -> list[str]
     if math.isfinite(r2) and r2 < R2_FLOOR:
         notes.append(
             f"test R² is {r2:.4g}, far below 0 (under {R2_FLOOR:g}): the fitted circuit predicts the test rows much "
-            f"worse than their mean; try a lower trainer.lr (now {cfg.trainer.lr}) or another optimizer "
-            f"(now {cfg.trainer.optimizer}; e.g. trainer=adam)"
+            f"worse than their mean; try a lower trainer.lr (now {cfg.trainer.lr}), another optimizer (now "
+            f"{cfg.trainer.optimizer}; e.g. trainer={'lbfgs' if cfg.trainer.optimizer == 'adam' else 'adam'}) or "
+            "more epochs or data"
         )
     return notes
 
