@@ -35,7 +35,17 @@ ROOT = Path(__file__).resolve().parent  # the harness package
 EXTENSIONS = ("harness._native",)  # compiled modules (CMakeLists.txt): part of the graph, with no imports
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("harness.errors", "harness.names", "harness.events", "harness.layers", "harness._native")),
+    (
+        "base",
+        (
+            "harness.errors",
+            "harness.interrupts",
+            "harness.names",
+            "harness.events",
+            "harness.layers",
+            "harness._native",
+        ),
+    ),
     ("core", ("harness.ops", "harness.circuit")),
     (
         "backends",

@@ -248,8 +248,8 @@ def test_the_cli_reports_an_unusable_cache_in_one_line(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "harness", "demo", "--events", "200", "--fit-epochs", "0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    (line,) = [ln for ln in proc.stdout.splitlines() if "error:" in ln]
-    assert str(root) in line and "HARNESS_KERNEL_CACHE" in line
+    (line,) = [ln for ln in proc.stderr.splitlines() if "error:" in ln]  # errors go to stderr, results to stdout
+    assert str(root) in line and "HARNESS_KERNEL_CACHE" in line and "error:" not in proc.stdout
 
 
 READ_ONLY_SCRIPT = textwrap.dedent(

@@ -289,3 +289,19 @@ def test_a_run_records_liveness_checks_the_store_and_times_compose_inside_the_jo
     assert abs(float(tags[store.PID_START_TAG]) - psutil.Process().create_time()) < 1
     assert client.get_run(dead).info.status == "KILLED"  # the check when the run started
     assert client.get_run(dead).data.tags[store.REAPED_TAG] == "the check when a run starts"
+
+
+def test_a_signal_during_a_store_write_waits_for_its_end() -> None:
+    """SIGTERM inside `deferred()` (every MlflowRunLogger write) is raised when the block ends, not in the middle of
+    the write (an interrupted sqlite transaction kept the store locked and the run could not be ended)."""
+    from harness.interrupts import Interrupted, deferred
+    from harness.pipeline.signals import as_interrupts
+
+    done = []
+    with as_interrupts(), pytest.raises(Interrupted) as info, deferred():
+        with deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler has run by now: it only noted the signal
+            done.append("inner")
+        done.append("outer")
+    assert done == ["inner", "outer"] and info.value.signum == signal.SIGTERM

@@ -11,18 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from harness.interrupts import Interrupted, interrupt
+
+__all__ = ["HANDLED", "Interrupted", "as_interrupts", "exit_code", "signal_name"]
+
 HANDLED = (signal.SIGTERM, signal.SIGHUP)
-
-
-class Interrupted(KeyboardInterrupt):
-    """The process received SIGINT, SIGTERM or SIGHUP: runs in progress end KILLED."""
-
-    def __init__(self, signum: int = signal.SIGINT) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = int(signum)
-
-    def __reduce__(self) -> tuple[type, tuple[int]]:  # pickled by process-pool launchers
-        return (Interrupted, (self.signum,))
 
 
 def signal_name(error: BaseException) -> str:
@@ -36,7 +29,7 @@ def exit_code(error: BaseException) -> int:
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
+    interrupt(signum)  # now, or when the tracking-store write in progress ends
 
 
 @contextmanager

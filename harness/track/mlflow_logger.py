@@ -7,19 +7,35 @@ check (`reap_dead_runs`, `harness runs gc`). Tags, the run name and the failure 
 
 from __future__ import annotations
 
+import functools
 import json
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.errors import HarnessError
+from harness.interrupts import deferred
 from harness.track import mlflow_log, store
 from harness.track.logger import ERROR_TAG, Status
 
 BATCH = 900  # metric points per request (MLflow accepts 1000)
+
+
+T = TypeVar("T")
+
+
+def _atomic(method: Callable[..., T]) -> Callable[..., T]:
+    """A store write that SIGTERM/SIGHUP do not cut in half (harness.interrupts): a signal waits for its end."""
+
+    @functools.wraps(method)
+    def write(*args: Any, **kwargs: Any) -> T:
+        with deferred():
+            return method(*args, **kwargs)
+
+    return write
 
 
 class MlflowRunLogger:
@@ -60,6 +76,7 @@ class MlflowRunLogger:
         dead = store.reap_quietly(self.uri, [self.experiment_id], by=by)
         return [(run.info.run_id, reason) for run, reason in dead]
 
+    @_atomic
     def start(self, *, run_name: str | None, parent: str | None, tags: Mapping[str, str]) -> str:
         import mlflow
 
@@ -75,6 +92,7 @@ class MlflowRunLogger:
         self._heartbeat = store.Heartbeat(self.uri, self.run_id, self.heartbeat_s).__enter__()
         return self.run_id
 
+    @_atomic
     def end(self, status: Status, reason: str = "") -> None:
         import mlflow
 
@@ -89,21 +107,25 @@ class MlflowRunLogger:
         if self._heartbeat is not None:
             self._heartbeat.beat(stage)
 
+    @_atomic
     def set_tags(self, tags: Mapping[str, str]) -> None:
         import mlflow
 
         mlflow.set_tags(mlflow_log.redact_tags(tags))
 
+    @_atomic
     def log_params(self, params: Mapping[str, str]) -> None:
         import mlflow
 
         mlflow.log_params(dict(params))
 
+    @_atomic
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
 
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
+    @_atomic
     def log_series(self, points: Iterable[tuple[str, float, int]]) -> None:
         from mlflow.entities import Metric
         from mlflow.tracking import MlflowClient
@@ -125,6 +147,7 @@ class MlflowRunLogger:
                 sub = path.parent.relative_to(root).as_posix()
                 mlflow.log_artifact(str(path), artifact_path=None if sub == "." else sub)
 
+    @_atomic
     def log_dataset(self, name: str, digest: str, source: str, files: list[str], rows: int) -> None:
         """`mlflow.log_input` of the events with our content digest (MLflow keeps 36 characters of it)."""
         import mlflow

@@ -1,0 +1,48 @@
+"""Interrupts that wait for a write to finish: SIGTERM and SIGHUP become `Interrupted` (a KeyboardInterrupt) in the
+main thread (harness.pipeline.signals installs the handler), but never in the middle of a tracking-store write: a
+signal that arrives inside `deferred()` is raised when the outermost such block ends. An interrupt raised inside an
+sqlite transaction left it open, holding the store's write lock, and the run could then never be ended.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_depth = 0
+_pending: int | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """The process received SIGINT, SIGTERM or SIGHUP: runs in progress end KILLED."""
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = int(signum)
+
+    def __reduce__(self) -> tuple[type, tuple[int]]:  # pickled by process-pool launchers
+        return (Interrupted, (self.signum,))
+
+
+def interrupt(signum: int) -> None:
+    """What the signal handler does: raise `Interrupted` now, or after the write in progress."""
+    global _pending
+    if _depth > 0:
+        _pending = signum
+        return
+    raise Interrupted(signum)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A block no SIGTERM/SIGHUP interrupts (a store write); one that arrived meanwhile is raised at its end."""
+    global _depth, _pending
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+        if _depth == 0 and _pending is not None:
+            signum, _pending = _pending, None
+            raise Interrupted(signum)
