@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 _depth = 0
 _pending: int | None = None
+_received: int | None = None  # the last signal turned into an interrupt (see `check`)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -27,7 +28,8 @@ class Interrupted(KeyboardInterrupt):
 
 def interrupt(signum: int) -> None:
     """What the signal handler does: raise `Interrupted` now, or after the write in progress."""
-    global _pending
+    global _pending, _received
+    _received = signum
     if _depth > 0:
         _pending = signum
         return
@@ -46,3 +48,10 @@ def deferred() -> Iterator[None]:
         if _depth == 0 and _pending is not None:
             signum, _pending = _pending, None
             raise Interrupted(signum)
+
+
+def check() -> None:
+    """Raise `Interrupted` again at a safe point (a stage, an epoch) when a signal was received: an exception raised
+    while Python runs a garbage-collection callback is printed and swallowed, so the first raise can be lost."""
+    if _received is not None:
+        raise Interrupted(_received)

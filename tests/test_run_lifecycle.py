@@ -305,3 +305,17 @@ def test_a_signal_during_a_store_write_waits_for_its_end() -> None:
             done.append("inner")
         done.append("outer")
     assert done == ["inner", "outer"] and info.value.signum == signal.SIGTERM
+
+
+def test_a_swallowed_interrupt_is_raised_again_at_the_next_safe_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception raised in a garbage-collection callback is printed and dropped; `check()` (each stage and
+    epoch) raises the signal again."""
+    from harness import interrupts
+
+    monkeypatch.setattr(interrupts, "_received", None)
+    interrupts.check()  # nothing received: nothing raised
+    with pytest.raises(interrupts.Interrupted):
+        interrupts.interrupt(signal.SIGTERM)  # the first raise (imagine it swallowed)
+    with pytest.raises(interrupts.Interrupted) as info:
+        interrupts.check()
+    assert info.value.signum == signal.SIGTERM

@@ -33,6 +33,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from harness import interrupts
 from harness.errors import HarnessError
 from harness.fit.trainer import FitWarning, evaluate
 from harness.pipeline import build
@@ -71,6 +72,7 @@ class _Stages:
         self.logger = logger
 
     def beat(self, name: str) -> None:
+        interrupts.check()  # a signal whose interrupt was swallowed ends the run here
         self.logger.beat(name)
 
     @contextmanager
@@ -195,6 +197,7 @@ def _fit(cfg: DictConfig, logger: RunLogger, stages: _Stages, events: build.Even
     from harness import fit
 
     def on_epoch(entry: dict[str, float]) -> None:
+        interrupts.check()
         logger.log_metrics({k: float(entry[k]) for k in EPOCH_SERIES}, step=int(entry["epoch"]))
 
     stages.beat("fit")
