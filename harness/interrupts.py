@@ -7,8 +7,9 @@ sqlite transaction left it open, holding the store's write lock, and the run cou
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 _depth = 0
 _pending: int | None = None
@@ -55,3 +56,20 @@ def check() -> None:
     while Python runs a garbage-collection callback is printed and swallowed, so the first raise can be lost."""
     if _received is not None:
         raise Interrupted(_received)
+
+
+def reset() -> None:
+    """Forget received signals (a new run starts, or the interrupt was handled)."""
+    global _pending, _received
+    _pending = _received = None
+
+
+def quiet_unraisable(previous: Callable[[Any], None]) -> Callable[[Any], None]:
+    """An unraisable hook that drops `Interrupted` (raised inside a garbage-collection callback, where Python
+    prints and swallows it; `check` raises it again) and hands everything else to `previous`."""
+
+    def hook(info: Any) -> None:
+        if not isinstance(info.exc_value, Interrupted):
+            previous(info)
+
+    return hook

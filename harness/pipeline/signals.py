@@ -6,11 +6,13 @@ on Ctrl-C ends it KILLED on these too; the command then prints one line and exit
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
+from harness import interrupts
 from harness.interrupts import Interrupted, interrupt
 
 __all__ = ["HANDLED", "Interrupted", "as_interrupts", "exit_code", "signal_name"]
@@ -44,8 +46,13 @@ def as_interrupts() -> Iterator[None]:
     for s in HANDLED:
         if signal.getsignal(s) not in (signal.SIG_IGN, None):  # `nohup` ignores SIGHUP: keep it ignored
             previous[s] = signal.signal(s, _raise)
+    interrupts.reset()
+    hook = sys.unraisablehook
+    sys.unraisablehook = interrupts.quiet_unraisable(hook)
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        sys.unraisablehook = hook
+        interrupts.reset()
