@@ -215,7 +215,7 @@ class SqliteRuns:
     def resolve_run(self, run: str, experiments: list[str]) -> Run:
         """`harness.track.query.resolve_run` on this store: the run whose id is `run` or starts with it, in the
         named experiments (a full 32-character id in any experiment); the same errors."""
-        from harness.track.query import experiment_ids
+        from harness.track.query import experiment_ids, the_one
 
         prefix = run.strip().lower()
         if not re.fullmatch(r"[0-9a-z-]+", prefix):
@@ -226,14 +226,7 @@ class SqliteRuns:
                 return exact
         ids = experiment_ids(self, experiments)
         found = self.search_runs(list(ids), f"attributes.run_id LIKE '{prefix}%'", max_results=MAX_CANDIDATES + 1)
-        where = ", ".join(repr(n) for n in ids.values())
-        if not found:
-            raise RunsError(f"no run with id {run!r} or starting with it in experiment {where}")
-        if len(found) > 1:
-            names = ", ".join(f"{r.info.run_id} ({r.info.run_name})" for r in found[:MAX_CANDIDATES])
-            more = " and more" if len(found) > MAX_CANDIDATES else ""
-            raise RunsError(f"run prefix {run!r} is ambiguous: {names}{more}")
-        return found[0]
+        return the_one(run, found, ids)
 
     # ----- artifacts ------------------------------------------------------------------------------------------
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[FileInfo]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
 
@@ -71,6 +71,12 @@ def resolve_run(client: MlflowClient, run: str, experiments: list[str]) -> Run:
     found = client.search_runs(
         list(ids), filter_string=f"attributes.run_id LIKE '{prefix}%'", max_results=MAX_CANDIDATES + 1
     )
+    return the_one(run, found, ids)
+
+
+def the_one(run: str, found: list[Any], ids: dict[str, str]) -> Any:
+    """The single run among those whose id starts with `run` (up to MAX_CANDIDATES + 1 searched in the experiments
+    `ids`); RunsError naming the prefix when there is none or more than one."""
     where = ", ".join(repr(n) for n in ids.values())
     if not found:
         raise RunsError(f"no run with id {run!r} or starting with it in experiment {where}")
