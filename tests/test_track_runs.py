@@ -150,7 +150,7 @@ def test_list_is_newest_first_with_children_under_their_parent(capsys, runs_stor
     ids = runs_store.ids
     assert ids["baseline"][:8] in line(out, "baseline")
     assert "FAILED" in line(out, "broken")
-    assert "sweep" in line(out, "sweep ").split("│")[-2]  # the parent column marks the sweep parent
+    assert line(out, "sweep ").rstrip().endswith("sweep")  # the parent column (the last) marks the sweep parent
     child = line(out, "sweep-1")
     assert f"↳ {ids['sweep'][:8]}" in child and "0.004" in child  # parent marker and test_mse
     base = line(out, "baseline")
@@ -180,6 +180,56 @@ def test_list_all_experiments_adds_the_experiment_column(capsys, runs_store: Sto
     assert "experiment" in line(out, "run", "name", "status")
     assert "harness" in line(out, "baseline")
     assert out.count("crowded") >= 2
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_list_fits_a_narrow_or_piped_terminal(capsys, runs_store: Store, monkeypatch, columns: int) -> None:  # type: ignore[no-untyped-def]
+    """Piped (rich assumes 80 columns) or narrow: no line is wider than the terminal, the columns that stay keep
+    their full values (ids, status, metrics) and drop out whole, the least useful first; long names are cut."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    code, out, err = run_cli(capsys, runs_store, "list")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert max(len(row) for row in lines) <= columns, out
+    header = line(out, "run", "name", "status")
+    ids = runs_store.ids
+    base = line(out, ids["baseline"][:8])
+    assert "baseline" in base and "FINISHED" in base
+    if columns == 80:
+        assert header.split() == ["run", "name", "status", "start", "duration", "test_r2", "test_ic", "val_loss"]
+        assert "0.1" in base.split() and "0.3" in base.split() and "0.006" in base.split() and "1m15s" in base
+        day, minute = base.split()[3:5]  # the short form of the start time: month-day hour:minute
+        assert len(day) == len("12-29") and day[2] == "-" and len(minute) == len("10:20") and minute[2] == ":"
+    else:
+        assert header.split()[:3] == ["run", "name", "status"] and "parent" not in header
+        assert len(header.split()) < 8
+
+
+def test_list_as_json_and_csv_has_every_field_in_full(capsys, runs_store: Store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import io
+
+    monkeypatch.setenv("COLUMNS", "40")  # machine-readable output does not depend on the terminal
+    code, out, err = run_cli(capsys, runs_store, "list", "--format", "json")
+    assert code == 0, err
+    records = json.loads(out)
+    by_name = {r["name"]: r for r in records}
+    ids = runs_store.ids
+    assert [r["name"] for r in records] == ["sweep", "sweep-0", "sweep-1", "broken", "faster-lr", "baseline"]
+    base = by_name["baseline"]
+    assert base["run_id"] == ids["baseline"] and base["status"] == "FINISHED" and base["duration_s"] == 75.0
+    assert base["test_mse"] == 0.004 and base["val_loss"] == pytest.approx(0.006) and base["test_ic"] == 0.3
+    assert base["start"].endswith("+00:00") and base["parent_run_id"] is None and base["experiment"] == "harness"
+    child = by_name["sweep-1"]
+    assert child["parent_run_id"] == ids["sweep"] and child["depth"] == 1 and by_name["sweep"]["sweep_parent"]
+    assert by_name["broken"]["test_r2"] is None
+
+    code, out, err = run_cli(capsys, runs_store, "list", "--format", "csv", "--status", "failed")
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 1 and rows[0]["run_id"] == ids["broken"] and rows[0]["test_r2"] == ""
+    code, out, _ = run_cli(capsys, runs_store, "list", "--format", "json", "--status", "killed")
+    assert code == 0 and json.loads(out) == []
 
 
 def test_list_errors_are_one_line_and_exit_2(capsys, runs_store: Store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

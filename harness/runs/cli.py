@@ -25,7 +25,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -34,6 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.errors import HarnessError
+from harness.runs import tables
 from harness.runs.sqlite_store import SqliteRuns
 from harness.track import store
 from harness.track.query import PARENT_TAG, RunsError, children_of, experiment_ids, open_client, resolve_run
@@ -63,43 +64,72 @@ IDENTITY_TAGS = {  # what decides whether two runs computed the same thing
 STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
 STATUS_STYLE = {"FINISHED": "green", "FAILED": "red", "RUNNING": "yellow", "KILLED": "magenta"}
 SHORT = 8  # characters of a run id in tables
+LIST_FIELDS = (  # the fields of `runs list --format json|csv`
+    "run_id", "name", "status", "start", "end", "duration_s", *KEY_METRICS, "parent_run_id", "depth", "sweep_parent",
+    "experiment",
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- commands
 
 
 def list_command(client: Client, args: argparse.Namespace, console: Console) -> int:
-    """Table of the newest runs, each sweep child indented under its parent when both are in the table."""
+    """The newest runs, each sweep child indented under its parent when both are shown: a table that fits the
+    terminal (80 columns when piped; `harness.runs.tables`), or every field as JSON or CSV (`--format`)."""
     ids = experiment_ids(client, None if args.all_experiments else [args.experiment])
     status = f"attributes.status = '{args.status}'" if args.status else ""
     runs = client.search_runs(
         list(ids), filter_string=status, order_by=["attributes.start_time DESC"], max_results=args.limit
     )
+    tree = _tree(runs)
+    if args.format != "table":
+        tables.write_records([_list_record(run, depth, ids) for run, depth in tree], args.format, LIST_FIELDS)
+        return 0
     where = "all experiments" if args.all_experiments else f"experiment {args.experiment!r}"
     if not runs:
         console.print(f"no {args.status + ' ' if args.status else ''}runs in {where}")
         return 0
-    table = Table(title=f"{len(runs)} newest {args.status + ' ' if args.status else ''}runs in {where}")
-    table.add_column("run", no_wrap=True)
-    table.add_column("name")
-    table.add_column("status")
-    table.add_column("start", no_wrap=True)
-    table.add_column("duration", justify="right")
-    for key in KEY_METRICS:
-        table.add_column(key, justify="right")
-    table.add_column("parent", no_wrap=True)
-    if args.all_experiments:
-        table.add_column("experiment")
-    for run, depth in _tree(runs):
-        name = Text("  " * (depth - 1) + "└ " if depth else "") + Text(run.info.run_name or "")
-        cells = [Text(run.info.run_id[:SHORT]), name, _status(run), _time(run.info.start_time), _duration(run)]
-        cells += [_key_metric(run, k) for k in KEY_METRICS]
-        cells.append(_parent_marker(run))
-        if args.all_experiments:
-            cells.append(Text(ids.get(run.info.experiment_id, run.info.experiment_id)))
-        table.add_row(*cells)
-    console.print(table)
+    title = f"{len(runs)} newest {args.status + ' ' if args.status else ''}runs in {where}"
+    console.print(tables.fitted_table(title, _list_columns(tree, ids, args.all_experiments), console.width))
     return 0
+
+
+def _list_columns(tree: list[tuple[Run, int]], ids: dict[str, str], experiments: bool) -> list[tables.Column]:
+    """The columns of `runs list`, most useful first to stay: id, name, status, R², IC, val_loss, duration,
+    start (short form: month-day hour:minute), experiment, test_mse, parent."""
+    runs = [run for run, _ in tree]
+    names = [Text("  " * (depth - 1) + "└ " if depth else "") + Text(run.info.run_name or "") for run, depth in tree]
+    metric = {key: [_key_metric(run, key) for run in runs] for key in KEY_METRICS}
+    columns = [
+        tables.Column("run", [run.info.run_id[:SHORT] for run in runs]),
+        tables.Column("name", names, flex=True),
+        tables.Column("status", [_status(run) for run in runs]),
+        tables.Column("start", [_time(r.info.start_time) for r in runs], drop=4,
+                      short=[_time(r.info.start_time, "%m-%d %H:%M") for r in runs]),
+        tables.Column("duration", [_duration(run) for run in runs], drop=3, justify="right"),
+        tables.Column("test_mse", metric["test_mse"], drop=6, justify="right"),
+        tables.Column("test_r2", metric["test_r2"], drop=1, justify="right"),
+        tables.Column("test_ic", metric["test_ic"], drop=1, justify="right"),
+        tables.Column("val_loss", metric["val_loss"], drop=2, justify="right"),
+        tables.Column("parent", [_parent_marker(run) for run in runs], drop=7),
+    ]  # fmt: skip
+    if experiments:
+        columns.append(tables.Column("experiment", [ids.get(r.info.experiment_id, "") for r in runs], drop=5))
+    return columns
+
+
+def _list_record(run: Run, depth: int, ids: dict[str, str]) -> dict[str, object]:
+    """One run of `runs list --format json|csv`: full id, times in ISO 8601 (UTC), raw metric values."""
+    start, end = run.info.start_time, run.info.end_time
+    values = {key: next((run.data.metrics[k] for k in names if k in run.data.metrics), None)
+              for key, names in KEY_METRICS.items()}  # fmt: skip
+    return {
+        "run_id": run.info.run_id, "name": run.info.run_name or "", "status": run.info.status,
+        "start": _iso(start), "end": _iso(end), "duration_s": (end - start) / 1000 if start and end else None,
+        **values, "parent_run_id": run.data.tags.get(PARENT_TAG), "depth": depth,
+        "sweep_parent": run.data.tags.get("harness.sweep") == "parent",
+        "experiment": ids.get(run.info.experiment_id, run.info.experiment_id),
+    }  # fmt: skip
 
 
 def show_command(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -287,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--limit", type=_positive, default=20, help="how many runs (default 20)")
     p.add_argument("--status", type=str.upper, choices=STATUSES, default=None, help="only runs with this status")
+    p.add_argument(
+        "--format", choices=tables.FORMATS, default="table", help="table (fits the terminal), json or csv (every field)"
+    )
     p = sub.add_parser("show", help="one run: tags, error, params, metrics, artifacts, children")
     common(p)
     p.add_argument("run", help="run id or a unique prefix of it")
@@ -453,8 +486,12 @@ def _status(run: Run) -> Text:
     return Text(run.info.status, style=STATUS_STYLE.get(run.info.status, ""))
 
 
-def _time(ms: int | None) -> str:
-    return datetime.fromtimestamp(ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ms else "-"
+def _time(ms: int | None, form: str = "%Y-%m-%d %H:%M:%S") -> str:
+    return datetime.fromtimestamp(ms / 1000).strftime(form) if ms else "-"
+
+
+def _iso(ms: int | None) -> str | None:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds") if ms else None
 
 
 def _duration(run: Run) -> str:
