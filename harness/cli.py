@@ -306,18 +306,30 @@ def pipeline_main(args: list[str]) -> int:
 
 def _pipeline_help(args: list[str], app) -> int:  # type: ignore[no-untyped-def]
     """Hydra's `--help` for `args` (the config as they compose it), harness's commands on top, schemas hidden."""
-    saved_argv, text = sys.argv, io.StringIO()
+    from hydra.errors import CompactHydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    saved_argv, saved_full, text = sys.argv, os.environ.get("HYDRA_FULL_ERROR"), io.StringIO()
     sys.argv = hydra_argv(args, {"hydra/help": "harness"})
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # a config that does not compose is raised here, printed in one piece
     try:
         with contextlib.redirect_stdout(text), _one_repository_group_listing():
             try:
                 app.main()
-            except SystemExit as e:  # Hydra exits 0 after the help (or 1 on a config that does not compose)
+            except SystemExit as e:  # Hydra exits 0 after the help
                 if e.code not in (0, None):
                     sys.stdout.flush()
                     raise
+    except CompactHydraException as e:
+        cause = f"\n{e.__cause__}" if isinstance(e.__cause__, (OmegaConfBaseException, CompactHydraException)) else ""
+        print(without_schemas(f"{e}{cause}"), file=sys.stderr)
+        return 1
     finally:
         sys.argv = saved_argv
+        if saved_full is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = saved_full
     sys.stdout.write(without_schemas(text.getvalue()))
     sys.stdout.flush()
     return 0
@@ -345,7 +357,7 @@ def _one_repository_group_listing():  # type: ignore[no-untyped-def]
     original = Hydra.format_config_groups
 
     def format_config_groups(self, predicate, compact: bool = True) -> str:  # type: ignore[no-untyped-def]
-        repo = getattr(self.config_loader, "repository", None)
+        repo = _with_user_conf(self.config_loader)
         if predicate("hydra"):
             return ""  # Hydra's own groups: harness's help template does not show them
         if repo is None or not compact:
@@ -357,6 +369,25 @@ def _one_repository_group_listing():  # type: ignore[no-untyped-def]
         yield
     finally:
         Hydra.format_config_groups = original  # type: ignore[method-assign]
+
+
+def _with_user_conf(loader):  # type: ignore[no-untyped-def]
+    """The loader's config repository plus the user's config directories (`harness.pipeline.user_conf`: Hydra
+    adds a primary config's `hydra.searchpath` only to the repository it composes with, so its help would not
+    list their options); None when the loader has no repository."""
+    import copy
+
+    from hydra._internal.config_repository import ConfigRepository
+
+    from harness.pipeline import user_conf
+
+    repo, extra = getattr(loader, "repository", None), user_conf.search_path()
+    if repo is None or not extra or not hasattr(loader, "config_search_path"):
+        return repo
+    path = copy.deepcopy(loader.config_search_path)
+    for entry in extra:
+        path.append(provider="harness user conf", path=entry)
+    return ConfigRepository(config_search_path=path)
 
 
 def _groups(repo, object_type, parent: str) -> list[tuple[str, list[str]]]:  # type: ignore[no-untyped-def]

@@ -6,9 +6,10 @@ under `if TYPE_CHECKING:` do not count (they never run). A module belongs to the
 listed here (so a new module under harness/backends/ belongs to the compile layer until it is listed below it);
 `python -m harness.layers` prints the violations.
 
-    base      errors, names, events, this table, _native
+    base      errors, names, events, this table, package_data, _native
                                                    (error types; the sanitiser of names and C++ literals; the
-                                                   events-table contract; the compiled C++ runtime helpers)
+                                                   events-table contract; where the configs and C++ headers
+                                                   are; the compiled C++ runtime helpers)
     core      ops, circuit                         (operators and the circuit graph)
     backends  backends.interface, .reference, .native, codegen
                                                    (the Kernel interface and its backends: the reference
@@ -43,6 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "harness.names",
             "harness.events",
             "harness.layers",
+            "harness.package_data",
             "harness._native",
         ),
     ),

@@ -24,7 +24,19 @@ def pytest_addoption(parser) -> None:  # type: ignore[no-untyped-def]
     parser.addoption("--run-bench", action="store_true", help="run the benchmarks under tests/bench")
 
 
+INSTALL_SKIP = (
+    "install test (builds the wheel, installs it in a fresh venv: minutes): "
+    "run with `python -m pytest -m install tests/test_install.py` (.ci/run does)"
+)
+
+
 def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-untyped-def]
+    markexpr = config.getoption("markexpr") or ""
+    if "install" not in markexpr.replace("not install", ""):  # selected only by name: `-m install`
+        skip_install = pytest.mark.skip(reason=INSTALL_SKIP)
+        for item in items:
+            if item.get_closest_marker("install") is not None:
+                item.add_marker(skip_install)
     if config.getoption("--run-bench"):
         return
     skip = pytest.mark.skip(reason="benchmark: run with --run-bench (add --benchmark-disable for a smoke pass)")

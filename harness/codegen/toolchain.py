@@ -18,6 +18,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import package_data
 from harness.errors import HarnessError
 
 COMMON_FLAGS = ("-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-DNDEBUG")
@@ -65,12 +66,12 @@ class Toolchain:
 
 
 def runtime_include_dir() -> Path:
-    """Directory holding `harness/*.hpp`: inside the installed package, or `cpp/` of a source checkout."""
-    pkg = Path(__file__).resolve().parents[1]
-    for candidate in (pkg / "include", pkg.parent / "cpp"):
-        if (candidate / "harness" / "kernel_abi.h").is_file():
-            return candidate
-    raise ToolchainError(f"harness C++ runtime headers not found next to {pkg}; reinstall harness")
+    """Directory holding `harness/*.hpp` (`harness.package_data`): inside an installed wheel, or `cpp/` of the
+    source checkout."""
+    include = package_data.layout().include
+    if not (include / "harness" / "kernel_abi.h").is_file():
+        raise ToolchainError(f"harness C++ runtime headers not found in {include}; reinstall harness")
+    return include
 
 
 def _headers_digest(include: Path) -> str:

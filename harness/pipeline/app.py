@@ -48,7 +48,7 @@ def take_compose_time() -> float:
     return time.perf_counter() - started if started is not None else 0.0
 
 
-@hydra.main(config_path=str(schema.CONF_DIR), config_name="config", version_base="1.3")
+@hydra.main(config_path=schema.LAYOUT.primary_config_path, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float:
     """One job: run the pipeline on the composed config and return `task.objective`."""
     from harness.pipeline.run import run

@@ -19,12 +19,15 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from harness import package_data
 from harness.errors import HarnessError
+from harness.pipeline import user_conf
 from harness.streams.rules import Rules
 
-ROOT = Path(__file__).resolve().parents[2]
-CONF_DIR = ROOT / "conf"
-EXPERIMENTS_DIR = ROOT / "experiments"
+LAYOUT = package_data.layout()  # the checkout's conf/ and experiments/, or the installed package's copies
+ROOT = LAYOUT.checkout  # the source checkout whose git commit a run logs; None for an installed wheel
+CONF_DIR = LAYOUT.conf
+EXPERIMENTS_DIR = LAYOUT.experiments
 TRAINER_SOURCE = Path(__file__).resolve().parents[1] / "fit" / "trainer.py"  # where TrainerConfig is written
 
 
@@ -260,7 +263,9 @@ SCHEMAS: dict[str, dict[str, type]] = {
 
 
 def register() -> None:
-    """Put the schemas and the experiments of `experiments/` into Hydra's ConfigStore (idempotent)."""
+    """Put the schemas and the experiments of `experiments/` into Hydra's ConfigStore and the resolver of the
+    user's config directories (`harness.pipeline.user_conf`) into OmegaConf (idempotent)."""
+    user_conf.register_resolver()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for group, schemas in SCHEMAS.items():

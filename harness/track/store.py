@@ -58,8 +58,10 @@ def _lock_path(uri: str) -> Path:
     return Path(os.environ.get("TMPDIR", "/tmp")) / f"harness-mlflow-{key}.lock"
 
 
-def git_state(root: Path) -> dict[str, str]:
-    """Commit and dirty flag of the checkout at `root` ("unknown" outside git)."""
+def git_state(root: Path | None) -> dict[str, str]:
+    """Commit and dirty flag of the checkout at `root` ("unknown" outside git, and for None: an installed wheel)."""
+    if root is None:
+        return {"commit": "unknown", "dirty": "unknown"}
 
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout.strip()
