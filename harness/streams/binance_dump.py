@@ -208,14 +208,18 @@ def binance(
     on_bad_rows: str = "error",
     cache_dir: Path_ | None = None,
     rules: Rules | Mapping[str, Any] | None = None,
+    market: str | None = None,
 ) -> pa.Table:
     """Read the given Binance dumps and merge them into one market table (`merge.merge`, arguments in order).
 
+    `market` names the market (triggers `<market>.trade` ..., columns `<market>.<column>`: `schema.tag`);
     `rules` relaxes plausibility rules; with `cache_dir`, the merged table is kept as Parquet there, its source
     files' content verified on every hit (see `tardis_csv.tardis`).
     """
     csvread.check_on_bad_rows(on_bad_rows)
     checked = Rules.of(rules)
+    if market is not None:
+        schema.check_market(market)
     readers = {"trades": read_trades, "agg_trades": read_agg_trades, "book_ticker": read_book_ticker}
     args = zip(readers, (trades, agg_trades, book_ticker), strict=True)
     given = {k: csvread.as_paths(v) for k, v in args if v is not None}
@@ -226,6 +230,6 @@ def binance(
         return merge.merge(*[readers[k](v, on_bad_rows=on_bad_rows, rules=checked) for k, v in given.items()])
 
     if cache_dir is None:
-        return build()
+        return schema.tagged(build(), market)
     options = {"on_bad_rows": on_bad_rows, "rules": checked.to_dict()}
-    return cache.cached("binance", VERSION, options, given, build, cache_dir, rules=checked)
+    return schema.tagged(cache.cached("binance", VERSION, options, given, build, cache_dir, rules=checked), market)

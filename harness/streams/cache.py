@@ -54,10 +54,17 @@ def write_parquet(table: pa.Table, path: Path_) -> Path:
     return path
 
 
-def read_parquet(path: Path_, *, rules: Rules | Mapping[str, Any] | None = None) -> pa.Table:
+def read_parquet(path: Path_, *, rules: Rules | Mapping[str, Any] | None = None, market: str | None = None) -> pa.Table:
     """Read a market table written by `write_parquet`, checked like a CSV source (`rules` relaxes plausibility
-    rules); DataError naming the file (and the row) when it is not one or breaks a rule."""
-    path = Path(path)
+    rules); DataError naming the file (and the row) when it is not one or breaks a rule. `market` names its
+    market (`schema.tag`)."""
+    if market is not None:
+        schema.check_market(market)
+    return schema.tagged(_read_parquet(Path(path), rules), market)
+
+
+def _read_parquet(path: Path, rules: Rules | Mapping[str, Any] | None) -> pa.Table:
+    """`read_parquet` of one market without a name."""
     checked = Rules.of(rules)
     checked.warn_relaxed(f"{MARKET_TABLE} {path}")
     src = Source(path, MARKET_TABLE, header=False, lines=False)

@@ -6,6 +6,13 @@ by their row order in that table. (A stable `pyarrow.compute.sort_indices` on (t
 argument index) over the concatenated tables.) Each input is first conformed to the market schema
 (`schema.conform`): missing columns become nulls, extra columns are kept (null in rows of tables without
 them). The read stats of the inputs (`csvread.stats`) are added up into the result's.
+
+Markets. Tables tagged with market names (`schema.tag`, a reader's `market=`) merge by the same rule: at equal
+`t` the books of every market come first, then the quotes, then the trades, each in argument order. The result
+has the columns of every market (`schema.market_schema`, markets in order of first appearance; a stream without
+a name first if it comes first) and a trigger dictionary of all their triggers. Each market may come from one
+argument only (two streams with the same market name are an error; tables without a market name merge as one
+market, as before).
 """
 
 from __future__ import annotations
@@ -32,10 +39,31 @@ def _priority(table: pa.Table, k: int) -> np.ndarray:
     return prio.to_numpy().astype(np.int8)
 
 
+def _markets(tables: tuple[pa.Table, ...]) -> tuple[list[list[str | None]], list[str | None]]:
+    """The markets of each table and of all (in order of first appearance); EventsError when two tables carry a
+    market of the same name."""
+    per, owner = [], {}
+    for k, table in enumerate(tables):
+        if "t" not in table.column_names or "trigger" not in table.column_names:
+            raise EventsError(f"merge: argument {k} has no 't' or 'trigger' column: {table.column_names}")
+        found = schema.markets_of(table.column("trigger"))
+        for m in found:
+            if m is not None and owner.setdefault(m, k) != k:
+                raise EventsError(
+                    f"merge: market {m!r} is in argument {owner[m]} and in argument {k}: two streams with the same "
+                    f"market name; read one market's files in one reader call, or give the streams other names"
+                )
+        per.append(found)
+    return per, list(dict.fromkeys(m for found in per for m in found))
+
+
 def merge(*tables: pa.Table) -> pa.Table:
     """Merge market tables by `t` with the tie-break rule of the module docstring; stable and lossless."""
     if not tables:
         return schema.empty()
+    per, markets = _markets(tables)
+    if any(m is not None for m in markets):
+        return _merge_markets(tables, per, markets)
     parts, total = [], csvread.ReadStats()
     has_stats = False
     for k, table in enumerate(tables):
@@ -57,4 +85,39 @@ def merge(*tables: pa.Table) -> pa.Table:
     codes = np.asarray([schema.CODES[p] for p in PRIORITY], dtype=np.int8)[both.column(_PRIORITY).to_numpy()]
     out = out.set_column(out.schema.get_field_index("trigger"), "trigger", schema.trigger_array(codes[order]))
     out = out.combine_chunks()
+    return csvread.attach_stats(out, total) if has_stats else out
+
+
+def _merge_markets(tables: tuple[pa.Table, ...], per: list[list[str | None]], markets: list[str | None]) -> pa.Table:
+    """`merge` of tables of several named markets: one trigger dictionary, every market's columns."""
+    triggers = schema.market_triggers(markets)
+    kinds = [schema.split(name)[1] for name in triggers.to_pylist()]
+    rank = np.asarray([PRIORITY.index(k) for k in kinds], dtype=np.int8)
+    parts, codes, total, has_stats = [], [], csvread.ReadStats(), False
+    for k, table in enumerate(tables):
+        if table.column("t").null_count:
+            raise EventsError(f"merge: argument {k} has null times in column 't'")
+        if stats := csvread.stats(table):
+            total.add(csvread.ReadStats.from_dict(stats))
+            has_stats = True
+        mine = per[k] or markets[:1]  # a table without rows may name no trigger
+        try:
+            conformed = schema.conform_markets(table, mine)
+        except EventsError as e:
+            raise EventsError(f"merge: argument {k}: {e}") from None
+        local = conformed.column("trigger").combine_chunks()
+        to_all = pc.index_in(schema.market_triggers(mine), value_set=triggers).to_numpy(zero_copy_only=False)
+        to_all = to_all.astype(np.int16)
+        code = to_all[local.indices.to_numpy(zero_copy_only=False)] if len(local) else np.empty(0, np.int16)
+        codes.append(code)
+        conformed = conformed.drop_columns(["trigger"]).replace_schema_metadata(None)
+        conformed = conformed.append_column(_PRIORITY, pa.array(rank[code], pa.int8()))
+        conformed = conformed.append_column(_SOURCE, pa.array(np.full(table.num_rows, k, dtype=np.int32)))
+        parts.append(conformed)
+    both = pa.concat_tables(parts, promote_options="default")
+    order = pc.sort_indices(both, sort_keys=[("t", "ascending"), (_PRIORITY, "ascending"), (_SOURCE, "ascending")])
+    out = both.take(order).drop_columns([_PRIORITY, _SOURCE])
+    out = out.add_column(1, "trigger", schema.trigger_array(np.concatenate(codes)[order.to_numpy()], triggers))
+    names = schema.market_schema(markets).names
+    out = out.select(names + [c for c in out.column_names if c not in names]).combine_chunks()
     return csvread.attach_stats(out, total) if has_stats else out

@@ -18,6 +18,12 @@ One row is one event. Book rows carry one whole exchange message (all the level 
     quote_bid_price, quote_bid_amount, quote_ask_price, quote_ask_amount   double (top of book feeds)
 
 Columns of a trigger are null in rows of other triggers. Extra columns are allowed and ignored by kernels.
+
+Markets. A stream tagged with a market name (`tag(table, "perp")`, or a reader's `market="perp"`) names its
+triggers `perp.book`, `perp.trade`, `perp.quote` and its columns `perp.<column>` (every column but `t` and
+`trigger`: `perp.book_price`, `perp.trade_side`, `perp.t_exchange`, ...), so several markets share one events
+table (`hs.streams.merge`) and a circuit (`hs.lib.market(c, market="perp")`) reads them as more inputs and
+triggers. A stream without a market name keeps the names above.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.errors import EventsError
+from harness.errors import EventsError, HarnessError
+from harness.names import IDENTIFIER
 
 BOOK, TRADE, QUOTE = "book", "trade", "quote"
 TRIGGERS = pa.array([BOOK, TRADE, QUOTE], pa.string())
@@ -60,11 +67,114 @@ BOOK_COLUMNS = ("book_side", "book_price", "book_amount", "book_snapshot")
 TRADE_COLUMNS = ("trade_price", "trade_amount", "trade_side")
 QUOTE_COLUMNS = ("quote_bid_price", "quote_bid_amount", "quote_ask_price", "quote_ask_amount")
 CODES = {BOOK: 0, TRADE: 1, QUOTE: 2}
+_BASE = ("t", "trigger")  # the columns a market's name does not prefix
 
 
-def trigger_array(codes: np.ndarray) -> pa.DictionaryArray:
-    """The `trigger` column from int codes (0 book, 1 trade, 2 quote)."""
-    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=np.int8)), TRIGGERS)
+KINDS = (BOOK, TRADE, QUOTE)  # trigger kinds in code order
+SEP = "."  # between a market's name and a trigger or column name
+MAX_MARKET_LENGTH = 64
+
+
+def trigger_array(codes: np.ndarray, triggers: pa.Array = TRIGGERS) -> pa.DictionaryArray:
+    """The `trigger` column from int codes into `triggers` (default 0 book, 1 trade, 2 quote)."""
+    dtype = np.int8 if len(triggers) <= 127 else np.int16
+    return pa.DictionaryArray.from_arrays(pa.array(np.asarray(codes, dtype=dtype)), triggers)
+
+
+# ----- markets ----------------------------------------------------------------------------------------------------
+def check_market(market: object, what: str = "market") -> str:
+    """`market` if it is a plain identifier (it prefixes trigger and column names), else HarnessError naming it."""
+    if not isinstance(market, str) or not IDENTIFIER.fullmatch(market) or len(market) > MAX_MARKET_LENGTH:
+        raise HarnessError(
+            f"{what} name {market!r} must be a plain identifier [A-Za-z_][A-Za-z0-9_]* of at most "
+            f"{MAX_MARKET_LENGTH} characters"
+        )
+    return market
+
+
+def qualify(name: str, market: str | None) -> str:
+    """`market.name` (the name of a trigger or column of that market), or `name` for a stream without a market."""
+    return name if market is None else f"{market}{SEP}{name}"
+
+
+def split(name: str) -> tuple[str | None, str]:
+    """(market or None, plain name) of a qualified trigger or column name: "perp.book" -> ("perp", "book")."""
+    head, sep, tail = name.rpartition(SEP)
+    return (head, tail) if sep else (None, name)
+
+
+def market_triggers(markets: list[str | None]) -> pa.Array:
+    """The trigger names of `markets`, in code order: book, trade, quote of the first market, then the next."""
+    return pa.array([qualify(k, m) for m in markets for k in KINDS], pa.string())
+
+
+def market_schema(markets: list[str | None]) -> pa.Schema:
+    """The schema of an events table of `markets`: `t`, `trigger`, then each market's columns in schema order."""
+    fields = [SCHEMA.field("t"), pa.field("trigger", TRIGGER_TYPE)]
+    fields += [f.with_name(qualify(f.name, m)) for m in markets for f in SCHEMA if f.name not in _BASE]
+    return pa.schema(fields)
+
+
+def markets_of(col: pa.ChunkedArray | pa.Array) -> list[str | None]:
+    """The markets a trigger column names (None: triggers without a market), in order of first appearance (of the
+    dictionary's values for a dictionary column)."""
+    if pa.types.is_dictionary(col.type):
+        chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+        names = [v for chunk in chunks for v in chunk.dictionary.to_pylist()]
+    else:
+        names = pc.unique(col).to_pylist()
+    return list(dict.fromkeys(split(n)[0] for n in names if n is not None))
+
+
+def tag(table: pa.Table, market: str) -> pa.Table:
+    """`table` (one market without a name) as the stream of `market`: triggers `market.book` ..., columns
+    `market.<column>` (all but `t` and `trigger`), schema metadata kept."""
+    check_market(market)
+    found = [m for m in markets_of(table.column("trigger")) if m is not None]
+    if found:
+        raise EventsError(f"tag: the stream is already tagged with market(s) {found}; cannot tag it {market!r}")
+    table = conform(table)
+    names = [n if n in _BASE else qualify(n, market) for n in table.column_names]
+    codes = table.column("trigger").combine_chunks().indices.to_numpy(zero_copy_only=False)
+    out = table.rename_columns(names).set_column(1, "trigger", trigger_array(codes, market_triggers([market])))
+    return out.replace_schema_metadata(table.schema.metadata)
+
+
+def tagged(table: pa.Table, market: str | None) -> pa.Table:
+    """`tag(table, market)`, or `table` itself when `market` is None (a reader's `market=` argument)."""
+    return table if market is None else tag(table, market)
+
+
+def conform_markets(table: pa.Table, markets: list[str | None]) -> pa.Table:
+    """`table` with the columns of `markets_schema(markets)` (missing ones all null, in that order, extras after)
+    and its trigger column coded into `market_triggers(markets)`; EventsError naming a trigger of another market."""
+    n = table.num_rows
+    target = market_schema(markets)
+    columns, names = [], []
+    for f in target:
+        if f.name == "trigger":
+            col = _coded(table.column("trigger"), market_triggers(markets))
+        elif f.name in table.column_names:
+            col = table.column(f.name)
+            col = col.cast(f.type) if col.type != f.type else col
+        else:
+            col = pa.nulls(n, f.type)
+        columns.append(col)
+        names.append(f.name)
+    for name in table.column_names:
+        if name not in target.names:
+            columns.append(table.column(name))
+            names.append(name)
+    return pa.Table.from_arrays(columns, names=names).replace_schema_metadata(table.schema.metadata)
+
+
+def _coded(col: pa.ChunkedArray | pa.Array, triggers: pa.Array) -> pa.DictionaryArray:
+    names = col.cast(pa.string()) if pa.types.is_dictionary(col.type) else col
+    codes = pc.index_in(names, value_set=triggers)
+    if codes.null_count:
+        i = int(np.flatnonzero(codes.is_null().to_numpy(zero_copy_only=False))[0])
+        raise EventsError(f"trigger: row {i} has trigger {names[i].as_py()!r}, not one of {triggers.to_pylist()}")
+    return trigger_array(codes.to_numpy(zero_copy_only=False), triggers)
 
 
 def trigger_column(col: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:

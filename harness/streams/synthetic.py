@@ -222,12 +222,13 @@ def make_params(**params: Any) -> SyntheticParams:
 
 
 def synthetic_batches(
-    n_events: int, *, seed: int = 0, chunk: int = 1_000_000, **params: Any
+    n_events: int, *, seed: int = 0, chunk: int = 1_000_000, market: str | None = None, **params: Any
 ) -> Iterator[pa.RecordBatch]:
     """Yield the first `n_events` events of the stream for `seed` as batches of at most `chunk` rows.
 
-    `params` override fields of `SyntheticParams`. State (time, touch, regime, trade flow, RNG) is carried
-    across internal blocks; memory is bounded by `chunk` plus one block (~4,096 messages, ~17,000 events).
+    `params` override fields of `SyntheticParams`; `market` names the market (`schema.tag`). State (time, touch,
+    regime, trade flow, RNG) is carried across internal blocks; memory is bounded by `chunk` plus one block
+    (~4,096 messages, ~17,000 events).
     """
     for name, v in (("n_events", n_events), ("chunk", chunk), ("seed", seed)):
         if isinstance(v, bool) or not isinstance(v, int | np.integer):
@@ -239,13 +240,22 @@ def synthetic_batches(
     if seed < 0:
         _fail(f"seed must be >= 0, got {seed}")
     p = make_params(**params)
-    return _batches(int(n_events), int(seed), int(chunk), p)
+    batches = _batches(int(n_events), int(seed), int(chunk), p)
+    return batches if market is None else _tag_batches(batches, schema.check_market(market))
 
 
-def synthetic(n_events: int, *, seed: int = 0, **params: Any) -> pa.Table:
-    """The first `n_events` events of the stream for `seed` as one table (see `synthetic_batches`)."""
+def _tag_batches(batches: Iterator[pa.RecordBatch], market: str) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        yield schema.tag(pa.Table.from_batches([batch]), market).to_batches()[0]
+
+
+def synthetic(n_events: int, *, seed: int = 0, market: str | None = None, **params: Any) -> pa.Table:
+    """The first `n_events` events of the stream for `seed` as one table (see `synthetic_batches`); `market`
+    names its market (`schema.tag`)."""
+    if market is not None:
+        schema.check_market(market)
     batches = list(synthetic_batches(n_events, seed=seed, **params))
-    return pa.Table.from_batches(batches, schema=schema.SCHEMA)
+    return schema.tagged(pa.Table.from_batches(batches, schema=schema.SCHEMA), market)
 
 
 def _batches(n: int, seed: int, chunk: int, p: SyntheticParams) -> Iterator[pa.RecordBatch]:

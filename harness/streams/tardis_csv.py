@@ -439,15 +439,20 @@ def tardis(
     on_bad_rows: str = "error",
     cache_dir: Path_ | None = None,
     rules: Rules | Mapping[str, Any] | None = None,
+    market: str | None = None,
 ) -> pa.Table:
     """Read the given tardis files and merge them into one market table (`merge.merge`, arguments in this order).
 
-    `rules` relaxes plausibility rules for these files (`harness.streams.rules`). With `cache_dir`, the merged
-    table is kept as Parquet there, keyed by the files (path, size, mtime), the options, the rules and
-    `VERSION`, with the sha256 of each file's content: a later call with the same inputs reads it instead of the
-    CSV files once the files' content is verified unchanged (`harness.streams.cache.cached`).
+    `market` names the market: its triggers become `<market>.book` ... and its columns `<market>.<column>`
+    (`schema.tag`), so that `hs.streams.merge` can join it with other markets. `rules` relaxes plausibility
+    rules for these files (`harness.streams.rules`). With `cache_dir`, the merged table is kept as Parquet there,
+    keyed by the files (path, size, mtime), the options, the rules and `VERSION`, with the sha256 of each file's
+    content: a later call with the same inputs reads it instead of the CSV files once the files' content is
+    verified unchanged (`harness.streams.cache.cached`).
     """
     checked = Rules.of(rules)
+    if market is not None:
+        schema.check_market(market)
     if clock not in CLOCKS:
         raise HarnessError(f"clock must be 'local' or 'exchange', got {clock!r}")
     csvread.check_on_bad_rows(on_bad_rows)
@@ -462,6 +467,6 @@ def tardis(
         return merge.merge(*tables)
 
     if cache_dir is None:
-        return build()
+        return schema.tagged(build(), market)
     options = {"clock": clock, "on_bad_rows": on_bad_rows, "rules": checked.to_dict()}
-    return cache.cached("tardis", VERSION, options, given, build, cache_dir, rules=checked)
+    return schema.tagged(cache.cached("tardis", VERSION, options, given, build, cache_dir, rules=checked), market)
