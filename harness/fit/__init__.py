@@ -6,7 +6,7 @@ tr = hs.fit.trace(c, "pred")          # what would be fitted, and which leaves t
 """
 
 from harness.fit.data import FitData, FitDataError, collect
-from harness.fit.fitting import FitError, FitResult, ParityError, fit, make_label, replay_target
+from harness.fit.fitting import FitError, FitResult, FoldResult, ParityError, fit, make_label, replay_target
 from harness.fit.model import CircuitModel
 from harness.fit.trace import Domain, TNode, Trace, trace
 from harness.fit.trainer import (
@@ -18,6 +18,7 @@ from harness.fit.trainer import (
     chronological_split,
     train,
 )
+from harness.fit.walk_forward import Fold, WalkForward
 
 __all__ = [
     "CircuitModel",
@@ -26,6 +27,8 @@ __all__ = [
     "FitDataError",
     "FitError",
     "FitResult",
+    "Fold",
+    "FoldResult",
     "NonFiniteLoss",
     "ParityError",
     "Split",
@@ -34,6 +37,7 @@ __all__ = [
     "TrainResult",
     "TrainerConfig",
     "TrainerError",
+    "WalkForward",
     "chronological_split",
     "collect",
     "fit",

@@ -27,7 +27,16 @@ from harness.errors import FitError
 from harness.fit.data import FitData, collect
 from harness.fit.model import CircuitModel
 from harness.fit.trace import Trace, trace
-from harness.fit.trainer import NonFiniteLoss, Split, TrainerConfig, TrainResult, chronological_split, train
+from harness.fit.trainer import (
+    NonFiniteLoss,
+    Split,
+    TrainerConfig,
+    TrainResult,
+    chronological_split,
+    evaluate,
+    train,
+)
+from harness.fit.walk_forward import Fold, WalkForward
 from harness.replay.driver import chunks, release_memory
 from harness.replay.labels import Label, LabelError
 from harness.replay.sampling import Sampler
@@ -51,6 +60,17 @@ class ParityError(FitError):
 
 
 @dataclass
+class FoldResult:
+    """One walk-forward fold's fit: its windows and rows, fitted parameters, metrics, and test predictions."""
+
+    fold: Fold
+    params: dict[str, float]
+    metrics: dict[str, float]  # train_loss, val_loss, best_epoch, epochs_run, test_mse, test_r2, test_ic
+    predictions: np.ndarray  # the fold's fitted model at its test rows
+    history: list[dict[str, float]]
+
+
+@dataclass
 class FitResult:
     """A fitted circuit: parameters, metrics, the torch model, and how they were obtained."""
 
@@ -66,6 +86,7 @@ class FitResult:
     parity: dict[str, float] = field(default_factory=dict)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage
     kernel_predictions: np.ndarray | None = None  # the fitted kernel's target at the first rows (the parity slice)
+    folds: list[FoldResult] = field(default_factory=list)  # walk-forward: each fold's fit (the last is `model`)
 
     def save_params(self, path: str | Path) -> Path:
         """Write the parameters as a JSON object {name: value} (what `kernel.set_params` takes)."""
@@ -86,6 +107,15 @@ class FitResult:
         with torch.no_grad():
             return self.model().numpy()
 
+    def out_of_sample(self, predictions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The test rows and their out-of-sample predictions: the test part (of `predictions`, default the
+        fitted model's), or with walk-forward folds every fold's test rows predicted by that fold's fit."""
+        if not self.folds:
+            rows = self.split.test.numpy()
+            return rows, (self.predictions() if predictions is None else predictions)[rows]
+        rows = np.concatenate([f.fold.split.test.numpy() for f in self.folds])
+        return rows, np.concatenate([f.predictions for f in self.folds])
+
     def __repr__(self) -> str:
         shown = {k: round(v, 6) for k, v in self.metrics.items() if k.startswith("test_")}
         return f"<FitResult {self.trace.circuit.name}.{self.trace.target_output} params={self.params} {shown}>"
@@ -97,7 +127,7 @@ def fit(
     *,
     target: str = "pred",
     label: Label | tuple = ("mid", 1.0),
-    split: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    split: tuple[float, float, float] | WalkForward = (0.6, 0.2, 0.2),
     trainer: Mapping[str, Any] | TrainerConfig | None = None,
     seed: int = 0,
     sampler: Sampler | None = None,
@@ -114,7 +144,8 @@ def fit(
 
     label: (output, horizon seconds[, kind]) — the output's value at t + horizon as `kind` ("value" when the
     horizon is 0, else "return" by default; or "difference", "log_return"). split: chronological fractions
-    (train, validation, test); train rows whose label reaches into validation are purged. trainer: a dict of
+    (train, validation, test), train rows whose label reaches into validation purged; or a `WalkForward` (folds in
+    time, each fitted afresh and scored on its own test window: `folds`, `out_of_sample()`). trainer: a dict of
     `TrainerConfig` fields. events: a table, a list of record batches, or a function returning a fresh
     iterable of batches (it is replayed twice: to record, then to check parity). sampler: which events
     become rows (default: every event). stop: nodes where tracing ends. on_epoch: called with each epoch's
@@ -133,16 +164,21 @@ def fit(
         data = collect(tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress, total=total)
         release_memory()  # what recording and joining its pieces freed (~40% of the resident size at 10M events)
     with _timed(stages, "train_s"):
-        model, parts, training = _train_model(tr, kernel, data, split, config, fold=fold, seed=seed, on_epoch=on_epoch)
+        if isinstance(split, WalkForward):
+            model, parts, training, folds = _train_folds(tr, kernel, data, split, config, fold, seed, on_epoch)
+        else:
+            parts = chronological_split(data.t, split, horizon_ns=data.horizon_ns)
+            model, training = _train_model(tr, kernel, data, parts, config, fold=fold, seed=seed, on_epoch=on_epoch)
+            folds = []
 
     fitted = model.param_values()
     params = {**kernel.params, **fitted}
     kernel.set_params(params)
-    metrics = dict(training.metrics)
+    metrics = dict(training.metrics) if not folds else _fold_metrics(folds, data.y)
     metrics.update(rows_train=len(parts.train), rows_val=len(parts.val), rows_test=len(parts.test))
     result = FitResult(
         params=params, metrics=metrics, model=model, history=training.history, trace=tr, kernel=kernel, data=data,
-        split=parts, training=training, stages=stages,
+        split=parts, training=training, stages=stages, folds=folds,
     )  # fmt: skip
     if parity:
         _check_fitted_parity(result, replayable, parity_events)
@@ -177,21 +213,23 @@ def _train_model(
     tr: Trace,
     kernel: Kernel,
     data: FitData,
-    split: tuple[float, float, float],
+    parts: Split,
     config: TrainerConfig,
     *,
     fold: bool,
     seed: int,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
-) -> tuple[CircuitModel, Split, TrainResult]:
-    """Build the torch model at the kernel's parameters, check it against the kernel, and train it."""
-    model = CircuitModel(data, fold=fold, init=kernel.params)
-    parts = chronological_split(data.t, split, horizon_ns=data.horizon_ns)
+    init: dict[str, float] | None = None,
+    check_start: bool = True,
+) -> tuple[CircuitModel, TrainResult]:
+    """Build the torch model at the kernel's parameters (or `init`), check it against the kernel, and train it on
+    `parts`."""
+    model = CircuitModel(data, fold=fold, init=kernel.params if init is None else init)
     if tr.statistics:  # frozen train statistics: from the training rows, into the model and the kernel
         stats = train_statistics(tr, data, parts.train.numpy())
         model.set_statistics(stats)
         kernel.set_params(stats)
-    else:  # (with statistics the recorded target used the placeholder values; parity after fitting still holds)
+    elif check_start:  # (with statistics the recorded target used the placeholder values; parity after fitting holds)
         with torch.no_grad():
             start = model().numpy()
         _check_parity(start, data.kernel_target, data, "before fitting (the torch model at the initial parameters)")
@@ -199,7 +237,57 @@ def _train_model(
         training = train(model, torch.from_numpy(data.y), parts, config, seed=seed, on_epoch=on_epoch)
     except NonFiniteLoss as e:
         raise FitError(f"NaN guard: {e}; {_explain(model, data, e)}") from None
-    return model, parts, training
+    return model, training
+
+
+def _train_folds(
+    tr: Trace,
+    kernel: Kernel,
+    data: FitData,
+    wf: WalkForward,
+    config: TrainerConfig,
+    fold: bool,
+    seed: int,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+) -> tuple[CircuitModel, Split, TrainResult, list[FoldResult]]:
+    """Fit each walk-forward fold afresh from the initial parameters; `on_epoch` sees the epochs of all folds
+    numbered on (with the fold's index under "fold"). The last fold's model, split and training, and all folds."""
+    init = dict(kernel.params)
+    done: list[FoldResult] = []
+    model, training, epochs = None, None, 0
+    for f in wf.folds(data.t, data.horizon_ns):
+
+        def numbered(entry: dict[str, float], base: int = epochs, index: int = f.index) -> None:
+            if on_epoch is not None:
+                on_epoch({**entry, "epoch": entry["epoch"] + base, "fold": index})
+
+        model, training = _train_model(
+            tr, kernel, data, f.split, config, fold=fold, seed=seed, on_epoch=numbered, init=init, check_start=not done
+        )  # fmt: skip
+        with torch.no_grad():
+            pred = model(f.split.test).numpy()
+        test = evaluate(torch.from_numpy(pred), torch.from_numpy(data.y[f.split.test.numpy()]))
+        metrics = {**training.metrics, **{f"test_{k}": v for k, v in test.items()}}
+        done.append(FoldResult(f, model.param_values(), metrics, pred, training.history))
+        epochs += len(training.history)
+    assert model is not None and training is not None  # wf.folds raises when there is no fold
+    return model, done[-1].fold.split, training, done
+
+
+def _fold_metrics(folds: list[FoldResult], y: np.ndarray) -> dict[str, float]:
+    """A walk-forward fit's metrics: losses averaged over folds, test_* over every fold's out-of-sample rows."""
+    rows = np.concatenate([f.fold.split.test.numpy() for f in folds])
+    pred = np.concatenate([f.predictions for f in folds])
+    test = evaluate(torch.from_numpy(pred), torch.from_numpy(y[rows]))
+    last = folds[-1].metrics
+    return {
+        "train_loss": float(np.mean([f.metrics["train_loss"] for f in folds])),
+        "val_loss": float(np.mean([f.metrics["val_loss"] for f in folds])),
+        **{f"test_{k}": v for k, v in test.items()},
+        "best_epoch": last["best_epoch"],
+        "epochs_run": last["epochs_run"],
+        "folds": float(len(folds)),
+    }
 
 
 def _check_fitted_parity(result: FitResult, replayable: Callable[[], object], parity_events: int | None) -> None:

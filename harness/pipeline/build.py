@@ -14,7 +14,8 @@ import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
 from harness.circuit.builder import Circuit
-from harness.fit.trainer import TrainerConfig
+from harness.fit.trainer import TrainerConfig, TrainerError
+from harness.fit.walk_forward import WalkForward
 from harness.pipeline import targets
 from harness.pipeline.events import DEFAULT_CHUNK, Events
 from harness.pipeline.targets import ConfigError
@@ -25,6 +26,7 @@ __all__ = ["ConfigError", "Events", "build_circuit", "circuit_name", "load_strea
 
 CIRCUITS_MODULE = "harness.circuits"  # the built-in circuits (older configs name one by `circuit.builder`)
 LOADERS_MODULE = "harness.pipeline.loaders"  # the built-in streams (older configs name one by `stream.kind`)
+DEFAULT_SPLIT = (0.6, 0.2, 0.2)  # task.split: null
 STREAM_KEYS = ("chunk", "limit")  # applied by the pipeline to a returned table unless the function takes them
 
 
@@ -110,8 +112,30 @@ def make_trainer(cfg: DictConfig) -> TrainerConfig:
     return TrainerConfig.from_dict(_fields(cfg.trainer, ()))
 
 
+def make_split(cfg: DictConfig) -> tuple[float, float, float] | WalkForward:
+    """`task.split`: three fractions (`split_fractions`) or a walk-forward mapping `{kind: walk_forward, train,
+    val, test[, window, step]}` (lengths in time: seconds or e.g. '2h')."""
+    split = cfg.task.split
+    if not isinstance(split, DictConfig):
+        return split_fractions(cfg)
+    spec = {str(k): v for k, v in split.items()}
+    kind = spec.get("kind")
+    if kind != "walk_forward":
+        raise ConfigError(
+            f"task.split.kind={kind!r}: a split mapping needs kind: walk_forward (or give three fractions, "
+            "e.g. task.split=[0.6,0.2,0.2])"
+        )
+    try:
+        return WalkForward.from_dict(spec)
+    except TrainerError as e:
+        raise ConfigError(str(e)) from None
+
+
 def split_fractions(cfg: DictConfig) -> tuple[float, float, float]:
-    """`task.split` as three fractions, each > 0 (an empty part leaves the objective NaN), summing to 1."""
+    """`task.split` as three fractions, each > 0 (an empty part leaves the objective NaN), summing to 1
+    (null: `DEFAULT_SPLIT`)."""
+    if cfg.task.split is None:
+        return DEFAULT_SPLIT
     try:
         split = [float(x) for x in cfg.task.split]
     except (TypeError, ValueError):

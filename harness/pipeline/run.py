@@ -46,7 +46,8 @@ from harness.track.mlflow_logger import MlflowRunLogger
 PARENT_ENV = "HARNESS_PARENT_RUN_ID"
 WARNING_TAG = "harness.warning"  # why a finished run is suspect (with hints); absent when nothing is
 R2_FLOOR = -1.0  # a test R² below this is far worse than predicting the mean: a warning
-EPOCH_SERIES = ("train_loss", "val_loss", "lr")  # logged at step = epoch while the fit runs
+EPOCH_SERIES = ("train_loss", "val_loss", "lr")  # logged at step = epoch while the fit runs (walk-forward: on)
+SPLIT_KEYS = ("train", "val", "test")
 _SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "terminated", "SIGHUP": "hangup"}
 
 
@@ -141,14 +142,15 @@ def _stages(
     with stages("build", console, "building the circuit..."):
         circuit = build.build_circuit(cfg)
         sampler, label, trainer = build.make_sampler(cfg), build.make_label(cfg), build.make_trainer(cfg)
-        split = build.split_fractions(cfg)
+        split = build.make_split(cfg)
     with stages("stream", console, "loading the events..."):
         events = loaded if loaded is not None else build.load_stream(cfg)
     res = _fit(cfg, logger, stages, events, circuit, sampler=sampler, label=label, trainer=trainer, split=split)
     with stages("evaluate", console, "evaluating the fitted circuit..."):
         kernel_pred = res.predictions()  # the fitted kernel's, within 1e-9: parity was checked on a replayed slice
-        parts = {"train": res.split.train.numpy(), "validation": res.split.val.numpy(), "test": res.split.test.numpy()}
+        parts = _parts(res)
         metrics = _metrics(res, kernel_pred, parts, stages, events)
+        _log_folds(logger, res)
     kernel_hash, kernel_source = res.kernel.kernel_hash, res.kernel.source  # ("python", None): the reference
     identity = {
         "harness.kernel_hash": kernel_hash,
@@ -223,9 +225,11 @@ def _metrics(
     """The run's metrics: the fit's losses, the fitted kernel out of sample, rows, parity and speed."""
     import torch
 
-    y = res.data.y
-    test = evaluate(torch.from_numpy(kernel_pred[parts["test"]]), torch.from_numpy(y[parts["test"]]))
+    rows, pred = res.out_of_sample(kernel_pred)  # walk-forward: each fold's test rows, by that fold's fit
+    test = evaluate(torch.from_numpy(pred), torch.from_numpy(res.data.y[rows]))
+    folds = {"folds": float(len(res.folds))} if res.folds else {}
     return {
+        **folds,
         "fit_train_loss": res.metrics["train_loss"],  # of the restored best-validation parameters
         "fit_val_loss": res.metrics["val_loss"],
         "test_mse": test["mse"],
@@ -241,6 +245,26 @@ def _metrics(
         "compile_s": stages.seconds["compile"],
         "replay_events_per_s": events.rows / max(res.data.replay_s, 1e-9),
     }
+
+
+def _parts(res: Any) -> dict[str, np.ndarray]:
+    """Rows per part. Walk-forward: every fold's test rows; validation and train rows that no fold tests."""
+    if not res.folds:
+        return {"train": res.split.train.numpy(), "validation": res.split.val.numpy(), "test": res.split.test.numpy()}
+    union = {k: np.unique(np.concatenate([getattr(f.fold.split, k).numpy() for f in res.folds])) for k in SPLIT_KEYS}
+    val = np.setdiff1d(union["val"], union["test"])
+    train = np.setdiff1d(union["train"], np.union1d(val, union["test"]))
+    return {"train": train, "validation": val, "test": union["test"]}
+
+
+def _log_folds(logger: RunLogger, res: Any) -> None:
+    """Each walk-forward fold as one step (step = fold index): its losses, test metrics, rows and windows."""
+    for f in res.folds:
+        m, s = f.metrics, f.fold.split
+        values = {f"fold/{k}": float(m[k]) for k in ("train_loss", "val_loss", "test_mse", "test_r2", "test_ic")}
+        values.update({"fold/rows_train": len(s.train), "fold/rows_val": len(s.val), "fold/rows_test": len(s.test)})
+        values.update({"fold/test_start_s": f.fold.test_start / 1e9, "fold/test_end_s": f.fold.test_end / 1e9})
+        logger.log_metrics({k: float(v) for k, v in values.items()}, step=f.fold.index)
 
 
 def _write_artifacts(

@@ -217,7 +217,7 @@ class TaskConf:
     target: str = "pred"
     label: LabelConf = field(default_factory=LabelConf)
     sampler: SamplerConf = field(default_factory=SamplerConf)
-    split: list[float] = field(default_factory=lambda: [0.6, 0.2, 0.2])
+    split: Any = None  # null: [0.6, 0.2, 0.2]; three fractions; or {kind: walk_forward, ...} (pipeline.build)
     seed: int = 0
     fold: bool = True
     backend: str = "cpp"
