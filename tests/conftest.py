@@ -11,7 +11,24 @@ from hypothesis import HealthCheck, settings
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data" / "real"
+# the real market-data samples (shared/data/real/README.md): $HARNESS_DATA_ROOT, else beside the checkout
+SHARED_DATA = Path(os.environ.get("HARNESS_DATA_ROOT") or ROOT.parent / "shared" / "data" / "real").resolve()
+
+
+def real_data_missing(path: Path) -> str:
+    """The one skip reason of every test that needs the real market data and does not find it."""
+    return (
+        f"real market data not found at {path}: set HARNESS_DATA_ROOT to the folder of the shared real-data "
+        "samples (README: 'Getting real data'; `harness data download` fetches days of your own)"
+    )
+
+
+def real_data(*parts: str) -> Path:
+    """A path under the real market-data folder; skips the calling test (one clear reason) when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(real_data_missing(path))
+    return path
 
 settings.register_profile(
     "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
