@@ -3,7 +3,7 @@
 harness [OVERRIDES...]          the pipeline (Hydra): compose, compile, replay, fit, evaluate, log to MLflow
 harness -m OVERRIDES...         a sweep: one MLflow parent run, a child run per job
 harness runs list|show|compare|replay|gc ...   the run tools
-harness data import|list ...    the market-data catalog
+harness data import|list|download ...   the market-data catalog, downloads of tardis.dev / Binance files
 harness demo [--events N ...]   the demo: seed scenarios, a synthetic L2 replay checked against the
                                 reference interpreter, a fit of a learnable market circuit
 
@@ -40,14 +40,14 @@ if TYPE_CHECKING:
 
 VERBS = {  # verb -> its sub-commands (what `harness VERB` takes first)
     "runs": ("list", "show", "compare", "replay", "gc"),
-    "data": ("import", "list"),
+    "data": ("import", "list", "download"),
     "demo": (),
 }
 USAGE = """\
 harness [KEY=VALUE ...]          the pipeline: compose, compile, replay, fit, evaluate, log (harness --help)
 harness -m KEY=A,B ...           a sweep: one parent run, a child run per job
 harness runs list|show|compare|replay|gc ...   the run tools (harness runs --help)
-harness data import|list ...     the market-data catalog (harness data --help)
+harness data import|list|download ...   the market-data catalog, downloads (harness data --help)
 harness demo [--events N ...]    seed scenarios, a synthetic replay checked against the reference, a fit"""
 EPIPE_EXIT = 141  # 128 + SIGPIPE: stdout was closed by its reader (`harness --help | head`)
 HELP_FLAGS = ("--help", "-h")

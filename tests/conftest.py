@@ -30,6 +30,7 @@ def real_data(*parts: str) -> Path:
         pytest.skip(real_data_missing(path))
     return path
 
+
 settings.register_profile(
     "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )

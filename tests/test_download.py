@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ from typing import Any
 
 import pytest
 from conftest import real_data
+from test_pipeline import runs_of
 
+from harness.cli import main
 from harness.errors import HarnessError
 from harness.streams import download as dl
 
@@ -295,3 +298,59 @@ def test_a_second_download_of_the_same_file_at_once_is_refused(tmp_path: Path) -
         pytest.raises(HarnessError, match="another download of this file is running"),
     ):
         dl.fetch(remote)
+
+
+def test_the_cli_downloads_says_how_to_read_the_files_and_the_pipeline_reads_them(  # type: ignore[no-untyped-def]
+    site, workdir: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, sources = site
+    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+    monkeypatch.setenv("TARDIS_API_KEY", KEY)
+    argv = ["data", "download", "tardis", "--exchange", "binance-futures", "--data-type", "incremental_book_L2"]
+    argv += ["--data-type", "trades", "--symbol", "BTCUSDT", "--from", DAY, "--base-url", f"{server.url}/tardis"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    folder = Path("data/tardis/binance-futures")
+    for name in TARDIS.values():
+        assert f"downloaded: {folder / name} (" in err  # a line per file (not a terminal)
+        assert (workdir / folder / name).read_bytes() == (
+            real_data("derived", "binance-futures_2024-08-08", name)
+        ).read_bytes()
+    assert f"{folder}: 2 file(s): 2 downloaded, 0 resumed, 0 already there" in out
+    (command,) = [line.strip() for line in out.splitlines() if line.strip().startswith("harness stream=")]
+    assert command == (
+        f"harness stream=tardis stream.book='{folder}/binance-futures_incremental_book_L2_*_BTCUSDT.csv.gz' "
+        f"stream.trades='{folder}/binance-futures_trades_*_BTCUSDT.csv.gz'"
+    )
+    assert KEY not in out + err
+    assert main(argv) == 0
+    assert "0 downloaded, 0 resumed, 2 already there (0 bytes received)" in capsys.readouterr().out
+    # the printed command, as a shell would split it, runs the pipeline on the downloaded files
+    assert main([*shlex.split(command)[1:], "stream.limit=8000", "trainer.epochs=2", "task.sampler.n=5"]) == 0
+    (run,) = runs_of(workdir)
+    assert run.info.status == "FINISHED" and run.data.params["stream.target"] == "harness.pipeline.loaders:tardis"
+    assert run.data.metrics["rows_train"] > 100
+
+
+def test_the_cli_binance_and_its_errors(site, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    server, sources = site
+    base = ["data", "download", "binance", "--market", "spot", "--kind", "trades", "--symbol", "btcusdt"]
+    base += ["--dir", str(tmp_path / "d"), "--base-url", f"{server.url}/binance"]
+    assert main([*base, "--from", DAY]) == 0
+    out, err = capsys.readouterr()
+    dest = tmp_path / "d/binance/spot" / f"BTCUSDT-trades-{DAY}.zip"
+    assert f"downloaded: {dest} (" in err and "sha256 verified" in err
+    assert f"harness stream=binance stream.trades={tmp_path / 'd/binance/spot'}/BTCUSDT-trades-*.zip" in out.replace(
+        "'", ""
+    )
+    assert main([*base, "--from", DAY, "--to", "2024-08-09"]) == 2
+    out, err = capsys.readouterr()
+    url = f"{server.url}/binance/data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2024-08-09.zip"
+    assert err.splitlines()[-1] == f"error: no such file on the server: {url} (HTTP 404 for its .CHECKSUM)"
+    assert main([*base, "--from", "2024-08-10", "--to", DAY]) == 2
+    assert capsys.readouterr().err == "error: --to 2024-08-08 is before --from 2024-08-10\n"
+    tardis = ["data", "download", "tardis", "--exchange", "binance-futures", "--data-type", "trades", "--symbol", "X"]
+    assert main([*tardis, "--from", DAY, "--dir", str(tmp_path), "--base-url", f"{server.url}/tardis"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: access refused (HTTP 401)") and "only the first day of each month is free" in err
+    assert err.count("\n") == 1

@@ -94,6 +94,10 @@ class Progress:
         """One file is complete (or was already there)."""
 
 
+class _NotFound(HarnessError):
+    """HTTP 404."""
+
+
 class _RangeRefused(Exception):
     """The .part cannot be continued: HTTP 416 (it is as long as the file, or longer) or a 206 of another range."""
 
@@ -197,7 +201,7 @@ def _open(url: str, headers: dict[str, str], timeout: float, denied: str) -> htt
     except urllib.error.HTTPError as e:
         e.close()
         if e.code == 404:
-            raise HarnessError(f"no such file on the server: {url} (HTTP 404)") from None
+            raise _NotFound(f"no such file on the server: {url} (HTTP 404)") from None
         if e.code in (401, 403):
             raise HarnessError(f"access refused (HTTP {e.code}) for {url}: {denied}") from None
         if e.code == 416:
@@ -210,7 +214,11 @@ def _open(url: str, headers: dict[str, str], timeout: float, denied: str) -> htt
 def _published_sha256(remote: Remote, timeout: float) -> str:
     """The sha256 the source publishes for `remote` (its .CHECKSUM file: `<sha256>  <name>`)."""
     assert remote.checksum_url is not None
-    with _open(remote.checksum_url, remote.headers, timeout, remote.denied) as answer:
+    try:
+        answer = _open(remote.checksum_url, remote.headers, timeout, remote.denied)
+    except _NotFound:  # the dump's checksum is published with it: neither is there
+        raise HarnessError(f"no such file on the server: {remote.url} (HTTP 404 for its .CHECKSUM)") from None
+    with answer:
         try:
             text = answer.read(1 << 16).decode("utf-8", "replace")
         except (OSError, http.client.HTTPException) as e:
