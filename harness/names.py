@@ -16,6 +16,9 @@ import struct
 from harness.errors import CircuitError
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A qualified name: `market.name`, for the inputs and triggers of one market of several (`hs.lib.market(c,
+# market=...)`); it reaches generated C++ only inside comments, never as an identifier (which are positional).
+QUALIFIED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?")
 MAX_NAME_LENGTH = 128
 # Column names of an events table and of a replay result; an input or output may not take them.
 RESERVED = frozenset({"t", "trigger"})
@@ -25,13 +28,23 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 QUIET_NAN_BITS = 0x7FF8000000000000  # std::numeric_limits<double>::quiet_NaN(), Python's float("nan")
 
 
-def check_name(name: object, what: str, *, reserved: frozenset[str] = frozenset()) -> str:
-    """Return `name` if it is a safe identifier, else raise CircuitError naming `what` and the rule."""
+SEP = "."  # between a market's name and an input, trigger or column name
+
+
+def qualify(name: str, market: str | None) -> str:
+    """`market.name`, the name of an input, trigger or events column of that market; `name` without a market."""
+    return name if market is None else f"{market}{SEP}{name}"
+
+
+def check_name(name: object, what: str, *, reserved: frozenset[str] = frozenset(), qualified: bool = False) -> str:
+    """Return `name` if it is a safe identifier (with `qualified`, also `market.name` of two identifiers), else
+    raise CircuitError naming `what` and the rule."""
     if not isinstance(name, str):
         raise CircuitError(f"{what} name must be a string, got {type(name).__name__} {name!r}")
-    if not IDENTIFIER.fullmatch(name):
+    if not (QUALIFIED if qualified else IDENTIFIER).fullmatch(name):
+        rule = " or market.name, two such names" if qualified else ""
         raise CircuitError(
-            f"invalid {what} name {name!r}: names must match [A-Za-z_][A-Za-z0-9_]* "
+            f"invalid {what} name {name!r}: names must match [A-Za-z_][A-Za-z0-9_]*{rule} "
             "(a letter or underscore, then letters, digits or underscores)"
         )
     if len(name) > MAX_NAME_LENGTH:
@@ -50,6 +63,14 @@ def cpp_name(name: object, what: str = "name") -> str:
     """`name` if it is a plain identifier (safe in comments, strings and identifiers), else CircuitError."""
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name) or len(name) > 256:
         raise CircuitError(f"code generation refused {what} {name!r}: not an identifier [A-Za-z_][A-Za-z0-9_]*")
+    return name
+
+
+def cpp_label(name: object, what: str = "name") -> str:
+    """`name` if it is an identifier or a qualified name `market.name` (safe in comments and strings, never used as
+    an identifier), else CircuitError."""
+    if not isinstance(name, str) or not QUALIFIED.fullmatch(name) or len(name) > 256:
+        raise CircuitError(f"code generation refused {what} {name!r}: not an identifier or market.name")
     return name
 
 

@@ -103,3 +103,64 @@ def test_cpp_call_and_advance_equal_the_reference(data: st.DataObject) -> None:
             kernel.advance(later)
             for name in circuit.outputs:
                 assert same(reference.value(name), kernel.value(name)), (i, name, "advance")
+
+
+# ----- several markets in one circuit -------------------------------------------------------------------------
+MARKETS = ("perp", "spot", "fut")
+_levels = st.lists(
+    st.tuples(st.sampled_from([1.0, -1.0]), st.integers(95, 105).map(float), st.sampled_from([0.0, 0.5, 1.0, 2.5])),
+    max_size=5,
+)
+_message = st.one_of(
+    st.tuples(st.just("book"), _levels, st.sampled_from([0.0, 0.0, 1.0, 2.0])),
+    st.tuples(st.just("trade"), st.floats(90, 110), st.sampled_from([1.0, -1.0, 0.0])),
+)
+
+
+@st.composite
+def market_stream(draw: st.DrawFn, market: str) -> pa.Table:
+    """A random book + trade stream of one market (irregular, sometimes equal times), tagged with its name."""
+    from tables import book_row, market_events, trade_row
+
+    from harness.streams import schema
+
+    rows, t = [], draw(st.integers(0, 10**9))
+    for m in draw(st.lists(_message, max_size=25)):
+        t += draw(st.sampled_from([0, 1, 1000, 50_000_000, 2_000_000_000]))
+        rows.append(book_row(t, m[1], snapshot=m[2]) if m[0] == "book" else trade_row(t, m[1], 1.0, m[2]))
+    return schema.tag(market_events(rows), market)
+
+
+def market_circuit(markets: tuple[str, ...], k: int, halflife: float) -> hs.Circuit:
+    """A circuit over several markets: each market's own book fields and flow, one market's values observed on
+    another's events, and cross-market differences (nothing here knows "markets": more inputs and triggers)."""
+    c = hs.Circuit(f"markets_{k}")
+    mds = [hs.lib.market(c, market=m) for m in markets]
+    for m, md in zip(markets, mds, strict=True):
+        c.output(f"{m}_mid", md.mid)
+        c.output(f"{m}_flow", hs.ops.decay_sum(md.signed_amount, halflife=halflife))
+    a, b = mds[0], mds[-1]
+    c.output("basis", (a.mid - b.mid) / b.mid)
+    c.output("b_on_a", hs.ops.ewma(hs.observe(b.wmid) - a.trade_price, halflife=halflife))
+    c.output("lead", hs.ops.decay_sum(b.signed_amount, halflife=halflife) * hs.observe(a.spread))
+    return c
+
+
+@settings(max_examples=max(4, profile_examples() // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_cpp_equals_the_reference_on_random_multi_market_streams(data: st.DataObject) -> None:
+    """Random streams of 2-3 markets merged by `hs.streams.merge` and replayed whole and in chunks."""
+    count = data.draw(st.integers(2, 3), label="markets")
+    markets = MARKETS[:count]
+    halflife = data.draw(st.sampled_from([1e-6, 0.5, 3.0]), label="halflife")
+    batch = [market_circuit(markets, 0, halflife), market_circuit(markets[::-1], 1, halflife)]
+    kernels = compile_many(batch)
+    events = hs.streams.merge(*[data.draw(market_stream(m), label=m) for m in markets])
+    size = data.draw(st.integers(1, 9), label="chunk")
+    for circuit, kernel in zip(batch, kernels, strict=True):
+        reference = hs.compile(circuit, backend="python")
+        assert_same_tables(reference.replay(events), kernel.replay(events), circuit.name)
+        reference.reset()
+        kernel.reset()
+        chunks = events.to_batches(max_chunksize=size)
+        assert_same_tables(reference.replay(chunks), kernel.replay(chunks), f"{circuit.name} in chunks of {size}")

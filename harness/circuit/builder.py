@@ -64,8 +64,8 @@ class Circuit:
     # ----- declarations -----------------------------------------------------------------------------
     def input(self, name: str, *, list: bool = False) -> Node:
         """Declare a float64 input (`list=True`: a list of float64 per event, e.g. the level updates of
-        one order-book message); some trigger must set it."""
-        check_name(name, "input", reserved=RESERVED)
+        one order-book message); some trigger must set it. A name may be qualified by a market: `perp.price`."""
+        check_name(name, "input", reserved=RESERVED, qualified=True)
         node = self._leaf(InputOp(list=int(bool(list))), name, f"input:{name}")
         self.inputs[name] = node
         return node
@@ -108,8 +108,9 @@ class Circuit:
         return self._leaf(ConstOp(value=value), f"const_{digest[:10]}", key)
 
     def trigger(self, name: str, *inputs: Node | str) -> Trigger:
-        """Declare a trigger (a kind of event) that sets `inputs` (nodes or input names)."""
-        check_name(name, "trigger")
+        """Declare a trigger (a kind of event) that sets `inputs` (nodes or input names); its name may be
+        qualified by a market (`perp.trade`)."""
+        check_name(name, "trigger", qualified=True)
         if name in self.triggers:
             raise CircuitError(f"circuit {self.name!r}: trigger {name!r} is already declared")
         nodes: list[Node] = []

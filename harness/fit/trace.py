@@ -233,7 +233,7 @@ class _Tracer:
             source, kind = self.circuit.statistics[name]
             out = next((k for k, v in {**self.circuit.outputs, **leaf_outputs}.items() if v is source), None)
             if out is None:
-                out = f"fit_stat_{source.name}"[:120]
+                out = f"fit_stat_{source.name.replace('.', '_')}"[:120]
                 leaf_outputs[out] = source
             statistics[name] = (out, kind)
         return Trace(
@@ -350,7 +350,7 @@ class _Tracer:
                 raise CircuitError(f"trace: {n.node.name} is a list input; it cannot be a leaf of a fit")
             name = by_node.get(n.node)
             if name is None:
-                name = f"fit_leaf_{n.node.name}"[:120]
+                name = f"fit_leaf_{n.node.name.replace('.', '_')}"[:120]
                 while name in taken:
                     name += "_"
             taken.add(name)

@@ -5,6 +5,11 @@ circuit built on `market(c)` replays tardis, Binance, Parquet and synthetic even
 
     c = hs.Circuit("bbo"); md = hs.lib.market(c)
     c.output("bid", md.bid_price); c.output("ask", md.ask_price); c.output("flow", md.signed_amount)
+
+Several markets in one circuit: `hs.lib.market(c, market="perp")` declares the inputs and triggers of the
+stream tagged "perp" (`hs.streams.tardis(..., market="perp")`): inputs `perp.book_side` ..., triggers
+`perp.book`, `perp.trade` (`perp.quote`). Each call builds its own book; signals take their market from the
+fields they are given, and `hs.observe` reads one market's value on another market's events.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from dataclasses import dataclass
 
 from harness.circuit.builder import Circuit
 from harness.circuit.node import Node
+from harness.errors import CircuitError
 from harness.lib.book import Book, BookField
+from harness.names import IDENTIFIER, qualify
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,7 @@ class Market(BookView):
     quote_ask_price: Node | None = None
     quote_ask_amount: Node | None = None
     trade_exchange_time: Node | None = None  # t_exchange of trades (ns, as float64), with exchange_time=True
+    market: str | None = None  # the market's name (None: a stream without one)
 
     @property
     def book(self) -> BookView:
@@ -117,27 +125,47 @@ class Market(BookView):
 
 
 def market(
-    c: Circuit, *, quotes: bool = False, crossed: str = "invalid", exchange_time: bool = False, tick: float = 0.0
+    c: Circuit,
+    *,
+    quotes: bool = False,
+    crossed: str = "invalid",
+    exchange_time: bool = False,
+    tick: float = 0.0,
+    market: str | None = None,
 ) -> Market:
     """Declare the market inputs and the triggers "book" and "trade" (and "quote" with `quotes=True`) on `c`.
 
     Book rows set `book_side`, `book_price`, `book_amount` (lists, one entry per level update of one
     exchange message) and `book_snapshot`; trade rows set `trade_price`, `trade_amount`, `trade_side`
     (and `t_exchange`, the exchange's clock in ns, with `exchange_time=True`: burst detection uses it).
-    `tick` is the book's price grid (0: inferred from the prices).
+    `tick` is the book's price grid (0: inferred from the prices). With `market="perp"` every name is
+    qualified (`perp.book_side`, trigger `perp.book`), the names of a stream read with `market="perp"`.
     """
-    side = c.input("book_side", list=True)
-    price = c.input("book_price", list=True)
-    amount = c.input("book_amount", list=True)
-    snapshot = c.input("book_snapshot")
-    c.trigger("book", side, price, amount, snapshot)
-    tp, ta, ts = c.input("trade_price"), c.input("trade_amount"), c.input("trade_side")
-    te = c.input("t_exchange") if exchange_time else None
-    c.trigger("trade", tp, ta, ts, *([te] if te is not None else []))
+    if market is not None and (not isinstance(market, str) or not IDENTIFIER.fullmatch(market)):
+        raise CircuitError(f"hs.lib.market: market name {market!r} must be a plain identifier [A-Za-z_][A-Za-z0-9_]*")
+    declared = [t for t in ("book", "trade", "quote") if qualify(t, market) in c.triggers]
+    if declared:
+        which = "without a market name" if market is None else f"of market {market!r}"
+        raise CircuitError(
+            f"hs.lib.market: circuit {c.name!r} already has the triggers {declared} {which}; declare each market "
+            "once (give each market of several its own name: hs.lib.market(c, market='perp'))"
+        )
+
+    def q(name: str) -> str:
+        return qualify(name, market)
+
+    side = c.input(q("book_side"), list=True)
+    price = c.input(q("book_price"), list=True)
+    amount = c.input(q("book_amount"), list=True)
+    snapshot = c.input(q("book_snapshot"))
+    c.trigger(q("book"), side, price, amount, snapshot)
+    tp, ta, ts = c.input(q("trade_price")), c.input(q("trade_amount")), c.input(q("trade_side"))
+    te = c.input(q("t_exchange")) if exchange_time else None
+    c.trigger(q("trade"), tp, ta, ts, *([te] if te is not None else []))
     quote: dict[str, Node] = {}
     if quotes:
         for name in ("quote_bid_price", "quote_bid_amount", "quote_ask_price", "quote_ask_amount"):
-            quote[name] = c.input(name)
-        c.trigger("quote", *quote.values())
+            quote[name] = c.input(q(name))
+        c.trigger(q("quote"), *quote.values())
     view = book(side, price, amount, snapshot, crossed=crossed, tick=tick)
-    return Market(view.node, tp, ta, ts, **quote, trade_exchange_time=te)
+    return Market(view.node, tp, ta, ts, **quote, trade_exchange_time=te, market=market)

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.errors import EventsError, HarnessError
-from harness.names import IDENTIFIER
+from harness.names import IDENTIFIER, SEP, qualify
 
 BOOK, TRADE, QUOTE = "book", "trade", "quote"
 TRIGGERS = pa.array([BOOK, TRADE, QUOTE], pa.string())
@@ -71,7 +71,6 @@ _BASE = ("t", "trigger")  # the columns a market's name does not prefix
 
 
 KINDS = (BOOK, TRADE, QUOTE)  # trigger kinds in code order
-SEP = "."  # between a market's name and a trigger or column name
 MAX_MARKET_LENGTH = 64
 
 
@@ -90,11 +89,6 @@ def check_market(market: object, what: str = "market") -> str:
             f"{MAX_MARKET_LENGTH} characters"
         )
     return market
-
-
-def qualify(name: str, market: str | None) -> str:
-    """`market.name` (the name of a trigger or column of that market), or `name` for a stream without a market."""
-    return name if market is None else f"{market}{SEP}{name}"
 
 
 def split(name: str) -> tuple[str | None, str]:

@@ -27,7 +27,7 @@ from harness.codegen.emit.traits import emit_traits
 from harness.codegen.emit.vector import LEVELS as VECTOR_MATH_LEVELS
 from harness.codegen.emit.vector import plan_vector_math, vector_math_level
 from harness.errors import CircuitError
-from harness.names import cpp_name
+from harness.names import cpp_label, cpp_name
 
 GENERATOR_VERSION = "2"
 RUNTIME_HEADER = "harness/kernel.hpp"
@@ -77,8 +77,8 @@ def generate(circuit: Circuit, *, vector_math: bool | str | None = None) -> Kern
         vector_math=ctx.vector.level,
         circuit=circuit.name,
         body="\n".join(lines),
-        inputs=tuple(cpp_name(n.name) for n in ctx.inputs),
-        triggers=tuple(cpp_name(t) for t in ctx.triggers),
+        inputs=tuple(cpp_label(n.name) for n in ctx.inputs),
+        triggers=tuple(cpp_label(t) for t in ctx.triggers),
         outputs=tuple(cpp_name(o) for o in ctx.outputs),
         params=tuple(cpp_name(p) for p in ctx.params),
     )

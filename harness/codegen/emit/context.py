@@ -14,7 +14,7 @@ from harness.circuit.leaves import is_list_input
 from harness.circuit.node import Node
 from harness.circuit.plan import CircuitPlan
 from harness.codegen.emit.vector import VectorPlan
-from harness.names import cpp_double, cpp_int, cpp_name
+from harness.names import cpp_double, cpp_int, cpp_label, cpp_name
 
 
 @dataclass
@@ -76,20 +76,20 @@ class Context:
         outputs = self.output_names.get(node)
         named = f" (output {', '.join(outputs)})" if outputs else ""
         if node.kind == "input":
-            return f"n{i} {cpp_name(node.name)} = input{'[list]' if is_list_input(node) else ''}(){named}"
+            return f"n{i} {cpp_label(node.name)} = input{'[list]' if is_list_input(node) else ''}(){named}"
         parts = [f"{cpp_name(k)}={self.describe_param(v)}" for k, v in node.op.params.items()]
         args = ", ".join(
             ("observe " if obs else "") + (cpp_double(m.op.params["value"]) if m.kind == "const" else f"n{self.pos[m]}")
             for m, obs in zip(node.inputs, node.observed, strict=True)
         )
         conf = f"[{', '.join(parts)}]" if parts else ""
-        return f"n{i} {cpp_name(node.name)} = {cpp_name(node.kind)}{conf}({args}){named}"
+        return f"n{i} {cpp_label(node.name)} = {cpp_name(node.kind)}{conf}({args}){named}"
 
     @staticmethod
     def describe_param(v: object) -> str:
         """An operator parameter in a comment: a learnable parameter by name, a choice, or a number."""
         if isinstance(v, Node):
-            return f"param {cpp_name(v.name)}"
+            return f"param {cpp_label(v.name)}"
         if isinstance(v, str):  # a string parameter is one of its declared choices
             return cpp_name(v)
         return cpp_int(v) if isinstance(v, int) else cpp_double(v)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from harness.circuit.leaves import is_list_input
 from harness.circuit.node import Node
 from harness.codegen.emit.context import Context
 from harness.codegen.emit.nodes import step
-from harness.names import cpp_name
+from harness.names import cpp_label
 
 
 def emit_timers(ctx: Context) -> list[str]:
@@ -16,7 +16,7 @@ def emit_timers(ctx: Context) -> list[str]:
         i = ctx.pos[tp.node]
         local: set[Node] = set()
         lines += [
-            f"// timer {w}: n{i} {cpp_name(tp.node.name)}",
+            f"// timer {w}: n{i} {cpp_label(tp.node.name)}",
             f"void timer_{i}(State& s, [[maybe_unused]] std::int64_t t) {{",
             f"    {tp.node.op.cpp_timer(f's.o{i}', 't', ctx.param_exprs(tp.node), f's.due[{w}]')}",
         ]
@@ -43,8 +43,8 @@ def emit_triggers(ctx: Context) -> list[str]:
 def _signature(ctx: Context, j: int, name: str, args: list[Node]) -> list[str]:
     """The comment and signature of trigger j's function (a template over UsePre with vector-math decays)."""
     params = "".join(f", hs::ListView in{a}" if is_list_input(n) else f", double in{a}" for a, n in enumerate(args))
-    sets = ", ".join(cpp_name(n.name) for n in args) or "nothing"
-    lines = [f"// trigger {j} {cpp_name(name)}: sets {sets}"]
+    sets = ", ".join(cpp_label(n.name) for n in args) or "nothing"
+    lines = [f"// trigger {j} {cpp_label(name)}: sets {sets}"]
     if ctx.vector.pre:
         lines.append("template <bool UsePre>")
         lines.append(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from harness.circuit.leaves import is_list_input
 from harness.codegen.emit.context import Context
-from harness.names import cpp_name
+from harness.names import cpp_label, cpp_name
 
 
 def emit_state(ctx: Context) -> list[str]:
@@ -37,6 +37,6 @@ def emit_pre(ctx: Context) -> list[str]:
     lines.append("struct Pre {")
     for node in ctx.vector.pre:
         i = ctx.pos[node]
-        lines.append(f"    double buf{i}[64];  // n{i} {cpp_name(node.name)}")
+        lines.append(f"    double buf{i}[64];  // n{i} {cpp_label(node.name)}")
         lines.append(f"    const double* w{i} = nullptr;")
     return [*lines, "};", ""]

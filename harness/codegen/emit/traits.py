@@ -10,7 +10,7 @@ from __future__ import annotations
 from harness.circuit.leaves import is_list_input
 from harness.codegen.emit.context import Context
 from harness.codegen.emit.nodes import step
-from harness.names import cpp_name
+from harness.names import cpp_label, cpp_name
 
 INDENT = "    "
 
@@ -80,9 +80,9 @@ def _begin_event(ctx: Context) -> list[str]:
     for node in ctx.plan.edge:
         i = ctx.pos[node]
         if node.op.stateful:
-            resets.append(f"    s.o{i}.ok = false;  // n{i} {cpp_name(node.name)}")
+            resets.append(f"    s.o{i}.ok = false;  // n{i} {cpp_label(node.name)}")
         elif ctx.is_stored(node):
-            resets.append(f"    s.k{i} = false;  // n{i} {cpp_name(node.name)}")
+            resets.append(f"    s.k{i} = false;  // n{i} {cpp_label(node.name)}")
     comment = "// edge-triggered values are invalid in every event but the one that produces them"
     if not resets:
         return [comment, "static void begin_event(State&) {}", ""]
@@ -107,7 +107,7 @@ def _dispatch(ctx: Context) -> list[str]:
             reader = "list" if is_list else "number"
             args.append(f", in.{reader}({ctx.input_index[node]}, {slots[is_list]})")
             slots[is_list] += 1
-        lines.append(f"        case {j}: {call.format(j=j)}{''.join(args)}); break;  // {cpp_name(name)}")
+        lines.append(f"        case {j}: {call.format(j=j)}{''.join(args)}); break;  // {cpp_label(name)}")
     return [*lines, "        default: break;", "    }", "}", ""]
 
 
@@ -122,7 +122,7 @@ def _fire_timer(ctx: Context) -> list[str]:
     lines.append("    switch (w) {")
     for w, tp in enumerate(ctx.plan.timers):
         i = ctx.pos[tp.node]
-        lines.append(f"        case {w}: timer_{i}(s, t); break;  // n{i} {cpp_name(tp.node.name)}")
+        lines.append(f"        case {w}: timer_{i}(s, t); break;  // n{i} {cpp_label(tp.node.name)}")
     return [*lines, "        default: break;", "    }", "}", ""]
 
 
@@ -152,7 +152,7 @@ def _column_needs(ctx: Context) -> list[str]:
     lines = [comment, "static HS_INLINE void column_needs(const std::uint64_t* rows_of, std::uint64_t* need) {"]
     for c, node in enumerate(ctx.inputs):
         need = " | ".join(f"rows_of[{j}]" for j in ctx.column_users(c)) or "0"
-        lines.append(f"    need[{c}] = {need};  // {cpp_name(node.name)}")
+        lines.append(f"    need[{c}] = {need};  // {cpp_label(node.name)}")
     return [*lines, "}", ""]
 
 
@@ -170,7 +170,7 @@ def _prepass(ctx: Context) -> list[str]:
         hl = ctx.param_exprs(node)[node.op.vector_weight]
         match = " || ".join(f"((rows_of[{c}] >> k) & 1)" for c in codes)
         lines += [
-            f"    {{  // n{i} {cpp_name(node.name)}",
+            f"    {{  // n{i} {cpp_label(node.name)}",
             f"        std::int64_t last = s.o{i}.t;",
             "        std::int64_t cnt = 0;",
             "        for (std::int64_t k = 0; k < m; ++k) {",

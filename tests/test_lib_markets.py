@@ -1,0 +1,172 @@
+"""Several markets in one circuit: `hs.lib.market(c, market=...)` declares each market's inputs and triggers with
+its own book; the real perpetual + spot pair replayed together reproduces each market's quotes file on both
+backends; `hs.observe` reads one market on the other's events; bad input names the market."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+import harness as hs
+from harness.errors import CircuitError, EventsError
+from harness.streams import tardis_csv
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "derived"
+PAIR = {
+    "perp": (REAL / "binance-futures_2024-08-08", "binance-futures"),
+    "spot": (REAL / "binance_2024-08-08", "binance"),
+}
+TOP = ("bid_price", "bid_size", "ask_price", "ask_size")
+
+
+def pair_file(market: str, kind: str) -> Path:
+    folder, exchange = PAIR[market]
+    return folder / f"{exchange}_{kind}_2024-08-08_BTCUSDT.csv.gz"
+
+
+@pytest.fixture(scope="module")
+def pair() -> pa.Table:
+    for market in PAIR:
+        for kind in ("incremental_book_L2", "trades", "quotes"):
+            if not pair_file(market, kind).exists():
+                pytest.skip(f"real market data not found at {pair_file(market, kind)} (the shared data is absent)")
+    streams = [
+        hs.streams.tardis(book=pair_file(m, "incremental_book_L2"), trades=pair_file(m, "trades"), market=m)
+        for m in PAIR
+    ]
+    return hs.streams.merge(*streams)
+
+
+def pair_bbo() -> hs.Circuit:
+    c = hs.Circuit("pair_bbo")
+    for m in PAIR:
+        md = hs.lib.market(c, market=m)
+        for name in TOP:
+            c.output(f"{m}_{name}", getattr(md, name))
+        c.output(f"{m}_crossed", md.crossed)
+        c.output(f"{m}_flow", md.signed_amount)
+    return c
+
+
+def top_of_book_changes(out: pa.Table, trigger: pa.ChunkedArray, market: str) -> dict[str, np.ndarray]:
+    """One market's top of book after each of its book messages, a row only where it differs from the previous."""
+    rows = out.filter(pc.equal(trigger.cast(pa.string()), f"{market}.book"))
+    cols = {name: rows.column(f"{market}_{name}").to_numpy(zero_copy_only=False) for name in TOP}
+    cols["t"] = rows.column("t").to_numpy()
+    valid = ~np.any([np.isnan(cols[name]) for name in TOP], axis=0)
+    cols = {k: v[valid] for k, v in cols.items()}
+    keep = np.ones(len(cols["t"]), dtype=bool)
+    keep[1:] = np.any([np.diff(cols[name]) != 0 for name in TOP], axis=0)
+    return {name: v[keep] for name, v in cols.items()}
+
+
+def test_two_market_replay_reproduces_each_quotes_file(pair: pa.Table, backend: str) -> None:
+    out = hs.compile(pair_bbo(), backend=backend).replay(pair)
+    for m in PAIR:
+        assert out.column(f"{m}_crossed").to_pylist()[-1] == 0.0
+        ours = top_of_book_changes(out, pair.column("trigger"), m)
+        quotes = tardis_csv.read_quotes(pair_file(m, "quotes"))
+        theirs = {
+            "t": quotes.column("t").to_numpy(),
+            "bid_price": quotes.column("quote_bid_price").to_numpy(),
+            "bid_size": quotes.column("quote_bid_amount").to_numpy(),
+            "ask_price": quotes.column("quote_ask_price").to_numpy(),
+            "ask_size": quotes.column("quote_ask_amount").to_numpy(),
+        }
+        assert len(ours["t"]) == len(theirs["t"]) == quotes.num_rows > 2000, m
+        for name in ("t", *TOP):
+            np.testing.assert_array_equal(ours[name], theirs[name], err_msg=f"{m} {name}")
+
+
+def test_each_market_trade_flow_is_its_own(pair: pa.Table) -> None:
+    out = hs.compile(pair_bbo()).replay(pair)
+    names = pair.column("trigger").cast(pa.string())
+    for m in PAIR:
+        mine = pc.equal(names, f"{m}.trade")
+        flow = out.filter(mine).column(f"{m}_flow").to_numpy()
+        trades = pair.filter(mine)
+        want = trades.column(f"{m}.trade_amount").to_numpy() * trades.column(f"{m}.trade_side").to_numpy()
+        np.testing.assert_array_equal(flow, want)
+        assert len(flow) > 5000
+
+
+def two_market_events(n: int = 4000) -> pa.Table:
+    return hs.streams.merge(
+        hs.streams.synthetic(n, seed=1, market="perp"),
+        hs.streams.synthetic(n, seed=2, market="spot", start_price=60_010.0),
+    )
+
+
+def test_books_of_two_markets_are_independent(backend: str) -> None:
+    """Each market's fields equal those of a one-market circuit replayed on that market's stream alone."""
+    events = two_market_events()
+    c = hs.Circuit("two")
+    perp, spot = hs.lib.market(c, market="perp"), hs.lib.market(c, market="spot")
+    assert (perp.market, spot.market) == ("perp", "spot")
+    assert perp.node is not spot.node
+    c.output("perp_mid", perp.mid)
+    c.output("spot_depth", spot.bid_depth(5))
+    c.output("basis", perp.mid - spot.mid)
+    out = hs.compile(c, backend=backend).replay(events)
+    names = events.column("trigger").cast(pa.string()).to_numpy(zero_copy_only=False).astype(str)
+    for market, column, field in (("perp", "perp_mid", "mid"), ("spot", "spot_depth", "depth")):
+        one = hs.Circuit(f"one_{market}")
+        md = hs.lib.market(one)
+        one.output("x", md.mid if field == "mid" else md.bid_depth(5))
+        alone = hs.compile(one, backend=backend).replay(hs.streams.synthetic(4000, seed=1 if market == "perp" else 2,
+                                                                              start_price=60_000.0 if market == "perp"
+                                                                              else 60_010.0))  # fmt: skip
+        mine = np.char.startswith(names, f"{market}.")
+        got = out.column(column).to_numpy(zero_copy_only=False)[mine]
+        np.testing.assert_array_equal(got, alone.column("x").to_numpy(zero_copy_only=False), err_msg=market)
+    basis = out.column("basis").to_numpy(zero_copy_only=False)
+    both = out.column("perp_mid").to_numpy(zero_copy_only=False)
+    assert np.isfinite(basis[1000:]).all() and np.isfinite(both[1000:]).all()
+
+
+def test_observe_reads_another_market_without_triggering(backend: str) -> None:
+    """A spot value read on perp trades: updated on perp trades only, the spot mid as of that event."""
+    events = two_market_events(2000)
+    c = hs.Circuit("observe_pair")
+    perp, spot = hs.lib.market(c, market="perp"), hs.lib.market(c, market="spot")
+    c.output("spot_mid_on_perp_trades", hs.ops.ewma(hs.observe(spot.mid) + 0.0 * perp.trade_price, halflife=1e-9))
+    c.output("spot_mid", spot.mid)
+    out = hs.compile(c, backend=backend).replay(events)
+    names = events.column("trigger").cast(pa.string()).to_pylist()
+    read = out.column("spot_mid_on_perp_trades").to_pylist()
+    mid = out.column("spot_mid").to_pylist()
+    last = None
+    seen = 0
+    for name, r, m in zip(names, read, mid, strict=True):
+        if name == "perp.trade" and m is not None:
+            assert r == pytest.approx(m, rel=1e-12)
+            last, seen = r, seen + 1
+        elif last is not None:
+            assert r == last  # no other event moves it, spot book messages included
+    assert seen > 100
+
+
+def test_a_market_is_declared_once_and_named_in_errors() -> None:
+    c = hs.Circuit("dup")
+    hs.lib.market(c, market="perp")
+    with pytest.raises(CircuitError, match=r"already has the triggers \['book', 'trade'\] of market 'perp'"):
+        hs.lib.market(c, market="perp")
+    with pytest.raises(CircuitError, match="market name 'a.b'"):
+        hs.lib.market(c, market="a.b")
+    hs.lib.market(c)  # a market without a name beside named ones
+    assert set(c.triggers) == {"perp.book", "perp.trade", "book", "trade"}
+
+
+def test_events_without_the_stream_of_a_market_name_it() -> None:
+    c = hs.Circuit("needs_spot")
+    perp, spot = hs.lib.market(c, market="perp"), hs.lib.market(c, market="spot")
+    c.output("basis", perp.mid - spot.mid)
+    perp_only = hs.streams.synthetic(200, seed=1, market="perp")
+    wrong = hs.streams.merge(perp_only, hs.streams.synthetic(200, seed=1, market="fut"))
+    for backend in ("python", "cpp"):
+        with pytest.raises(EventsError, match=r"unknown trigger 'fut.book'"):
+            hs.compile(c, backend=backend).replay(wrong)
