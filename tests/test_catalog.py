@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, SHARED_DATA
+from conftest import ROOT, SHARED_DATA, real_data_missing
 from filelock import FileLock
 from mlflow.tracking import MlflowClient
 
@@ -37,7 +37,7 @@ DAYS = ["2024-08-08", "2024-08-09", "2024-08-10"]
 
 def real_sample() -> None:
     if not BOOK.exists() or not TRADES.exists():
-        pytest.skip(f"real market data not found under {SAMPLE} (the shared data folder is absent)")
+        pytest.skip(real_data_missing(SAMPLE))
 
 
 def synthetic_days(events: int = 30_000, seed: int = 1) -> pa.Table:
@@ -127,7 +127,7 @@ def test_a_file_imported_with_other_options_is_refused(tmp_path: Path) -> None:
 def test_binance_dumps_and_two_markets_merge_like_streams_merge(tmp_path: Path) -> None:
     real_sample()
     if not VISION:
-        pytest.skip(f"no Binance dumps under {SAMPLE / 'binance_vision_format'}")
+        pytest.skip(real_data_missing(SAMPLE / "binance_vision_format"))
     data.import_files(tmp_path, [TRADES, *VISION])
     assert data.markets(tmp_path) == ["binance_BTCUSDT", "binance_futures_BTCUSDT"]
     vision = streams.binance(**{catalog.detect(p).role: p for p in VISION})

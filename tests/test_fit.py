@@ -9,13 +9,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from conftest import SHARED_DATA, real_data_missing
 
 import harness as hs
 from harness import examples
 from harness.fit.data import collect
 from harness.fit.model import CircuitModel
 
-DAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "derived" / "binance-futures_2024-08-08"
+DAY = SHARED_DATA / "derived" / "binance-futures_2024-08-08"
 L2 = DAY / "binance-futures_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz"
 TRADES = DAY / "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz"
 
@@ -180,7 +181,7 @@ def test_parity_after_fitting_on_the_synthetic_stream() -> None:
 
 def test_parity_after_fitting_on_the_real_btcusdt_sample() -> None:
     if not (L2.exists() and TRADES.exists()):
-        pytest.skip(f"real market data not found under {DAY} (the shared data folder is absent)")
+        pytest.skip(real_data_missing(DAY))
     res = fit_market(hs.streams.tardis(book=L2, trades=TRADES), epochs=20)
     assert res.parity["rows"] > 3000
     assert res.parity["max_abs_error"] <= 1e-12

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import SHARED_DATA, real_data_missing
 
 import harness as hs
 from harness.streams import tardis_csv
 
-DAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "derived" / "binance-futures_2024-08-08"
+DAY = SHARED_DATA / "derived" / "binance-futures_2024-08-08"
 L2 = DAY / "binance-futures_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz"
 TRADES = DAY / "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz"
 QUOTES = DAY / "binance-futures_quotes_2024-08-08_BTCUSDT.csv.gz"
@@ -23,7 +22,7 @@ TOP = ("bid_price", "bid_size", "ask_price", "ask_size")
 def events() -> pa.Table:
     for path in (L2, TRADES, QUOTES):
         if not path.exists():
-            pytest.skip(f"real market data not found at {path} (the shared data folder is absent)")
+            pytest.skip(real_data_missing(path))
     return hs.streams.tardis(book=L2, trades=TRADES)
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, real_data
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from mlflow.tracking import MlflowClient
@@ -209,8 +209,7 @@ def test_ctrl_c_ends_the_run_killed(workdir: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_tiny_tardis_run_on_the_real_btcusdt_sample(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not (SHARED_DATA / "derived" / "binance-futures_2024-08-08").exists():
-        pytest.skip(f"real market data not found under {SHARED_DATA} (the shared data folder is absent)")
+    real_data("derived", "binance-futures_2024-08-08")
     monkeypatch.setenv("HARNESS_DATA_ROOT", str(SHARED_DATA))
     assert main(["+experiment=btc_sample", "stream.limit=8000", "trainer.epochs=5"]) == 0
     (run,) = runs_of(workdir)

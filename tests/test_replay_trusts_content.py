@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import SHARED_DATA, real_data_missing
 from mlflow.tracking import MlflowClient
 
 from harness.cli import main
 from harness.streams import tardis_csv as tardis
 from harness.streams.cache import CacheRebuilt
 
-DAY = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "derived" / "binance-futures_2024-08-08"
+DAY = SHARED_DATA / "derived" / "binance-futures_2024-08-08"
 L2 = DAY / "binance-futures_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz"
 TRADES = DAY / "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz"
 
@@ -25,7 +26,7 @@ TRADES = DAY / "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz"
 def sample(tmp_path: Path) -> tuple[Path, Path]:
     """The first minutes of the real BTCUSDT day as plain CSV files in tmp_path (book, trades)."""
     if not (L2.exists() and TRADES.exists()):
-        pytest.skip(f"real market data not found under {DAY} (the shared data folder is absent)")
+        pytest.skip(real_data_missing(DAY))
     out = []
     for src, lines in ((L2, 60_000), (TRADES, 6_000)):
         with gzip.open(src, "rt") as f:

@@ -12,13 +12,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
+from conftest import SHARED_DATA, real_data_missing
 
 from harness.errors import DataError, HarnessError
 from harness.streams import binance_dump as binance
 from harness.streams import csvread, schema
 from harness.streams import tardis_csv as tardis
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = SHARED_DATA
 DAY = REAL / "derived" / "binance-futures_2024-08-08"
 VISION = DAY / "binance_vision_format"
 TRADES_ZIP = VISION / "BTCUSDT-trades-2024-08-08.zip"
@@ -28,7 +29,7 @@ TICKER_ZIP = VISION / "BTCUSDT-bookTicker-2024-08-08.zip"
 @pytest.fixture()
 def real() -> None:
     if not VISION.is_dir():
-        pytest.skip(f"real market data not found at {VISION} (the shared data folder is absent)")
+        pytest.skip(real_data_missing(VISION))
 
 
 def member(path: Path) -> bytes:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import SHARED_DATA, real_data_missing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ import harness as hs
 from harness.errors import EventsError, HarnessError
 from harness.streams import csvread, schema
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = SHARED_DATA
 NAUTILUS = REAL / "nautilus_trader" / "tardis"
 TRADES_2020 = NAUTILUS / "binance-futures_trades_2020-02-22_BTCUSDT.csv"
 QUOTES_2020 = NAUTILUS / "binance-futures_quotes_2020-02-22_BTCUSDT.csv"
@@ -52,7 +53,7 @@ def test_without_a_market_name_streams_are_unchanged() -> None:
     assert hs.streams.synthetic(2000, seed=4, market=None).equals(plain)
 
 
-@pytest.mark.skipif(not NAUTILUS.is_dir(), reason=f"real market data not found at {NAUTILUS}")
+@pytest.mark.skipif(not NAUTILUS.is_dir(), reason=real_data_missing(NAUTILUS))
 def test_tardis_with_a_market_name_keeps_rows_and_read_stats() -> None:
     plain = hs.streams.tardis(trades=TRADES_2020, quotes=QUOTES_2020)
     spot = hs.streams.tardis(trades=TRADES_2020, quotes=QUOTES_2020, market="spot")
@@ -60,7 +61,7 @@ def test_tardis_with_a_market_name_keeps_rows_and_read_stats() -> None:
     assert csvread.stats(spot) == csvread.stats(plain) and csvread.stats(spot)
 
 
-@pytest.mark.skipif(not VISION_TRADES.exists(), reason=f"real market data not found at {VISION_TRADES}")
+@pytest.mark.skipif(not VISION_TRADES.exists(), reason=real_data_missing(VISION_TRADES))
 def test_binance_and_parquet_with_a_market_name(tmp_path: Path) -> None:
     plain = hs.streams.binance(trades=VISION_TRADES)
     assert_tagged_like(hs.streams.binance(trades=VISION_TRADES, market="perp"), plain, "perp")

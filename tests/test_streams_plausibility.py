@@ -316,11 +316,11 @@ def test_bad_rules_are_config_errors() -> None:
 
 
 def test_the_real_samples_pass_every_rule_by_default() -> None:
-    from conftest import SHARED_DATA
+    from conftest import SHARED_DATA, real_data_missing
 
     day = SHARED_DATA / "derived" / "binance-futures_2024-08-08"
     if not day.exists():
-        pytest.skip(f"real market data not found under {SHARED_DATA} (the shared data folder is absent)")
+        pytest.skip(real_data_missing(day))
     files = sorted(day.glob("*.csv.gz"))
     readers = {"incremental_book_L2": tardis.read_book, "trades": tardis.read_trades, "snapshot": tardis.read_snapshots}
     for path in files:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import SHARED_DATA, real_data_missing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,7 +30,7 @@ from harness.errors import HarnessError
 from harness.streams import schema
 from harness.streams.synthetic import SyntheticParams, synthetic, synthetic_batches
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "derived" / "binance-futures_2024-08-08"
+REAL = SHARED_DATA / "derived" / "binance-futures_2024-08-08"
 TICK, LOT = 0.1, 0.001
 
 # Bands for the statistics of the stream (default parameters, 150k events, ~30 min of market time): from the
@@ -410,7 +410,7 @@ def test_statistics_imitate_the_real_sample(default_stream: tuple[pa.Table, Repl
 
 def test_the_real_sample_lies_in_the_bands() -> None:
     if not REAL.is_dir():
-        pytest.skip(f"the real BTCUSDT sample is not here ({REAL}): nothing to measure the bands against")
+        pytest.skip(real_data_missing(REAL))
     stats = real_stats()
     print("real:", {k: round(v, 4) for k, v in stats.items()})
     outside = {k: (v, BANDS[k]) for k, v in stats.items() if not BANDS[k][0] <= v <= BANDS[k][1]}

@@ -10,12 +10,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pytest
+from conftest import SHARED_DATA, real_data_missing
 
 from harness.errors import DataError, HarnessError
 from harness.streams import csvread, schema
 from harness.streams import tardis_csv as tardis
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = SHARED_DATA
 DAY = REAL / "derived" / "binance-futures_2024-08-08"
 NAUTILUS = REAL / "nautilus_trader" / "tardis"
 L2 = DAY / "binance-futures_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz"
@@ -26,13 +27,13 @@ QUOTES = DAY / "binance-futures_quotes_2024-08-08_BTCUSDT.csv.gz"
 @pytest.fixture(autouse=True)
 def _real_data() -> None:
     if not REAL.is_dir():
-        pytest.skip(f"real market data not found at {REAL} (the shared data folder is absent)")
+        pytest.skip(real_data_missing(REAL))
 
 
 @pytest.fixture(scope="module")
 def book() -> pa.Table:
     if not L2.exists():
-        pytest.skip(f"real market data not found at {L2}")
+        pytest.skip(real_data_missing(L2))
     return tardis.read_book(L2)
 
 

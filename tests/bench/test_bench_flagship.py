@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from conftest import SHARED_DATA, real_data_missing
 
 import harness as hs
 from harness import examples
 
 N_SYNTHETIC = int(os.environ.get("HARNESS_BENCH_EVENTS", "10000000"))
 N_REFERENCE = 50_000
-DAY = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "derived" / "binance-futures_2024-08-08"
+DAY = SHARED_DATA / "derived" / "binance-futures_2024-08-08"
 L2 = DAY / "binance-futures_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz"
 TRADES = DAY / "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz"
 
@@ -47,7 +48,7 @@ def replay(k: hs.Kernel, events: pa.Table) -> pa.Table:
 @pytest.fixture(scope="module")
 def real_events() -> pa.Table:
     if not (L2.exists() and TRADES.exists()):
-        pytest.skip(f"real market data not found under {DAY} (the shared data folder is absent)")
+        pytest.skip(real_data_missing(DAY))
     return hs.streams.tardis(book=L2, trades=TRADES)
 
 

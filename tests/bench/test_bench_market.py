@@ -9,16 +9,16 @@ HARNESS_BENCH_EVENTS events (10M by default) in 1M-event chunks. Figures go to t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import SHARED_DATA, real_data_missing
 
 import harness as hs
 
 N_SYNTHETIC = int(os.environ.get("HARNESS_BENCH_EVENTS", "10000000"))
-DAY = Path(__file__).resolve().parents[3] / "shared" / "data" / "real" / "derived" / "binance-futures_2024-08-08"
+DAY = SHARED_DATA / "derived" / "binance-futures_2024-08-08"
 L2 = DAY / "binance-futures_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz"
 TRADES = DAY / "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz"
 
@@ -26,7 +26,7 @@ TRADES = DAY / "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz"
 @pytest.fixture(scope="module")
 def real_events() -> pa.Table:
     if not (L2.exists() and TRADES.exists()):
-        pytest.skip(f"real market data not found under {DAY} (the shared data folder is absent)")
+        pytest.skip(real_data_missing(DAY))
     return hs.streams.tardis(book=L2, trades=TRADES)
 
 
@@ -72,7 +72,7 @@ def test_real_day_replay_reference(benchmark, real_events: pa.Table) -> None:  #
 def test_real_day_read_csv(benchmark) -> None:  # type: ignore[no-untyped-def]
     """Reading and grouping the two gzipped CSV files (no Parquet cache)."""
     if not (L2.exists() and TRADES.exists()):
-        pytest.skip(f"real market data not found under {DAY} (the shared data folder is absent)")
+        pytest.skip(real_data_missing(DAY))
     out = benchmark.pedantic(lambda: hs.streams.tardis(book=L2, trades=TRADES), rounds=3, iterations=1)
     assert out.num_rows > 20_000
 
