@@ -354,3 +354,16 @@ def test_the_cli_binance_and_its_errors(site, tmp_path: Path, capsys) -> None:  
     err = capsys.readouterr().err
     assert err.startswith("error: access refused (HTTP 401)") and "only the first day of each month is free" in err
     assert err.count("\n") == 1
+
+
+def test_real_data_tests_find_the_samples_through_conftest() -> None:
+    """Every test needing the real samples goes through conftest (SHARED_DATA, real_data, real_data_missing), so
+    all of them honour $HARNESS_DATA_ROOT and skip with the same reason."""
+    pattern = re.compile(r'"shared"\s*/\s*"data"|real market data ' + "not found")
+    tests = Path(__file__).resolve().parent
+    offenders = [
+        str(p.relative_to(tests))
+        for p in sorted(tests.rglob("*.py"))
+        if p.name != "conftest.py" and p != Path(__file__).resolve() and pattern.search(p.read_text())
+    ]
+    assert not offenders, f"use conftest.SHARED_DATA / real_data / real_data_missing in: {offenders}"

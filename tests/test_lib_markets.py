@@ -10,12 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from conftest import SHARED_DATA, real_data_missing
 
 import harness as hs
 from harness.errors import CircuitError, EventsError
 from harness.streams import tardis_csv
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "derived"
+REAL = SHARED_DATA / "derived"
 PAIR = {
     "perp": (REAL / "binance-futures_2024-08-08", "binance-futures"),
     "spot": (REAL / "binance_2024-08-08", "binance"),
@@ -33,7 +34,7 @@ def pair() -> pa.Table:
     for market in PAIR:
         for kind in ("incremental_book_L2", "trades", "quotes"):
             if not pair_file(market, kind).exists():
-                pytest.skip(f"real market data not found at {pair_file(market, kind)} (the shared data is absent)")
+                pytest.skip(real_data_missing(pair_file(market, kind)))
     streams = [
         hs.streams.tardis(book=pair_file(m, "incremental_book_L2"), trades=pair_file(m, "trades"), market=m)
         for m in PAIR
