@@ -35,6 +35,7 @@ class Kernel:
     def __init__(self, circuit: Circuit) -> None:
         plan = circuit.plan()
         self.name = circuit.name
+        self.circuit = circuit  # what a sharded replay ships to its workers (with the kernel's cache key)
         self.plan: CircuitPlan = plan
         self.outputs: list[str] = list(plan.outputs)
         self.inputs: list[str] = [n.name for n in plan.order if n.kind == "input"]

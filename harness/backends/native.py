@@ -56,7 +56,9 @@ def compile_many(
     kernels = []
     for circuit, src, key in zip(circuits, sources, keys, strict=True):
         module, entry = cache.load(entries[key], units[key], tc, circuit.name)  # rebuilt once if it fails to import
-        kernels.append(NativeKernel(circuit, src, entry, module))
+        kernel = NativeKernel(circuit, src, entry, module)
+        kernel.options = {"opt": opt, "vector_math": vector_math, "cache_dir": str(cache.root)}
+        kernels.append(kernel)
     return kernels
 
 
@@ -91,6 +93,7 @@ class NativeKernel(Kernel):
             "seconds": entry.seconds,
             "module": str(entry.module_path),
         }
+        self.options: dict[str, Any] = {}  # how it was compiled (what a shard's worker compiles it with)
         self._lock = threading.Lock()
         self._k = _native.Kernel(module.api, self._param_array())
 

@@ -38,6 +38,16 @@ def float_key(x: float) -> str:
     return x.hex()
 
 
+MEMORY_KINDS = {
+    "none": "no state: a function of the current event's values",
+    "last": "its last inputs (or the last completed burst): exact again once refreshed within the warm-up",
+    "decay": "a geometric decay: the weight of the past falls as 2^(-elapsed / half-life)",
+    "window": "at most `memory_param` seconds of the past (a pending timer)",
+    "snapshot": "the order book: rebuilt whole by a snapshot message",
+    "unbounded": "everything since the start (a count, a tick ordinal): a shard cannot reproduce it",
+}
+
+
 @dataclass(frozen=True)
 class Param:
     """Declaration of one operator parameter (static configuration, not an input).
@@ -116,6 +126,10 @@ class Operator:
     # the C++ numeric function of cpp/harness/numeric.hpp (listed in HS_NUMERIC_TWINS) computing `f` on the
     # inputs then the parameters: it makes the C++ form `hs::<twin>(x..., param...)`
     twin: ClassVar[str | None] = None
+    # how far back the state remembers, for sharded replays (`harness.replay.memory`): see MEMORY_KINDS; a
+    # stateful operator that declares nothing counts as "unbounded" (its sharded replay is refused)
+    memory: ClassVar[str | None] = None
+    memory_param: ClassVar[str | None] = None  # the parameter giving the half-life ("decay") or seconds ("window")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -202,6 +216,13 @@ class Operator:
             else:
                 parts.append(f"{k}={v!r}")
         return ",".join(parts)
+
+    def memory_kind(self) -> str:
+        """How far back this operator's state remembers (one of MEMORY_KINDS): stateless operators "none", a
+        stateful one what it declares in `memory` (else "unbounded")."""
+        if self.memory is not None:
+            return self.memory
+        return "unbounded" if self.stateful else "none"
 
     def describe(self) -> str:
         """Human-readable `kind(param=value, ...)`."""

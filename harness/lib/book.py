@@ -159,6 +159,7 @@ class Book(Operator):
     """L2 order book from incremental messages (inputs: side, price, amount lists; snapshot flag)."""
 
     kind, arity, stateful, can_fail = "book", 4, True, True
+    memory = "snapshot"  # every level since the last snapshot message (and the count of crossed messages)
     list_inputs = (0, 1, 2)
     params_spec = {
         "crossed": Param(rule="'invalid' or 'error'", choices=("invalid", "error"), default="invalid"),
@@ -269,6 +270,10 @@ class BookField(Operator):
         "levels": Param(rule="an integer >= 1 (depth fields)", check=lambda v: v >= 1, default=1, integer=True),
         "width": Param(rule=">= 0 and finite (band fields, price units)", check=_width_ok, default=0.0),
     }
+
+    def memory_kind(self) -> str:
+        """The `crossed` field counts crossed messages since the start; the others read the current book."""
+        return "unbounded" if self.params["field"] == "crossed" else "none"
 
     def ref(self, p: Mapping[str, Any], xs: Sequence[Any]) -> float | None:
         book: BookState = xs[0]

@@ -60,6 +60,7 @@ class Bursts(Operator):
     """Burst detector (inputs: trade price, amount, side, exchange time in ns, observed fair price)."""
 
     kind, arity, stateful, timer, edge = "bursts", 5, True, True, True
+    memory = "last"  # the open burst and the last completed one: forgotten at the next completion
     params_spec = {
         "gap": Param(rule="> 0 and finite (seconds of exchange time)", check=positive),
         "timeout": DURATION,

@@ -73,6 +73,7 @@ class Impulse(Operator):
     """The impulse fair price of an L2 book (input: the `hs.lib.book` node, whose levels and updates it reads)."""
 
     kind, arity, stateful, reads_state = "impulse", 1, True, True
+    memory = "snapshot"  # its sums restart at a snapshot message (then a full recompute at the first valid book)
     params_spec = {
         "distance": Param(rule="> 0 and finite (price units)", check=positive),
         "recompute_every": Param(rule="an integer >= 1 (messages)", check=lambda v: v >= 1, default=256, integer=True),

@@ -26,6 +26,7 @@ class Ewma(Operator):
 
     kind, arity, stateful = "ewma", 1, True
     params_spec = {"halflife": HALFLIFE}
+    memory, memory_param = "decay", "halflife"
     differentiable = True
 
     def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
@@ -67,6 +68,7 @@ class DecaySum(Operator):
 
     kind, arity, stateful = "decay_sum", 1, True
     params_spec = {"halflife": HALFLIFE}
+    memory, memory_param = "decay", "halflife"
     differentiable = True
 
     def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
@@ -103,6 +105,7 @@ class Delta(Operator):
     """x minus its previous valid value; invalid until x has had two valid samples."""
 
     kind, arity, stateful = "delta", 1, True
+    memory = "last"  # its input's previous valid value
 
     def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
         return {"prev": None, "v": None}, None
@@ -127,6 +130,7 @@ class Count(Operator):
     """Number of events in which x was valid (0.0 before the first; always valid); of a Trigger: its events."""
 
     kind, arity, stateful = "count", 1, True
+    memory = "unbounded"  # counts from the start
 
     @classmethod
     def build(cls, inputs: Sequence[Any], params: Mapping[str, Any]) -> Node:

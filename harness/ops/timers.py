@@ -35,6 +35,7 @@ class Timeout(Operator):
 
     kind, arity, stateful, timer, edge = "timeout", 1, True, True, True
     params_spec = {"seconds": DURATION}
+    memory, memory_param = "window", "seconds"  # a pending timer at most `seconds` ahead
 
     def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
         return {}, None
@@ -65,6 +66,7 @@ class Every(Operator):
     """
 
     kind, arity, stateful, timer, edge = "every", 1, True, True, True
+    memory = "unbounded"  # its value is the tick's ordinal since the first update
     params_spec = {"period": dataclasses.replace(DURATION, typical=(0.25, 3.0))}  # a tick per period: not too many
 
     def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:

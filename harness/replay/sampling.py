@@ -35,6 +35,21 @@ class Sampler:
         """Fresh per-recording state (counters carried across chunks)."""
         return {}
 
+    def counted(self) -> str | None:
+        """The trigger whose events this sampler counts from the start of the replay (None: it picks each row on
+        its own, so a shard of the replay picks exactly what the whole replay picks there)."""
+        return None
+
+    def state_after(self, seen: int) -> dict[str, Any]:
+        """The state after `seen` events of the `counted` trigger: where a shard that starts mid-stream begins."""
+        state = self.new_state()
+        if state:
+            raise SamplerError(
+                f"{type(self).__name__} carries state across chunks but does not say how to start mid-stream "
+                "(define counted() and state_after()); a sharded replay cannot use it"
+            )
+        return state
+
     def select(self, rows: pa.Table, state: dict[str, Any]) -> np.ndarray:
         """Positions (int64, increasing) of the rows of this chunk to keep."""
         raise NotImplementedError
@@ -87,6 +102,12 @@ class EveryN(Sampler):
 
     def new_state(self) -> dict[str, Any]:
         return {"seen": 0}
+
+    def counted(self) -> str | None:
+        return self.trigger
+
+    def state_after(self, seen: int) -> dict[str, Any]:
+        return {"seen": int(seen)}
 
     def select(self, rows: pa.Table, state: dict[str, Any]) -> np.ndarray:
         hits = np.flatnonzero(_event_rows(rows, self.trigger))

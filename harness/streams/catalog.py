@@ -253,6 +253,11 @@ def _normal(table: pa.Table) -> pa.Table:
     return schema.conform(table.select(schema.SCHEMA.names)).replace_schema_metadata(None)
 
 
+def normal_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A non-empty batch read from a partition file, with the exact market schema (what `read` yields)."""
+    return _normal(pa.Table.from_batches([batch])).combine_chunks().to_batches()[0]
+
+
 def _write_temp(root: Path, table: pa.Table, name: str) -> Path:
     """Write a partition's table under `.tmp/<unique>/` (flushed to disk); the temporary directory."""
     tmp = root / TMP / uuid.uuid4().hex
@@ -518,7 +523,7 @@ def _market_batches(root: Path, parts: Sequence[Partition], batch_size: int, ver
         for batch in fragment.to_batches(columns=schema.SCHEMA.names, **scan):
             if batch.num_rows == 0:
                 continue
-            out = _normal(pa.Table.from_batches([batch])).combine_chunks().to_batches()[0]
+            out = normal_batch(batch)
             if check is not None:
                 check.add(out)
             yield out
