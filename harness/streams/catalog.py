@@ -51,7 +51,7 @@ from harness.names import IDENTIFIER
 from harness.streams import binance_dump, schema, tardis_csv
 from harness.streams.content_digest import StreamDigest, digest, file_sha256
 from harness.streams.csvread import Path_
-from harness.streams.merge_by_time import merge
+from harness.streams.merge_by_time import merge, merge_streams
 from harness.streams.rules import Rules
 
 FORMAT = "harness.catalog/1"
@@ -555,7 +555,9 @@ def read(
     if len(streams) == 1:
         yield from streams[0]
     elif streams:
-        yield from _merged(streams, names, int(batch_size))
+        empty = schema.empty().append_column(MARKET_COLUMN, pa.array([], pa.string()))
+        labelled = [_labelling(s, m) for s, m in zip(streams, names, strict=True)]
+        yield from merge_streams(labelled, [empty] * len(streams), int(batch_size))
 
 
 def read_table(
@@ -572,33 +574,7 @@ def _labelled(batch: pa.RecordBatch, market: str) -> pa.Table:
     return pa.Table.from_batches([batch]).append_column(MARKET_COLUMN, pa.array([market] * batch.num_rows))
 
 
-def _merged(streams: list[Iterator[pa.RecordBatch]], names: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Several time-ordered market streams merged by `t` with the `merge` tie-break, streaming: rows before the
-    earliest of the live streams' last buffered times are final (no later row can precede them)."""
-    empty = schema.empty().append_column(MARKET_COLUMN, pa.array([], pa.string()))
-    pending = [empty] * len(streams)
-    live = set(range(len(streams)))
-    while live or any(p.num_rows for p in pending):
-        for i in sorted(live):
-            while i in live and pending[i].num_rows == 0:
-                _pull(streams, names, pending, live, i)
-        cutoff = min((int(pending[i].column("t")[-1].as_py()) for i in live), default=None)
-        if cutoff is None:
-            ready = pending
-        else:  # pending rows are in time order: the final ones are a prefix
-            ready = [p.slice(0, int(np.searchsorted(p.column("t").to_numpy(), cutoff, "left"))) for p in pending]
-        if not any(r.num_rows for r in ready):
-            for i in [i for i in sorted(live) if int(pending[i].column("t")[-1].as_py()) == cutoff]:
-                _pull(streams, names, pending, live, i)
-            continue
-        pending = [p.slice(r.num_rows) for p, r in zip(pending, ready, strict=True)]
-        yield from merge(*ready).to_batches(max_chunksize=batch_size)
-
-
-def _pull(streams: list, names: list[str], pending: list[pa.Table], live: set[int], i: int) -> None:
-    """Append stream i's next batch to its pending rows, or mark it finished."""
-    batch = next(streams[i], None)
-    if batch is None:
-        live.discard(i)
-    else:
-        pending[i] = pa.concat_tables([pending[i], _labelled(batch, names[i])]).combine_chunks()
+def _labelling(batches: Iterator[pa.RecordBatch], market: str) -> Iterator[pa.Table]:
+    """A market's batches with its `market` column."""
+    for batch in batches:
+        yield _labelled(batch, market)

@@ -17,6 +17,8 @@ market, as before).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -121,3 +123,39 @@ def _merge_markets(tables: tuple[pa.Table, ...], per: list[list[str | None]], ma
     names = schema.market_schema(markets).names
     out = out.select(names + [c for c in out.column_names if c not in names]).combine_chunks()
     return csvread.attach_stats(out, total) if has_stats else out
+
+
+def merge_streams(
+    streams: Sequence[Iterable[pa.RecordBatch | pa.Table]], empties: Sequence[pa.Table], batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    """Several time-ordered streams (batches or tables) merged by `t` as `merge(*streams)` would, in batches of at
+    most `batch_size` rows, holding about one batch per stream: rows before the earliest of the live streams' last
+    buffered times are final (no later row can precede them). `empties[i]`: stream i without rows (its columns)."""
+    its = [iter(s) for s in streams]
+    pending = list(empties)
+    live = set(range(len(its)))
+    while live or any(p.num_rows for p in pending):
+        for i in sorted(live):
+            while i in live and pending[i].num_rows == 0:
+                _pull(its, pending, live, i)
+        cutoff = min((int(pending[i].column("t")[-1].as_py()) for i in live), default=None)
+        if cutoff is None:
+            ready = pending
+        else:  # pending rows are in time order: the final ones are a prefix
+            ready = [p.slice(0, int(np.searchsorted(p.column("t").to_numpy(), cutoff, "left"))) for p in pending]
+        if not any(r.num_rows for r in ready):
+            for i in [i for i in sorted(live) if int(pending[i].column("t")[-1].as_py()) == cutoff]:
+                _pull(its, pending, live, i)
+            continue
+        pending = [p.slice(r.num_rows) for p, r in zip(pending, ready, strict=True)]
+        yield from merge(*ready).to_batches(max_chunksize=batch_size)
+
+
+def _pull(its: list[Iterator], pending: list[pa.Table], live: set[int], i: int) -> None:
+    """Append stream i's next batch to its pending rows, or mark it finished."""
+    item = next(its[i], None)
+    if item is None:
+        live.discard(i)
+    else:
+        table = pa.Table.from_batches([item]) if isinstance(item, pa.RecordBatch) else item
+        pending[i] = pa.concat_tables([pending[i], table]).combine_chunks()

@@ -145,6 +145,11 @@ class SyntheticParams:
     trade_size_sigma: float = 1.7
     trade_min_size: float = 0.002  # the minimum order, and the floor of the lognormal part
     trade_min_share: float = 0.12  # extra share at the minimum (real: 21% of the fills are 0.002)
+    # following another market (used only by a market of `synthetic_markets` that follows a leader)
+    follow: float = 0.6  # how strongly moves head for the leader's lagged mid (0: not at all, 1: always)
+    follow_lag_ms: float = 200.0  # the delay: moves head for the leader's mid this long ago
+    follow_beta: float = 1.0  # the follower's relative mid change per relative change of the leader's
+    follow_ticks: float = 2.0  # the gap (ticks) at which the pull is tanh(1) of its strength
 
     def __post_init__(self) -> None:
         ints = {f.name for f in dataclasses.fields(self) if f.type in ("int", int)}
@@ -159,20 +164,20 @@ class SyntheticParams:
                 _fail(f"{f.name} must be finite, got {v!r}")
         positive = (
             "tick lot start_price message_gap_ms rows_median signal_window_ms flow_scale regime_ms regime_shape "
-            "touch_size_median inner_size_median level_size_median trade_size_median level_gap_ticks"
+            "touch_size_median inner_size_median level_size_median trade_size_median level_gap_ticks follow_ticks"
         )
         for name in positive.split():
             if getattr(self, name) <= 0:
                 _fail(f"{name} must be > 0, got {getattr(self, name)!r}")
         non_negative = (
             "start_ns latency_min_ms message_gap_jitter_ms rows_sigma rows_min refresh_extra_mean touch_size_sigma "
-            "inner_size_sigma level_size_sigma level_gap_sigma trade_size_sigma burst_rate cluster_gap_ms"
+            "inner_size_sigma level_size_sigma level_gap_sigma trade_size_sigma burst_rate cluster_gap_ms follow_lag_ms"
         )
         for name in non_negative.split():
             if getattr(self, name) < 0:
                 _fail(f"{name} must be >= 0, got {getattr(self, name)!r}")
         probabilities = (
-            "deep_share near_delete_prob deep_delete_prob move_prob sweep_share wide_prob signal trade_min_share"
+            "deep_share near_delete_prob deep_delete_prob move_prob sweep_share wide_prob signal trade_min_share follow"
         )
         for name in probabilities.split():
             if not 0.0 <= getattr(self, name) <= 1.0:
@@ -258,15 +263,35 @@ def synthetic(n_events: int, *, seed: int = 0, market: str | None = None, **para
     return schema.tagged(pa.Table.from_batches(batches, schema=schema.SCHEMA), market)
 
 
+class Source:
+    """One market's generator: its RNG, parameters and state, and blocks made ahead of time for a follower."""
+
+    def __init__(self, rng: np.random.Generator, p: SyntheticParams) -> None:
+        self.rng, self.p, self.st = rng, p, _State(p)
+        self.ahead: deque[pa.RecordBatch] = deque()
+
+    def block(self) -> pa.RecordBatch:
+        """The next block of events (one made ahead, or a new one)."""
+        return self.ahead.popleft() if self.ahead else _block(self.rng, self.p, self.st)
+
+    def ensure(self, t: int) -> None:
+        """Make blocks ahead until the stream's touch is known at time `t` (the next block starts after it)."""
+        while self.st.t0 <= t:
+            self.ahead.append(_block(self.rng, self.p, self.st))
+
+
 def _batches(n: int, seed: int, chunk: int, p: SyntheticParams) -> Iterator[pa.RecordBatch]:
-    rng = np.random.default_rng(seed)
-    st = _State(p)
+    return cut(Source(np.random.default_rng(seed), p), n, chunk)
+
+
+def cut(source: Source, n: int, chunk: int) -> Iterator[pa.RecordBatch]:
+    """The first `n` events of `source` in batches of at most `chunk` rows."""
     pending: list[pa.RecordBatch] = []
     have = done = 0
     while done < n:
         take = min(chunk, n - done)
         while have < take:
-            block = _block(rng, p, st)
+            block = source.block()
             pending.append(block)
             have += block.num_rows
         yield _head(pending, take)
@@ -316,6 +341,8 @@ class _State:
         self.sign = 1  # sign of the last aggressive order
         self.ct = np.empty(0, np.int64)  # trades within the signal window before it: times
         self.cv = np.empty(0, np.float64)  # and signed volumes
+        self.path: Any = None  # the record of its mid, kept for followers (`synthetic_markets.Path`)
+        self.follow: Any = None  # the leader it follows (`synthetic_markets.Follow`), None: an independent market
 
 
 def _spread(u: np.ndarray, sigma: Any, median: Any) -> np.ndarray:
@@ -387,8 +414,11 @@ def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.Recor
     bu = _bursts(rng, p, st, t, lv)
     flow = _flow_before(p, st, t, bu)
     sw = _sweep_plan(rng, p, t, bu, lv)
-    dirs = _directions(p, t, flow, mv, lv, sw)
+    targets = None if st.follow is None else st.follow.targets(p, t[:_BLOCK_MESSAGES])
+    dirs = _directions(p, t, flow, mv, lv, sw, st.L, targets)
     L, A, B = _touch(st, mv, dirs)
+    if st.path is not None:
+        st.path.add(t[:_BLOCK_MESSAGES], (A[:_BLOCK_MESSAGES] + B[:_BLOCK_MESSAGES]) * (0.5 * p.tick))
     sweeps = _sweep_fills(rng, p, dirs, lv, bu, sw, A, B)
     tr = _all_trades(p, st, t, bu, sweeps, A, B)
     rows = _book_rows(rng, p, st, first_block, mv.D, A, B, lv)
@@ -626,9 +656,18 @@ def _sweep_plan(
 
 
 def _directions(
-    p: SyntheticParams, t: np.ndarray, flow: np.ndarray, mv: _Moves, lv: _TouchLevels, sw: _SweepPlan
+    p: SyntheticParams,
+    t: np.ndarray,
+    flow: np.ndarray,
+    mv: _Moves,
+    lv: _TouchLevels,
+    sw: _SweepPlan,
+    L0: int = 0,
+    targets: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Directions (+1, -1, 0: no move) of the moves: sequential over moves only (the flow includes earlier sweeps)."""
+    """Directions (+1, -1, 0: no move) of the moves: sequential over moves only (the flow includes earlier sweeps).
+    A follower's moves also head for `targets` (its base level L that tracks the leader, per message; L0 at the
+    block's first message) with strength `p.follow`."""
     dirs = np.zeros(_BLOCK_MESSAGES, np.int64)
     ks = np.nonzero(mv.mag[1:] > 0)[0].tolist()
     if not ks:
@@ -638,6 +677,8 @@ def _directions(
     cu, cd, vu, vd = lv.can_up.tolist(), lv.can_dn.tolist(), sw.v_up.tolist(), sw.v_dn.tolist()
     tsl = sw.ts.tolist()
     sig, scale = float(p.signal), float(p.flow_scale)
+    tg, mag, pull, gap = (targets.tolist() if targets is not None else None), mv.mag.tolist(), p.follow, p.follow_ticks
+    level = float(L0)
     window: deque[tuple[int, float]] = deque()
     run = 0.0
     for k in ks:
@@ -646,12 +687,17 @@ def _directions(
             run -= window.popleft()[1]
         if not window:
             run = 0.0
-        if ul[k] < 0.5 * (1.0 + sig * math.tanh((Gl[k] + run) / scale)):
+        x = sig * math.tanh((Gl[k] + run) / scale)
+        if tg is not None:
+            x = min(1.0, max(-1.0, x + pull * math.tanh((tg[k] - level) / gap)))
+        if ul[k] < 0.5 * (1.0 + x):
+            level += mag[k + 1]
             dirs[k] = 1
             if cu[k]:
                 window.append((tsl[k], vu[k]))
                 run += vu[k]
         else:
+            level -= mag[k + 1]
             dirs[k] = -1
             if cd[k]:
                 window.append((tsl[k], -vd[k]))
