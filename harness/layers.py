@@ -20,6 +20,7 @@ listed here (so a new module under harness/backends/ belongs to the compile laye
     streams   streams, data                        (event readers and generators; data: the `hs.data` catalog facade)
     replay    replay                               (a kernel driven over events: record, sampling, labels)
     fit       fit                                  (training a circuit's parameters)
+    evaluate  evaluate                             (a fitted circuit out of sample: report numbers, attribution)
     track     track                                (tracking primitives: the store, what a run logs, RunLogger)
     pipeline  pipeline                             (config -> circuit, events, fit, evaluation, logging)
     runs      runs                                 (above the pipeline: `harness runs`, run replay, sweeps)
@@ -58,6 +59,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("streams", ("harness.streams", "harness.data")),
     ("replay", ("harness.replay",)),
     ("fit", ("harness.fit",)),
+    ("evaluate", ("harness.evaluate",)),
     ("track", ("harness.track",)),
     ("pipeline", ("harness.pipeline",)),
     ("runs", ("harness.runs",)),

@@ -60,6 +60,7 @@ class FitData:
     replay_s: float  # seconds in the kernel's replay while recording
     sampled: int
     dropped: dict[str, int]
+    horizon_labels: dict[float, np.ndarray] = field(default_factory=dict)  # report horizons: label (NaN: missing)
 
     @property
     def t(self) -> np.ndarray:
@@ -123,8 +124,11 @@ def collect(
     sampler: Sampler | None = None,
     progress: bool | None = None,
     total: int | None = None,
+    horizons: tuple[float, ...] = (),
 ) -> FitData:
-    """Replay `events` through `kernel` (the trace's recording circuit, freshly reset) and bind the data."""
+    """Replay `events` through `kernel` (the trace's recording circuit, freshly reset) and bind the data.
+    `horizons`: more label horizons (seconds, the label's output and kind) kept for an evaluation report, NaN
+    where the horizon runs past the data (they drop no row)."""
     leaf_names = {n.id: trace.leaf_output(n) for n in trace.nodes if n.kind == "leaf"}
     step = {d.index: _StepDomain(trace, d.index, d.runs, leaf_names) for d in trace.domains if not d.is_rows}
 
@@ -136,10 +140,12 @@ def collect(
     stat_outputs = sorted({out for out, _ in trace.statistics.values()})
     outputs = list(dict.fromkeys([trace.target_output, *rows_leaves, *stat_outputs]))
     kernel.reset()
+    report = Label(label.output, horizons, label.kind) if horizons else None
     rec = record(
         kernel, events, sampler=sampler, labels=[label], outputs=outputs, row_index=True, on_rows=on_rows,
-        progress=progress, total=total,
+        progress=progress, total=total, optional=[report] if report else [],
     )  # fmt: skip
+    extra = {h: _values(rec.table.column(c)) for h, c in zip(horizons, report.columns(), strict=True)} if report else {}
     cand: dict[int, Candidates] = {index: dom.columns.finish() for index, dom in step.items()}
     cand[ROWS] = _row_candidates(rec, outputs)
     y_all = _values(rec.table.column(label.columns()[0]))
@@ -167,7 +173,7 @@ def collect(
         trace=trace, domains=domains, imports=_imports(trace, domains), y=y, label_column=label.columns()[0],
         horizon_ns=horizon_ns(label.horizons[0]), kernel_target=target, stat_sources=stats,
         rows_replayed=recorded["rows"], replay_s=recorded["replay_s"], sampled=recorded["sampled"],
-        dropped=recorded["dropped"],
+        dropped=recorded["dropped"], horizon_labels={h: v[keep_rows] for h, v in extra.items()},
     )  # fmt: skip
 
 

@@ -139,6 +139,7 @@ def fit(
     progress: bool | None = None,
     total: int | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    report_horizons: Iterable[float] = (),
 ) -> FitResult:
     """Fit the learnable parameters under output `target` so that it predicts `label` on `events`.
 
@@ -150,6 +151,7 @@ def fit(
     iterable of batches (it is replayed twice: to record, then to check parity). sampler: which events
     become rows (default: every event). stop: nodes where tracing ends. on_epoch: called with each epoch's
     history entry (epoch, train_loss, val_loss, lr) as soon as it is done, e.g. to log it while the fit runs.
+    report_horizons: more label horizons recorded for an evaluation report (`res.data.horizon_labels`).
     """
     from harness.kernel import compile as compile_kernel
 
@@ -161,7 +163,10 @@ def fit(
     with _timed(stages, "compile_s"):
         kernel = compile_kernel(tr.recording_circuit(), backend=backend)
     with _timed(stages, "record_s"):
-        data = collect(tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress, total=total)
+        horizons = tuple(float(h) for h in report_horizons)
+        data = collect(
+            tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress, total=total, horizons=horizons
+        )
         release_memory()  # what recording and joining its pieces freed (~40% of the resident size at 10M events)
     with _timed(stages, "train_s"):
         if isinstance(split, WalkForward):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -245,6 +247,21 @@ class CircuitModel(torch.nn.Module):
         """Set train statistics by name (they are constants of the model, not fitted)."""
         for name, value in values.items():
             self._const_values[self._stat_pos[name]] = float(value)
+
+    @contextmanager
+    def parameters_set(self, values: dict[str, float]) -> Iterator[None]:
+        """Within the block the fitted parameters named in `values` take those values (e.g. a head weight at 0
+        to drop one signal); they are restored after."""
+        with torch.no_grad():
+            saved = self.raw.detach().clone()
+            for name, v in values.items():
+                i = self.param_names.index(name)
+                self.raw[i] = _to_raw(float(v), self._constraints[i])
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.raw.copy_(saved)
 
     # ----- evaluation -----------------------------------------------------------------------------------
     def forward(self, rows: torch.Tensor | None = None) -> torch.Tensor:

@@ -14,6 +14,7 @@ import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
 from harness.circuit.builder import Circuit
+from harness.evaluate.report import ReportConfig
 from harness.fit.trainer import TrainerConfig, TrainerError
 from harness.fit.walk_forward import WalkForward
 from harness.pipeline import targets
@@ -151,3 +152,28 @@ def split_fractions(cfg: DictConfig) -> tuple[float, float, float]:
     if abs(sum(split) - 1.0) > 1e-9:
         raise ConfigError(f"task.split={split} sums to {sum(split)!r}; the fractions must sum to 1")
     return split[0], split[1], split[2]
+
+
+def make_report(cfg: DictConfig) -> ReportConfig | None:
+    """`report` as a ReportConfig (None when `report.enabled` is false); the label's horizon comes first."""
+    r = cfg.report
+    if not r.enabled:
+        return None
+    h = float(cfg.task.label.horizon)
+    horizons = [float(x) for x in r.horizons] if r.horizons is not None else [h, 0.5 * h, 2.0 * h, 5.0 * h]
+    horizons = list(dict.fromkeys([h, *horizons]))
+    if any(not (math.isfinite(x) and x >= 0) for x in horizons):
+        raise ConfigError(f"report.horizons={list(r.horizons)}: every horizon must be a finite number of seconds >= 0")
+    for key in ("quantiles", "windows"):
+        if int(r[key]) < 1:
+            raise ConfigError(f"report.{key}={r[key]} must be >= 1")
+    if not 0.0 <= float(r.threshold_quantile) < 1.0:
+        raise ConfigError(f"report.threshold_quantile={r.threshold_quantile} must be in [0, 1)")
+    if any(int(lag) < 1 for lag in r.lags):
+        raise ConfigError(f"report.lags={list(r.lags)}: every lag must be >= 1 row")
+    return ReportConfig(
+        horizons=tuple(horizons), fee_bps=float(r.fee_bps),
+        threshold=None if r.threshold is None else float(r.threshold), threshold_quantile=float(r.threshold_quantile),
+        quantiles=int(r.quantiles), windows=int(r.windows),
+        lags=tuple(int(x) for x in r.lags),
+    )  # fmt: skip

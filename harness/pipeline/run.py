@@ -35,6 +35,8 @@ from rich.table import Table
 
 from harness import interrupts
 from harness.errors import HarnessError
+from harness.evaluate import report as evaluation
+from harness.evaluate.attribution import drop_one
 from harness.fit.trainer import FitWarning, evaluate
 from harness.pipeline import build
 from harness.pipeline.schema import ROOT
@@ -142,14 +144,20 @@ def _stages(
     with stages("build", console, "building the circuit..."):
         circuit = build.build_circuit(cfg)
         sampler, label, trainer = build.make_sampler(cfg), build.make_label(cfg), build.make_trainer(cfg)
-        split = build.make_split(cfg)
+        split, report_cfg = build.make_split(cfg), build.make_report(cfg)
     with stages("stream", console, "loading the events..."):
         events = loaded if loaded is not None else build.load_stream(cfg)
-    res = _fit(cfg, logger, stages, events, circuit, sampler=sampler, label=label, trainer=trainer, split=split)
+    horizons = report_cfg.horizons if report_cfg is not None else ()
+    res = _fit(
+        cfg, logger, stages, events, circuit, sampler=sampler, label=label, trainer=trainer, split=split,
+        report_horizons=horizons,
+    )  # fmt: skip
     with stages("evaluate", console, "evaluating the fitted circuit..."):
         kernel_pred = res.predictions()  # the fitted kernel's, within 1e-9: parity was checked on a replayed slice
         parts = _parts(res)
         metrics = _metrics(res, kernel_pred, parts, stages, events)
+        report = _report(res, kernel_pred, parts, report_cfg, cfg)
+        metrics.update(report.metrics() if report is not None else {})
         _log_folds(logger, res)
     kernel_hash, kernel_source = res.kernel.kernel_hash, res.kernel.source  # ("python", None): the reference
     identity = {
@@ -163,6 +171,8 @@ def _stages(
         logger.set_tags({WARNING_TAG: " | ".join(notes)})
     with stages("log", console, "logging the run..."), logger.artifact_dir() as art:
         _write_artifacts(art, cfg, res, circuit, kernel_source, kernel_pred, parts, metrics, stages.seconds)
+        if report is not None:
+            evaluation.write(report, art / "report", f"{build.circuit_name(cfg)} on {events.source}: run {run_id}")
     metrics.update({f"stage/{k}_s": v for k, v in stages.seconds.items()})
     logger.log_metrics({k: float(v) for k, v in metrics.items()})
     objective_key = cfg.task.objective
@@ -245,6 +255,23 @@ def _metrics(
         "compile_s": stages.seconds["compile"],
         "replay_events_per_s": events.rows / max(res.data.replay_s, 1e-9),
     }
+
+
+def _report(
+    res: Any, kernel_pred: np.ndarray, parts: dict[str, np.ndarray], config: Any, cfg: DictConfig
+) -> evaluation.Report | None:
+    """The evaluation report on the out-of-sample rows (None when `report.enabled` is false); attribution on the
+    test rows of the final model (walk-forward: the last fold's)."""
+    if config is None:
+        return None
+    rows, pred = res.out_of_sample(kernel_pred)
+    labels = {h: res.data.horizon_labels[h][rows] for h in config.horizons}
+    labels[config.horizons[0]] = res.data.y[rows]  # the fitted label (the horizon the rows were kept for)
+    attribution = None
+    if cfg.report.attribution:
+        attribution = drop_one(res.model, res.data.y, res.split.test.numpy())
+    train_pred = kernel_pred[parts["train"]]
+    return evaluation.build(res.data.t[rows], pred, labels, train_pred, str(cfg.task.label.kind), config, attribution)
 
 
 def _parts(res: Any) -> dict[str, np.ndarray]:

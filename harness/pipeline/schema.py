@@ -238,6 +238,23 @@ class TrackingConf:
 
 
 @dataclass
+class ReportConf:
+    """The evaluation report (`harness.evaluate.report`): horizons in seconds (null: the label's horizon, then
+    0.5x, 2x and 5x it), the trading view's fee (bps per trade, round trip) and entry threshold on |prediction|
+    (null: the `threshold_quantile` of |prediction| on the train rows), quantile bins, rolling-IC windows, lags."""
+
+    enabled: bool = True
+    horizons: Optional[list[float]] = None  # noqa: UP045
+    fee_bps: float = 1.0
+    threshold: Optional[float] = None  # noqa: UP045
+    threshold_quantile: float = 0.9
+    quantiles: int = 5
+    windows: int = 20
+    lags: list[int] = field(default_factory=lambda: [1, 10, 100])
+    attribution: bool = True  # drop-one per weighted signal
+
+
+@dataclass
 class Config:
     """The whole pipeline config (`conf/config.yaml` composes it)."""
 
@@ -246,6 +263,7 @@ class Config:
     trainer: Any = MISSING  # a TrainerConf (set by the trainer group)
     tracking: TrackingConf = MISSING
     task: TaskConf = field(default_factory=TaskConf)
+    report: ReportConf = field(default_factory=ReportConf)
 
 
 SCHEMAS: dict[str, dict[str, type]] = {

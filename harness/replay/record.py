@@ -37,13 +37,15 @@ def record(
     on_rows: Callable[[pa.Table, int], None] | RowSink | None = None,
     total: int | None = None,
     shards: Any = None,
+    optional: Sequence[Label | tuple] = (),
 ) -> Recording:
     """Replay `events` through `kernel` (continuing from its state), sample rows and attach labels.
 
     `sampler` defaults to every event. `labels` are `Label`s or tuples `(output, horizons[, kind])`.
     `outputs` chooses the recorded output columns (default: all). `progress` shows a bar per chunk
     (default: when stderr is a terminal; `total`: the number of events, when known). Rows whose labels are
-    incomplete are dropped and counted.
+    incomplete are dropped and counted; `optional` labels (e.g. longer horizons for a report) are NaN where
+    incomplete and drop nothing.
     `row_index=True` adds a `row` column: the row's position in the whole replay (events and timer rows).
     `on_rows(rows, offset)` (a function, or a `RowSink`) sees every replayed chunk (t, source, outputs) before
     sampling, with the position of its first row: fitting uses it to keep the rows where decays step.
@@ -54,7 +56,7 @@ def record(
     sampler = sampler if sampler is not None else every_event()
     if shards is not None and on_rows is not None and not isinstance(on_rows, RowSink):
         raise ShardError("record: with shards, on_rows must be a hs.replay.RowSink (a worker fills one per shard)")
-    rec = Recorder(kernel, sampler, labels, outputs, row_index=row_index, sink=sink_of(on_rows))
+    rec = Recorder(kernel, sampler, labels, outputs, row_index=row_index, sink=sink_of(on_rows), optional=optional)
     if shards is not None:
         return record_sharded(kernel, events, rec, shards, progress=progress)
     replay_s = 0.0

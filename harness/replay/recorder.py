@@ -89,22 +89,24 @@ class Recorder:
         *,
         row_index: bool = False,
         sink: RowSink | None = None,
+        optional: Sequence[Label | tuple] = (),
     ) -> None:
         if not isinstance(sampler, Sampler):
             raise SamplerError(f"sampler must be made by hs.replay.every_event/every_n/when/time_grid, got {sampler!r}")
         sampler.check(kernel)
         self.sampler, self.labs, self.sink, self.row_index = sampler, make_labels(labels), sink, row_index
+        self.optional = make_labels(optional)  # labels kept NaN where incomplete: they drop no row
         self.keep_outputs = list(kernel.outputs if outputs is None else outputs)
         for name in self.keep_outputs:
             if name not in kernel.outputs:
                 raise SamplerError(f"record: unknown output {name!r}; the circuit's outputs are {kernel.outputs}")
-        for lab in self.labs:
+        for lab in (*self.labs, *self.optional):
             if lab.output not in kernel.outputs:
                 raise LabelError(f"label: unknown output {lab.output!r}; the circuit's outputs are {kernel.outputs}")
             clash = [c for c in lab.columns() if c in kernel.outputs]
             if clash:
                 raise LabelError(f"label columns {clash} clash with outputs of the same name")
-        self.labelled = sorted({lab.output for lab in self.labs}, key=kernel.outputs.index)
+        self.labelled = sorted({lab.output for lab in (*self.labs, *self.optional)}, key=kernel.outputs.index)
         index_column = ["row"] if row_index else []
         extra = [o for o in self.labelled if o not in self.keep_outputs]
         self.columns = ["t", "source", *index_column, *self.keep_outputs, *extra]
@@ -148,7 +150,7 @@ class Recorder:
         replayed time of the whole replay, have no full horizon)."""
         sampled = pa.concat_tables(self.parts) if self.parts else _empty(self.columns)
         series = {o: s.finish() for o, s in self.series.items()}
-        table, names, dropped = _attach_labels(sampled, self.labs, series, t_end)
+        table, names, dropped = _attach_labels(sampled, self.labs, series, t_end, self.optional)
         index_column = ["row"] if self.row_index else []
         table = table.select(["t", "source", *index_column, *self.keep_outputs, *names])
         if encode:
@@ -163,19 +165,28 @@ def _attach_labels(
     labs: list[Label],
     series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     t_end: int | None,
+    optional: Sequence[Label] = (),
 ) -> tuple[pa.Table, list[str], dict[str, int]]:
-    """Add the label columns and drop the rows where any is missing (counting why)."""
+    """Add the label columns and drop the rows where any is missing (counting why); `optional` label columns
+    are NaN where missing and drop nothing."""
     n = sampled.num_rows
     t = sampled.column("t").to_numpy()
     no_horizon = np.zeros(n, dtype=bool)
     invalid = np.zeros(n, dtype=bool)
     names: list[str] = []
     values: list[np.ndarray] = []
+    for lab in optional:
+        for name, label in _optional_columns(sampled, lab, series, t, t_end):
+            if name not in names:
+                names.append(name)
+                values.append(label)
     for lab in labs:
         col = sampled.column(lab.output)
         now = col.to_numpy(zero_copy_only=False).astype(np.float64)
         now_ok = col.is_valid().to_numpy(zero_copy_only=False)
         for h, name in zip(lab.horizons, lab.columns(), strict=True):
+            if name in names:  # also an optional column: the required one replaces it
+                del values[names.index(name)], names[names.index(name)]
             h_ns = horizon_ns(h)
             if h_ns == 0:
                 future, future_ok = now, now_ok
@@ -195,6 +206,30 @@ def _attach_labels(
     if not keep.all():
         table = table.filter(pa.array(keep))
     return table, names, dropped
+
+
+def _optional_columns(
+    sampled: pa.Table,
+    lab: Label,
+    series: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    t: np.ndarray,
+    t_end: int | None,
+) -> list[tuple[str, np.ndarray]]:
+    """The columns of an optional label: NaN where its horizon runs past the replay or its value is invalid."""
+    col = sampled.column(lab.output)
+    now = col.to_numpy(zero_copy_only=False).astype(np.float64)
+    now_ok = col.is_valid().to_numpy(zero_copy_only=False)
+    out = []
+    for h, name in zip(lab.horizons, lab.columns(), strict=True):
+        h_ns = horizon_ns(h)
+        if h_ns == 0:
+            future, future_ok = now, now_ok
+        else:
+            future, future_ok = value_at(series[lab.output], t + h_ns)
+            future_ok = future_ok & (t + h_ns <= (t_end if t_end is not None else np.iinfo(np.int64).min))
+        label, ok = compute(lab.kind, now, now_ok, future, future_ok)
+        out.append((name, np.where(ok, label, np.nan)))
+    return out
 
 
 def _empty(columns: list[str]) -> pa.Table:

@@ -44,7 +44,7 @@ def key(task: ShardTask) -> str | None:
         "shard": [sh.start, sh.end, sh.warm, sh.until, sh.seen],
         "events": events,
         "sampler": repr(rec.sampler),
-        "labels": [repr(lab) for lab in rec.labs],
+        "labels": [repr(lab) for lab in rec.labs] + [f"optional {lab!r}" for lab in rec.optional],
         "columns": rec.columns,
         "sink": type(rec.sink).__qualname__ if rec.sink is not None else None,
         "sink_key": getattr(rec.sink, "reuse_key", lambda: None)() if rec.sink is not None else None,

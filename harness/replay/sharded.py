@@ -21,7 +21,7 @@ def record_sharded(kernel: Kernel, events: object, rec: Recorder, how: Sharding,
     if not isinstance(how, Sharding):
         raise ShardError(f"record: shards must be a hs.replay.Sharding, got {type(how).__name__}")
     source = source_of(events)
-    lookahead = max((lab_h for lab in rec.labs for lab_h in lab.horizons), default=0.0)
+    lookahead = max((lab_h for lab in (*rec.labs, *rec.optional) for lab_h in lab.horizons), default=0.0)
     shards = plan(kernel, source, how, lookahead, rec.sampler.counted())
     mem = memory(kernel)
     check_ns = round(how.check_s * 1e9)

@@ -1,0 +1,2 @@
+"""Evaluation of a fitted circuit on its out-of-sample rows: report numbers, per-signal attribution, the report
+page (`harness.evaluate.report`)."""
