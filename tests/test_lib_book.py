@@ -187,7 +187,7 @@ levels_strategy = st.lists(
     st.tuples(
         st.sampled_from([B, A]),
         st.integers(95, 105).map(float),
-        st.sampled_from([0.0, 0.0, 0.5, 1.0, 2.5]),
+        st.sampled_from([0.0, -0.0, 0.5, 1.0, 2.5]),  # -0.0: a delete too
     ),
     min_size=0,
     max_size=6,

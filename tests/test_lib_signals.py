@@ -148,7 +148,7 @@ def market_streams(draw: st.DrawFn) -> pa.Table:
                     st.tuples(
                         st.sampled_from([B, A]),
                         st.integers(190, 212).map(lambda x: x / 2.0),
-                        st.sampled_from([0.0, 0.5, 1.0, 4.0]),
+                        st.sampled_from([0.0, -0.0, 0.5, 1.0, 4.0]),
                     ),
                     max_size=5,
                 )

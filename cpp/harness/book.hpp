@@ -49,7 +49,10 @@ class BookSide {
 
     // set (amount > 0) or delete (amount == 0) the level at key; returns the size it had (0: none)
     [[gnu::always_inline]] inline double set(std::int64_t key, double price, double amount) {
-        if (key - base_ >= 0 && key - base_ < WINDOW && placed_) return set_slot(key, price, amount);
+        // one unsigned compare: base_ starts far from every key (|key| < 2^44), so nothing is in the window unplaced
+        if (static_cast<std::uint64_t>(key - base_) < static_cast<std::uint64_t>(WINDOW)) {
+            return set_slot(key, price, amount);
+        }
         return set_other(key, price, amount);
     }
     void clear() {
@@ -98,7 +101,7 @@ class BookSide {
     std::vector<BookLevel> slots_;
     std::vector<std::uint64_t> bits_;
     std::map<std::int64_t, BookLevel> far_;
-    std::int64_t base_ = 0;
+    std::int64_t base_ = std::int64_t{1} << 62;  // no key lies in the window until place()
     bool placed_ = false;
 
     void place(std::int64_t key) {
@@ -118,25 +121,21 @@ class BookSide {
         if (key >= base_ && key < base_ + WINDOW) return set_slot(key, price, amount);
         return set_far(key, price, amount);
     }
+    // without branches on the data (whether the update adds, changes or deletes a level is a coin toss)
     [[gnu::always_inline]] inline double set_slot(std::int64_t key, double price, double amount) {
         const std::int64_t i = key - base_;
         BookLevel& slot = slots_[static_cast<std::size_t>(i)];
         const double old = slot.size;
         std::uint64_t& word = bits_[static_cast<std::size_t>(i >> 6)];
-        const std::uint64_t bit = std::uint64_t{1} << (i & 63);
-        if (amount == 0.0) {
-            if (old == 0.0) return 0.0;
-            slot = BookLevel{};
-            word &= ~bit;
-            removed(key);
-        } else {
-            slot.price = price;
-            slot.size = amount;
-            if (old == 0.0) {
-                word |= bit;
-                added(key);
-            }
-        }
+        const bool was = old != 0.0, now = amount != 0.0;
+        slot.price = price;  // an empty slot's price is never read
+        slot.size = amount + 0.0;  // -0.0 (a delete) kept as +0.0, as in an empty slot
+        word = (word & ~(std::uint64_t{1} << (i & 63))) | (static_cast<std::uint64_t>(now) << (i & 63));
+        const std::int64_t before = count;
+        count = before + static_cast<std::int64_t>(now) - static_cast<std::int64_t>(was);
+        const bool first = now & !was & ((before == 0) | (key < best));
+        best = first ? key : best;
+        if (__builtin_expect(was & !now & (key == best) & (count > 0), 0)) best = next_from(key + 1);
         return old;
     }
     double set_far(std::int64_t key, double price, double amount) {
@@ -244,9 +243,13 @@ struct Book {
         }
         for (std::int64_t k = 0; k < price.size; ++k) {
             const double sd = side.data[k], px = price.data[k], am = amount.data[k];
-            std::int64_t key;
-            if (!(std::fabs(px) <= 1.7976931348623157e308 && am >= 0.0 && (sd == 1.0 || sd == -1.0) &&
-                  grid_index(px, scale, key))) {
+            // the common case in one branch: a sound update on the grid (a nan or infinite price is off it)
+            const double q = px * scale;
+            const double r = (q + 6755399441055744.0) - 6755399441055744.0;
+            const bool sound = (am >= 0.0) & (std::fabs(sd) == 1.0) & (std::fabs(q) < BOOK_GRID_LIMIT) &
+                               (std::fabs(q - r) <= 8.0 * BOOK_GRID_EPS * std::max(1.0, std::fabs(q)));
+            std::int64_t key = static_cast<std::int64_t>(sound ? r : 0.0);
+            if (__builtin_expect(!sound, 0)) {
                 if (std::isnan(px)) return err.set(BOOK_ERR_NAN_PRICE, px, am);
                 if (!(am >= 0.0)) return err.set(BOOK_ERR_BAD_AMOUNT, px, am);
                 if (sd != 1.0 && sd != -1.0) return err.set(BOOK_ERR_SIDE, sd, px);
@@ -255,7 +258,8 @@ struct Book {
                 if (!refine(px)) return err.set(BOOK_ERR_OFF_GRID, px, 0.0);
                 grid_index(px, scale, key);
             }
-            const double old = sd == 1.0 ? bids.set(-key, px, am) : asks.set(key, px, am);
+            const bool bid = sd == 1.0;
+            const double old = (bid ? bids : asks).set(bid ? -key : key, px, am);
             if (keep_deltas) deltas.push_back(BookDelta{sd, px, old, am});
         }
         bids.recenter();
