@@ -375,6 +375,58 @@ def test_compare_all_params_and_missing_values(capsys, runs_store: Store) -> Non
     assert line(out, "│ test_mse ").split("│")[2].strip() == "-"  # the failed run has no test_mse
 
 
+def test_compare_of_many_runs_fits_80_columns(capsys, runs_store: Store, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Piped (80 columns): the runs are split over several tables of consecutive runs, each line fits, every run
+    and every metric value is shown in full."""
+    monkeypatch.setenv("COLUMNS", "80")
+    ids = runs_store.ids
+    names = ["baseline", "faster-lr", "sweep-0", "sweep-1", "broken"]
+    code, out, err = run_cli(capsys, runs_store, "compare", *(ids[n][:8] for n in names), "--all")
+    assert code == 0, err
+    assert max(len(row) for row in out.splitlines()) <= 80, out
+    assert "final metrics (runs 1-" in out and f"of {len(names)})" in out  # split by runs
+    for n in names:
+        assert ids[n][:8] in out
+    assert out.count("test_mse") >= 2  # the key column repeats in each part
+    assert "0.004" in out and "0.003" in out and "0.002" in out
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_compare_as_json_or_csv_records(capsys, runs_store: Store, fmt: str) -> None:  # type: ignore[no-untyped-def]
+    ids = runs_store.ids
+    a, b = ids["baseline"], ids["faster-lr"]
+    code, out, err = run_cli(capsys, runs_store, "compare", a[:8], b[:8], "--format", fmt)
+    assert code == 0, err
+    if fmt == "json":
+        rows = json.loads(out)
+    else:
+        import csv
+        import io
+
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert out.splitlines()[0] == f"section,key,{a},{b}"
+    by_key = {(r["section"], r["key"]): r for r in rows}
+    mse = by_key[("metric", "test_mse")]
+    assert float(mse[a]) == 0.004 and float(mse[b]) == 0.002
+    assert by_key[("param", "trainer.lr")][b] == "0.1"
+    assert by_key[("identity", "config hash")][a] == "a" * 64  # in full, never cut
+    assert ("param", "task.seed") not in by_key  # only the params that differ, unless --all
+
+
+def test_compare_writes_a_plot(capsys, runs_store: Store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ids = runs_store.ids
+    png = tmp_path / "plots" / "cmp.png"
+    code, out, err = run_cli(capsys, runs_store, "compare", ids["baseline"], ids["sweep-0"], "--plot", str(png))
+    assert code == 0, err
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 5_000
+    assert f"plot: {png}" in err.replace("\n", "")
+    from harness.runs.compare_view import ic_by_horizon, run_chunks
+
+    assert ic_by_horizon({"report/ic_2s": 0.1, "report/ic_0.5s": 0.3, "test_ic": 1.0}) == [(0.5, 0.3), (2.0, 0.1)]
+    assert run_chunks(10, [20, 20, 20], 80) == [range(0, 2), range(2, 3)]
+    assert run_chunks(10, [100], 80) == [range(0, 1)]  # one run always makes a table
+
+
 def test_compare_needs_two_known_runs(capsys, runs_store: Store) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run_cli(capsys, runs_store, "compare", runs_store.ids["baseline"])
     assert code == 2 and err == "error: compare needs at least two runs\n"

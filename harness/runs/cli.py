@@ -34,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.errors import HarnessError
-from harness.runs import tables
+from harness.runs import compare_view, tables
 from harness.runs.sqlite_store import SqliteRuns
 from harness.track import store
 from harness.track.query import PARENT_TAG, RunsError, children_of, experiment_ids, open_client, resolve_run
@@ -186,53 +186,73 @@ def show_command(client: Client, args: argparse.Namespace, console: Console) -> 
 
 def compare_command(client: Client, args: argparse.Namespace, console: Console) -> int:
     """Runs side by side: identity tags (marked where they differ), the params that differ (all with --all),
-    and the final metrics."""
+    and the final metrics; tables split by runs to fit the width, or `--format json|csv` records; `--plot`."""
     if len(args.runs) < 2:
         raise RunsError("compare needs at least two runs")
     names = _experiment_names(client, args)
     runs = [_resolve(client, r, names) for r in args.runs]
-    headers = [f"{r.info.run_id[:SHORT]}\n{r.info.run_name or ''}" for r in runs]
-
-    identity = Table(title="identity")
-    identity.add_column("tag")
-    for h in headers:
-        identity.add_column(h, no_wrap=True)
-    identity.add_column("")
-    for label, tag in IDENTITY_TAGS.items():
-        values = [r.data.tags.get(tag) for r in runs]
-        cells = [Text(v[:12]) if v else Text("-", style="dim") for v in values]
-        identity.add_row(label, *cells, _marker(values))
-    console.print(identity)
-
     keys = sorted({k for r in runs for k in r.data.params}, key=_param_sort_key)
     differ = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
+    metric_keys = _metric_order({k for r in runs for k in r.data.metrics})
+    if args.plot is not None:
+        labels = [f"{r.info.run_id[:SHORT]} {r.info.run_name or ''}".strip() for r in runs]
+        path = compare_view.plot(runs, labels, Path(args.plot))
+        Console(stderr=True).print(f"plot: {path}", highlight=False, soft_wrap=True)
+    if args.format != "table":
+        shown = keys if args.all else differ
+        rows = compare_view.records(runs, IDENTITY_TAGS, shown, metric_keys)
+        tables.write_records(rows, args.format, ["section", "key", *(r.info.run_id for r in runs)])
+        return 0
+    headers = [f"{r.info.run_id[:SHORT]}\n{r.info.run_name or ''}" for r in runs]
+    identity = [
+        (Text(label), [Text(v[:12]) if v else Text("-", style="dim") for v in values], _marker(values))
+        for label, values in ((lb, [r.data.tags.get(tag) for r in runs]) for lb, tag in IDENTITY_TAGS.items())
+    ]
+    _side_by_side(console, "identity", "tag", headers, identity, marker=True)
     shown = keys if args.all else differ
     if not shown:
         console.print(f"params: all {len(keys)} equal")
     else:
         title = f"params ({len(differ)} of {len(keys)} differ)" if args.all else f"params that differ ({len(differ)})"
-        params = Table(title=title)
-        params.add_column("param")
-        for h in headers:
-            params.add_column(h, overflow="fold")
-        if args.all:
-            params.add_column("")
+        params = []
         for key in shown:
             values = [r.data.params.get(key) for r in runs]
             cells = [Text(v) if v is not None else Text("-", style="dim") for v in values]
-            params.add_row(Text(key), *cells, *([_marker(values)] if args.all else []))
-        console.print(params)
-
-    all_metrics = {k for r in runs for k in r.data.metrics}
-    if all_metrics:
-        metrics = Table(title="final metrics")
-        metrics.add_column("metric")
-        for h in headers:
-            metrics.add_column(h, justify="right")
-        for key in _metric_order(all_metrics):
-            metrics.add_row(key, *(_num(r.data.metrics.get(key), digits=6) for r in runs))
-        console.print(metrics)
+            params.append((Text(key), cells, _marker(values)))
+        _side_by_side(console, title, "param", headers, params, marker=bool(args.all))
+    if metric_keys:
+        rows = [(Text(k), [Text(_num(r.data.metrics.get(k), digits=6)) for r in runs], None) for k in metric_keys]
+        _side_by_side(console, "final metrics", "metric", headers, rows, justify="right")
     return 0
+
+
+def _side_by_side(
+    console: Console,
+    title: str,
+    key_header: str,
+    headers: list[str],
+    rows: list[tuple[Text, list[Text], Text | None]],
+    *,
+    marker: bool = False,
+    justify: Literal["left", "right"] = "left",
+) -> None:
+    """A table with a key column and one column per run, split into several tables of consecutive runs when
+    they do not fit the console (the key column cut with an ellipsis); the same/differs marker column last."""
+    key_width = compare_view.cell_width([key_header, *(k for k, _, _ in rows)])
+    widths = [compare_view.cell_width([h, *(cells[i] for _, cells, _ in rows)]) for i, h in enumerate(headers)]
+    spare = console.width - (len("differs") + compare_view.BORDER if marker else 0)
+    groups = compare_view.run_chunks(key_width, widths, spare)
+    for g in groups:
+        part = f" (runs {g.start + 1}-{g.stop} of {len(headers)})" if len(groups) > 1 else ""
+        table = Table(title=title + part)
+        table.add_column(key_header, max_width=compare_view.KEY_COLUMN_MAX, no_wrap=True, overflow="ellipsis")
+        for i in g:
+            table.add_column(headers[i], justify=justify, no_wrap=True, overflow="ellipsis")
+        if marker:
+            table.add_column("")
+        for key, cells, mark in rows:
+            table.add_row(key, *(cells[i] for i in g), *([mark] if marker and mark is not None else []))
+        console.print(table)
 
 
 def gc_command(client: Client, args: argparse.Namespace, console: Console) -> int:
@@ -327,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids or unique prefixes")
     p.add_argument("--all", action="store_true", help="show every param, not only those that differ")
+    p.add_argument("--format", choices=tables.FORMATS, default="table", help="table (fits the terminal), json or csv")
+    p.add_argument("--plot", metavar="PNG", default=None, help="also write a comparison plot (metrics, IC by horizon)")
     p = sub.add_parser("replay", help="rerun a logged run and check it reproduces (harness.runs.replay)")
     common(p, many=False)
     p.add_argument("run", help="run id or a unique prefix of it")
