@@ -143,6 +143,10 @@ def market_circuit(markets: tuple[str, ...], k: int, halflife: float) -> hs.Circ
     c.output("basis", (a.mid - b.mid) / b.mid)
     c.output("b_on_a", hs.ops.ewma(hs.observe(b.wmid) - a.trade_price, halflife=halflife))
     c.output("lead", hs.ops.decay_sum(b.signed_amount, halflife=halflife) * hs.observe(a.spread))
+    c.output("cross_basis", hs.lib.basis(a, b))
+    c.output("b_return_on_a", a.trade_price * 0.0 + hs.observe(hs.lib.market_return(b, halflife)))
+    (lead,) = hs.lib.lead_pressure(b, [halflife])
+    c.output("lead_on_a", lead * a.trade_side)
     return c
 
 

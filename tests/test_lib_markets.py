@@ -171,3 +171,78 @@ def test_events_without_the_stream_of_a_market_name_it() -> None:
     for backend in ("python", "cpp"):
         with pytest.raises(EventsError, match=r"unknown trigger 'fut.book'"):
             hs.compile(c, backend=backend).replay(wrong)
+
+
+# ----- cross-market signals against a brute-force computation from the two quotes files -------------------------
+HORIZON = 1.0  # seconds of the lagged return
+HALFLIFE = 2.0  # of the lead-lag pressure
+
+
+def cross_circuit() -> hs.Circuit:
+    c = hs.Circuit("cross")
+    perp, spot = hs.lib.market(c, market="perp"), hs.lib.market(c, market="spot")
+    c.output("basis", hs.lib.basis(perp, spot))
+    c.output("spot_ret", hs.lib.market_return(spot, HORIZON))
+    c.output("perp_ret", hs.lib.past_return(perp.mid, HORIZON))
+    (lead,) = hs.lib.lead_pressure(spot, [HALFLIFE])
+    c.output("lead_on_perp_trades", perp.trade_amount * 0.0 + lead)  # updates on perp trades only
+    return c
+
+
+def mid_as_of_rows(events: pa.Table, market: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mid after each event row, quote times, quote mids) of one market, from its quotes file: quote j is the
+    top after that market's book message at its time, and holds until the market's next quote."""
+    quotes = tardis_csv.read_quotes(pair_file(market, "quotes"))
+    qt = quotes.column("t").to_numpy()
+    qmid = (quotes.column("quote_bid_price").to_numpy() + quotes.column("quote_ask_price").to_numpy()) / 2.0
+    names = events.column("trigger").cast(pa.string()).to_numpy(zero_copy_only=False).astype(str)
+    book_rows = np.flatnonzero(names == f"{market}.book")
+    book_t = events.column("t").to_numpy()[book_rows]
+    assert (np.diff(book_t) > 0).all()  # one book message per local timestamp
+    at = np.searchsorted(book_t, qt)
+    assert (book_t[at] == qt).all()
+    k = np.searchsorted(book_rows[at], np.arange(events.num_rows), "right") - 1
+    return np.where(k >= 0, qmid[np.maximum(k, 0)], np.nan), qt, qmid
+
+
+def lagged(qt: np.ndarray, qmid: np.ndarray, t: np.ndarray, seconds: float) -> np.ndarray:
+    """The mid as of `seconds` before each time (the last quote at or before it), nan before the first quote."""
+    k = np.searchsorted(qt, t - round(seconds * 1e9), "right") - 1
+    return np.where(k >= 0, qmid[np.maximum(k, 0)], np.nan)
+
+
+def test_cross_market_signals_equal_a_brute_force_from_the_quotes_files(pair: pa.Table, backend: str) -> None:
+    out = hs.compile(cross_circuit(), backend=backend).replay(pair)
+    t = pair.column("t").to_numpy()
+    perp, pqt, pqmid = mid_as_of_rows(pair, "perp")
+    spot, sqt, sqmid = mid_as_of_rows(pair, "spot")
+    got = {name: out.column(name).to_numpy(zero_copy_only=False) for name in out.column_names[1:]}
+    np.testing.assert_array_equal(got["basis"], (perp - spot) / spot * 1e4)
+    np.testing.assert_array_equal(got["spot_ret"], (spot / lagged(sqt, sqmid, t, HORIZON) - 1.0) * 1e4)
+    np.testing.assert_array_equal(got["perp_ret"], (perp / lagged(pqt, pqmid, t, HORIZON) - 1.0) * 1e4)
+    assert np.isfinite(got["basis"]).mean() > 0.99 and np.isfinite(got["spot_ret"]).mean() > 0.99
+    assert 0.5 < np.nanstd(got["basis"]) < 20 and np.nanmean(np.abs(got["spot_ret"])) > 0.05
+
+
+def test_lead_pressure_is_the_other_markets_decayed_flow_read_on_this_markets_trades(
+    pair: pa.Table, backend: str
+) -> None:
+    from harness.ops.numeric import decay_weight
+
+    out = hs.compile(cross_circuit(), backend=backend).replay(pair)
+    names = pair.column("trigger").cast(pa.string()).to_numpy(zero_copy_only=False).astype(str)
+    t = pair.column("t").to_numpy()
+    flow = (pair.column("spot.trade_amount").to_numpy(zero_copy_only=False)
+            * pair.column("spot.trade_side").to_numpy(zero_copy_only=False))  # fmt: skip
+    want = np.full(pair.num_rows, np.nan)
+    s, last, seen = None, 0, None
+    for r in range(pair.num_rows):
+        if names[r] == "spot.trade":
+            s = flow[r] if s is None else s * decay_weight(int(t[r] - last), HALFLIFE) + flow[r]
+            last = int(t[r])
+        if names[r] == "perp.trade" and s is not None:
+            seen = s
+        want[r] = np.nan if seen is None else seen
+    got = out.column("lead_on_perp_trades").to_numpy(zero_copy_only=False)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)  # the kernel adds 0.0 * amount: exact here
+    assert np.isfinite(got).sum() > 10_000

@@ -113,6 +113,46 @@ def pressure(x: Value, halflives: Sequence[Tunable]) -> list[Node]:
     return [ops.decay_sum(x, halflife=h) for h in halflives]
 
 
+# ----- across markets ---------------------------------------------------------------------------------------
+BPS = 1e4  # basis points per unit of a relative difference
+
+
+def basis(a: BookView, b: BookView) -> Node:
+    """(mid of `a` - mid of `b`) / mid of `b`, in bps: updates on either market's book (valid while both mids
+    are); e.g. perpetual against spot, `hs.lib.basis(perp, spot)`."""
+    if not isinstance(a, BookView) or not isinstance(b, BookView):
+        raise CircuitError("basis: pass two books, e.g. the Markets returned by hs.lib.market(c, market=...)")
+    return (a.mid - b.mid) / b.mid * BPS
+
+
+def past_return(x: Node, horizon: float) -> Node:
+    """x / (x as of `horizon` seconds ago) - 1, in bps: the return over the last `horizon` seconds, exact at
+    every event (`hs.ops.lag`); `hs.observe(hs.lib.past_return(spot.mid, 1.0))` reads the other market's return
+    on this market's events."""
+    return (x / ops.lag(x, seconds=horizon) - 1.0) * BPS
+
+
+def market_return(md: BookView, horizon: float) -> Node:
+    """The mid return of market `md` over the last `horizon` seconds, in bps (`past_return` of its mid)."""
+    return past_return(md.mid, horizon)
+
+
+def lead_pressure(b: Market, halflives: Sequence[Tunable]) -> list[Observed]:
+    """Market `b`'s decayed signed trade flow, one decayed sum per half-life (numbers or parameters), observed:
+    to be read on another market's events (lead-lag pressure: b's flow as of its last trade, not triggering)."""
+    if not isinstance(b, Market):
+        raise CircuitError("lead_pressure: pass the leading market, e.g. hs.lib.market(c, market='perp')")
+    return [observe(s) for s in pressure(b.signed_amount, halflives)]
+
+
+def consume(pred: Node) -> Observed:
+    """Another market's prediction (a node computed on its events), observed: read on this market's events as
+    a feature of its own head, e.g. `hs.lib.linear([..., hs.lib.consume(spot_pred)], "head")`."""
+    if not isinstance(pred, Node):
+        raise CircuitError(f"consume: pass a prediction node, got {type(pred).__name__}")
+    return observe(pred)
+
+
 # ----- returns and transforms -------------------------------------------------------------------------------
 def ret_vs_ewma(x: Value, halflife: Tunable) -> Node:
     """x / ewma(x, halflife) - 1: the return of a signal against its own average."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -93,3 +94,43 @@ class Every(Operator):
 
     def cpp_timer(self, s: str, t: str, p: Mapping[str, str], due: str) -> str:
         return f"{s}.fire({t}, {cpp_int(seconds_to_ns(self.params['period']))}, {due});"
+
+
+class Lag(Operator):
+    """x as of `seconds` ago: the last valid sample of x at or before t - seconds (invalid until one is that old).
+
+    Each sample waits in a queue until it is `seconds` old; a timer then makes it the value, so the value is
+    exact at every event whatever triggers it (the other market's return over a horizon reads it).
+    """
+
+    kind, arity, stateful, timer = "lag", 1, True, True
+    params_spec = {"seconds": DURATION}
+    memory, memory_param = "window", "seconds"  # the samples of the last `seconds`, then the value they leave
+    cpp_state = "hs::Lag"
+    cpp_includes = ("harness/lag.hpp",)
+
+    def ref_init(self, p: Mapping[str, float]) -> tuple[Any, float | None]:
+        return {"queue": deque(), "v": None}, None
+
+    def ref_step(
+        self, state: Any, ctx: StepContext, p: Mapping[str, float], xs: Sequence[float | None]
+    ) -> float | None:
+        if xs[0] is not None:
+            if not state["queue"]:
+                ctx.schedule(ctx.t + seconds_to_ns(p["seconds"]))
+            state["queue"].append((ctx.t, xs[0]))
+        return state["v"]
+
+    def ref_timer(self, state: Any, ctx: StepContext, p: Mapping[str, float]) -> float | None:
+        dur, queue = seconds_to_ns(p["seconds"]), state["queue"]
+        while queue and queue[0][0] + dur <= ctx.t:
+            state["v"] = queue.popleft()[1]
+        if queue:
+            ctx.schedule(queue[0][0] + dur)
+        return state["v"]
+
+    def cpp_step(self, s: str, t: str, xs: Sequence[str], oks: Sequence[str], p: Mapping[str, str], due: str) -> str:
+        return f"{s}.step({t}, {xs[0]}, {oks[0]}, {cpp_int(seconds_to_ns(self.params['seconds']))}, {due});"
+
+    def cpp_timer(self, s: str, t: str, p: Mapping[str, str], due: str) -> str:
+        return f"{s}.fire({t}, {cpp_int(seconds_to_ns(self.params['seconds']))}, {due});"
