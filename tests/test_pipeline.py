@@ -25,6 +25,7 @@ GROUPS = {
     "stream": sorted(p.stem for p in (schema.CONF_DIR / "stream").glob("*.yaml")),
     "trainer": sorted(p.stem for p in (schema.CONF_DIR / "trainer").glob("*.yaml")),
     "tracking": sorted(p.stem for p in (schema.CONF_DIR / "tracking").glob("*.yaml")),
+    "execution": sorted(p.stem for p in (schema.CONF_DIR / "execution").glob("*.yaml")),
 }
 LAUNCHERS = sorted(p.stem for p in (schema.CONF_DIR / "hydra" / "launcher").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in schema.EXPERIMENTS_DIR.glob("*.yaml"))

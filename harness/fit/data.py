@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from harness.errors import FitError
 from harness.fit.trace import ROWS, Trace
 from harness.replay.labels import Label, horizon_ns
-from harness.replay.record import record
+from harness.replay.record import RowSink, record
 from harness.replay.sampling import Sampler
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class FitData:
     sampled: int
     dropped: dict[str, int]
     horizon_labels: dict[float, np.ndarray] = field(default_factory=dict)  # report horizons: label (NaN: missing)
+    shards: list[Any] = field(default_factory=list)  # a sharded recording's shards (harness.replay.ShardInfo)
 
     @property
     def t(self) -> np.ndarray:
@@ -91,6 +92,18 @@ class _Columns:
             col = rows.column(name).take(take)
             self.values[name].append(np.array(_values(col), dtype=np.float64, copy=True))
             self.valid[name].append(col.is_valid().to_numpy(zero_copy_only=False))
+
+    def extend(self, other: _Columns, offset: int, skip_first: bool) -> None:
+        """Append a later shard's columns (row positions shifted by `offset`), without its first row if asked."""
+        lists = [(self.rows, other.rows), (self.t, other.t)]
+        lists += [(self.values[k], other.values[k]) for k in self.values]
+        lists += [(self.valid[k], other.valid[k]) for k in self.valid]
+        for mine, theirs in lists:
+            drop = skip_first
+            for part in theirs:
+                if drop and len(part):
+                    part, drop = part[1:], False
+                mine.append(part + offset if mine is self.rows else part)
 
     def finish(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The concatenated columns; each list is emptied as it is joined, so memory peaks at one extra column."""
@@ -125,31 +138,32 @@ def collect(
     progress: bool | None = None,
     total: int | None = None,
     horizons: tuple[float, ...] = (),
+    shards: Any = None,
 ) -> FitData:
     """Replay `events` through `kernel` (the trace's recording circuit, freshly reset) and bind the data.
     `horizons`: more label horizons (seconds, the label's output and kind) kept for an evaluation report, NaN
-    where the horizon runs past the data (they drop no row)."""
+    where the horizon runs past the data (they drop no row). `shards` (a hs.replay.Sharding) records it shard by
+    shard on an engine (`events`: re-openable per shard)."""
     leaf_names = {n.id: trace.leaf_output(n) for n in trace.nodes if n.kind == "leaf"}
     step = {d.index: _StepDomain(trace, d.index, d.runs, leaf_names) for d in trace.domains if not d.is_rows}
 
-    def on_rows(rows: pa.Table, offset: int) -> None:
-        for dom in step.values():
-            dom.add(rows, offset)
-
+    sink = _StepSink(step)
     rows_leaves = sorted({leaf_names[n.id] for n in trace.domain_nodes(ROWS) if n.kind == "leaf"})
     stat_outputs = sorted({out for out, _ in trace.statistics.values()})
     outputs = list(dict.fromkeys([trace.target_output, *rows_leaves, *stat_outputs]))
     kernel.reset()
     report = Label(label.output, horizons, label.kind) if horizons else None
     rec = record(
-        kernel, events, sampler=sampler, labels=[label], outputs=outputs, row_index=True, on_rows=on_rows,
-        progress=progress, total=total, optional=[report] if report else [],
+        kernel, events, sampler=sampler, labels=[label], outputs=outputs, row_index=True, on_rows=sink,
+        progress=progress, total=total, optional=[report] if report else [], shards=shards,
     )  # fmt: skip
+    step = sink.domains
     extra = {h: _values(rec.table.column(c)) for h, c in zip(horizons, report.columns(), strict=True)} if report else {}
     cand: dict[int, Candidates] = {index: dom.columns.finish() for index, dom in step.items()}
     cand[ROWS] = _row_candidates(rec, outputs)
     y_all = _values(rec.table.column(label.columns()[0]))
     recorded = {"rows": rec.rows, "replay_s": rec.replay_s, "sampled": rec.sampled, "dropped": dict(rec.dropped)}
+    shard_info = list(rec.shards)
     del rec  # the recorded table is now in `cand`: free it before the domains are built
 
     edge = set(trace.circuit.plan().edge)
@@ -173,7 +187,7 @@ def collect(
         trace=trace, domains=domains, imports=_imports(trace, domains), y=y, label_column=label.columns()[0],
         horizon_ns=horizon_ns(label.horizons[0]), kernel_target=target, stat_sources=stats,
         rows_replayed=recorded["rows"], replay_s=recorded["replay_s"], sampled=recorded["sampled"],
-        dropped=recorded["dropped"], horizon_labels={h: v[keep_rows] for h, v in extra.items()},
+        dropped=recorded["dropped"], horizon_labels={h: v[keep_rows] for h, v in extra.items()}, shards=shard_info,
     )  # fmt: skip
 
 
@@ -246,6 +260,31 @@ def _needed(trace: Trace, d: int) -> frozenset[int]:
     return frozenset().union(*(sources[i] for p in producers for i in p.inputs if not trace.nodes[i].scalar))
 
 
+class _StepSink(RowSink):
+    """The step domains' candidates as a RowSink: a sharded recording fills one per shard and joins them."""
+
+    def __init__(self, domains: dict[int, _StepDomain]) -> None:
+        self.domains = domains
+
+    def add(self, rows: pa.Table, offset: int) -> None:
+        for dom in self.domains.values():
+            dom.add(rows, offset)
+
+    def fresh(self) -> _StepSink:
+        return _StepSink({d: dom.fresh() for d, dom in self.domains.items()})
+
+    def absorb(self, part: RowSink, offset: int) -> None:
+        assert isinstance(part, _StepSink)
+        for d, dom in self.domains.items():
+            dom.absorb(part.domains[d], offset)
+
+    def reuse_key(self) -> str:
+        """What the candidates depend on besides the rows (for reusing a finished shard)."""
+        return repr(
+            sorted((d, dom.runs.to_pylist(), dom.need, list(dom.columns.values)) for d, dom in self.domains.items())
+        )
+
+
 class _StepDomain:
     """The candidates of one step domain (rows of the events it runs in), kept chunk by chunk: the rows where
     the leaves it needs are valid, plus the first row after each run of them (an import reads its producer's
@@ -257,6 +296,25 @@ class _StepDomain:
         self.columns = _Columns(leaves)
         self.need = sorted({leaf_names[i] for i in _needed(trace, d) if trace.nodes[i].kind == "leaf"})
         self.last = False  # whether the previous candidate's leaves were valid
+        self.first_ok: bool | None = None  # whether the first candidate's own leaves were valid (None: none yet)
+
+    def fresh(self) -> _StepDomain:
+        """An empty copy for one shard: its first candidate is kept whatever the shard before it ended with
+        (`absorb` drops it again where the serial replay would not keep it)."""
+        out = object.__new__(_StepDomain)
+        out.runs, out.need, out.columns = self.runs, self.need, _Columns(list(self.columns.values))
+        out.last, out.first_ok = True, None
+        return out
+
+    def absorb(self, part: _StepDomain, offset: int) -> None:
+        """Append a later shard's candidates; its first one stays only if it is valid itself or follows a valid
+        candidate of the shards before (the rule of `add`)."""
+        if part.first_ok is None:
+            return
+        self.columns.extend(part.columns, offset, skip_first=not part.first_ok and not self.last)
+        if self.first_ok is None:
+            self.first_ok = part.first_ok
+        self.last = part.last
 
     def add(self, rows: pa.Table, offset: int) -> None:
         idx = np.flatnonzero(pc.is_in(rows.column("source"), value_set=self.runs).to_numpy(zero_copy_only=False))
@@ -267,6 +325,8 @@ class _StepDomain:
             ok &= rows.column(name).is_valid().to_numpy(zero_copy_only=False)[idx]
         after = np.empty_like(ok)
         after[0], after[1:] = self.last, ok[:-1]
+        if self.first_ok is None:
+            self.first_ok = bool(ok[0])
         self.last = bool(ok[-1])
         self.columns.add(rows, idx[ok | after], offset)
 

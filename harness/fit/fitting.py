@@ -140,6 +140,7 @@ def fit(
     total: int | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     report_horizons: Iterable[float] = (),
+    execution: Any = None,
 ) -> FitResult:
     """Fit the learnable parameters under output `target` so that it predicts `label` on `events`.
 
@@ -152,6 +153,7 @@ def fit(
     become rows (default: every event). stop: nodes where tracing ends. on_epoch: called with each epoch's
     history entry (epoch, train_loss, val_loss, lr) as soon as it is done, e.g. to log it while the fit runs.
     report_horizons: more label horizons recorded for an evaluation report (`res.data.horizon_labels`).
+    execution: a `hs.replay.Sharding` to record shard by shard on an engine (the parity slice stays serial).
     """
     from harness.kernel import compile as compile_kernel
 
@@ -164,8 +166,17 @@ def fit(
         kernel = compile_kernel(tr.recording_circuit(), backend=backend)
     with _timed(stages, "record_s"):
         horizons = tuple(float(h) for h in report_horizons)
+        recorded = events if execution is not None else replayable()  # a sharded recording re-opens the events
         data = collect(
-            tr, kernel, replayable(), label=lab, sampler=sampler, progress=progress, total=total, horizons=horizons
+            tr,
+            kernel,
+            recorded,
+            label=lab,
+            sampler=sampler,
+            progress=progress,
+            total=total,
+            horizons=horizons,
+            shards=execution,
         )
         release_memory()  # what recording and joining its pieces freed (~40% of the resident size at 10M events)
     with _timed(stages, "train_s"):

@@ -14,6 +14,7 @@ import pyarrow as pa
 from omegaconf import DictConfig, OmegaConf
 
 from harness.circuit.builder import Circuit
+from harness.errors import HarnessError
 from harness.evaluate.report import ReportConfig
 from harness.fit.trainer import TrainerConfig, TrainerError
 from harness.fit.walk_forward import WalkForward
@@ -22,6 +23,7 @@ from harness.pipeline.events import DEFAULT_CHUNK, Events
 from harness.pipeline.targets import ConfigError
 from harness.replay.labels import Label
 from harness.replay.sampling import Sampler, every_event, every_n, when
+from harness.replay.shards import Sharding
 
 __all__ = ["ConfigError", "Events", "build_circuit", "circuit_name", "load_stream", "stream_name"]
 
@@ -177,3 +179,19 @@ def make_report(cfg: DictConfig) -> ReportConfig | None:
         quantiles=int(r.quantiles), windows=int(r.windows),
         lags=tuple(int(x) for x in r.lags),
     )  # fmt: skip
+
+
+def make_execution(cfg: DictConfig) -> Sharding | None:
+    """`execution` as a hs.replay.Sharding, or None for one serial replay (execution=serial without shards)."""
+    ex = cfg.get("execution")
+    if ex is None or (ex.kind == "serial" and ex.shard_s is None and ex.shards is None):
+        return None
+    every = None if ex.shards is not None else float(ex.shard_s if ex.shard_s is not None else 86_400.0)
+    try:
+        return Sharding(
+            every_s=every, count=None if ex.shards is None else int(ex.shards), engine=str(ex.kind),
+            workers=ex.workers, warmup_s=ex.warmup_s, allow_unbounded=bool(ex.allow_unbounded), check=str(ex.check),
+            address=ex.address, reuse_dir=ex.reuse_dir,
+        )  # fmt: skip
+    except HarnessError as e:
+        raise ConfigError(f"execution: {e}") from None

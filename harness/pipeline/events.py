@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from harness import streams
 from harness.pipeline.targets import ConfigError
+from harness.replay.sources import BatchesSource, ShardSource, TableSource
 from harness.streams.content_digest import StreamDigest
 
 DEFAULT_CHUNK = 100_000  # events per record batch of the replay
@@ -32,8 +33,10 @@ class Events:
         source: str,
         files: list[str],
         digest: str | None = None,
+        shard_source: ShardSource | None = None,
     ) -> None:
         self.source_batches = source_batches
+        self.shard_source = shard_source or BatchesSource(source_batches)  # how a sharded replay re-opens it
         self.rows = rows
         self.source = source  # e.g. "synthetic(events=300000, seed=0)" or the first file's path
         self.files = files
@@ -50,7 +53,8 @@ class Events:
             table = table.slice(0, int(limit))
         if table.num_rows == 0:
             raise ConfigError(f"stream ({source}): no events")
-        return cls(lambda: iter(table.to_batches(max_chunksize=int(chunk))), table.num_rows, source, files)
+        batches = lambda: iter(table.to_batches(max_chunksize=int(chunk)))  # noqa: E731
+        return cls(batches, table.num_rows, source, files, shard_source=TableSource(table, int(chunk)))
 
     @property
     def digest(self) -> str:
@@ -58,6 +62,10 @@ class Events:
         if self._digest is None:
             self._digest = streams.digest(self.source_batches())
         return self._digest
+
+    def __call__(self) -> Iterator[pa.RecordBatch]:
+        """A fresh pass (an Events is what `hs.fit.fit` takes: a function returning one)."""
+        return self.batches()
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """A fresh pass over the events as record batches (what the replay consumes); a first complete pass

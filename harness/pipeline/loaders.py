@@ -18,6 +18,7 @@ from harness import streams
 from harness.errors import HarnessError
 from harness.pipeline.events import DEFAULT_CHUNK, Events
 from harness.pipeline.targets import ConfigError
+from harness.replay.sources import BatchesSource, CatalogSource
 from harness.streams import catalog as market_catalog
 from harness.streams.rules import Rules
 
@@ -73,7 +74,8 @@ def synthetic(
     def generate() -> Iterator[pa.RecordBatch]:
         return streams.synthetic_batches(n, seed=seed_, chunk=chunk_, **fields)
 
-    return Events(generate, n, f"synthetic(events={n}, seed={seed_})", [])
+    key = repr(("synthetic", n, seed_, chunk_, sorted(fields.items())))  # a pure function of these: its content
+    return Events(generate, n, f"synthetic(events={n}, seed={seed_})", [], shard_source=BatchesSource(generate, key))
 
 
 def tardis(
@@ -170,4 +172,5 @@ def catalog(
                 return
 
     described = f"catalog({root}, markets={names}, {start or 'first'}..{end or 'last'})"
-    return Events(batches, rows, described, [str(path / p.file) for p in parts])
+    shard_source = None if limit is not None else CatalogSource(str(path), tuple(names), start, end, verify, int(chunk))
+    return Events(batches, rows, described, [str(path / p.file) for p in parts], shard_source=shard_source)

@@ -15,6 +15,7 @@ The run's summary table is its result: it goes to stdout; progress and notes go 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import shutil
@@ -145,12 +146,13 @@ def _stages(
         circuit = build.build_circuit(cfg)
         sampler, label, trainer = build.make_sampler(cfg), build.make_label(cfg), build.make_trainer(cfg)
         split, report_cfg = build.make_split(cfg), build.make_report(cfg)
+        execution = build.make_execution(cfg)
     with stages("stream", console, "loading the events..."):
         events = loaded if loaded is not None else build.load_stream(cfg)
     horizons = report_cfg.horizons if report_cfg is not None else ()
     res = _fit(
         cfg, logger, stages, events, circuit, sampler=sampler, label=label, trainer=trainer, split=split,
-        report_horizons=horizons,
+        report_horizons=horizons, execution=execution,
     )  # fmt: skip
     with stages("evaluate", console, "evaluating the fitted circuit..."):
         kernel_pred = res.predictions()  # the fitted kernel's, within 1e-9: parity was checked on a replayed slice
@@ -217,7 +219,7 @@ def _fit(cfg: DictConfig, logger: RunLogger, stages: _Stages, events: build.Even
     with warnings.catch_warnings():  # the run says them itself (a tag and a line each), once
         warnings.simplefilter("ignore", FitWarning)
         res = fit.fit(
-            circuit, events.batches, target=cfg.task.target, seed=int(cfg.task.seed), fold=bool(cfg.task.fold),
+            circuit, events, target=cfg.task.target, seed=int(cfg.task.seed), fold=bool(cfg.task.fold),
             backend=cfg.task.backend, total=events.rows, on_epoch=on_epoch, **how,
         )  # fmt: skip
     logger.set_tags({"harness.data_digest": events.digest})  # computed along the recording pass
@@ -254,6 +256,19 @@ def _metrics(
         "parity_rows": res.parity["rows"],
         "compile_s": stages.seconds["compile"],
         "replay_events_per_s": events.rows / max(res.data.replay_s, 1e-9),
+        **_shard_metrics(res.data.shards),
+    }
+
+
+def _shard_metrics(shards: list[Any]) -> dict[str, float]:
+    """A sharded recording's shards, their values that differ at the boundaries, and the largest difference."""
+    if not shards:
+        return {}
+    return {
+        "shards": len(shards),
+        "shards_reused": sum(s.reused for s in shards),
+        "shard_boundary_differing": sum(s.differing for s in shards),
+        "shard_boundary_max_abs_diff": max(s.max_abs_diff for s in shards),
     }
 
 
@@ -308,6 +323,8 @@ def _write_artifacts(
     """The run's result files: fitted params, summary, kernel source, circuit drawing, plots, a data sample."""
     mlflow_log.write_json(art / "fit" / "params.json", res.params)
     summary = {"metrics": metrics, "dropped": res.data.dropped, "purged": res.split.purged, "stages": seconds}
+    if res.data.shards:
+        summary["shards"] = [dataclasses.asdict(s) for s in res.data.shards]
     mlflow_log.write_json(art / "fit" / "summary.json", summary)
     (art / "kernel").mkdir()
     if kernel_source is not None:

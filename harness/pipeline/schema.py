@@ -255,6 +255,22 @@ class ReportConf:
 
 
 @dataclass
+class ExecutionConf:
+    """Where the recording replays: `serial` (one process), `local` (processes), `ray` (Ray tasks), over shards of
+    `shard_s` seconds (86400: UTC days) or `shards` of equal time (`hs.replay.Sharding`; none: one replay)."""
+
+    kind: str = "serial"
+    shard_s: Optional[float] = None  # noqa: UP045
+    shards: Optional[int] = None  # noqa: UP045  # a number of shards of equal time (instead of shard_s)
+    workers: Optional[int] = None  # noqa: UP045  # processes or Ray tasks at once (None: the cores)
+    warmup_s: Optional[float] = None  # noqa: UP045  # None: from the circuit's memory (decays: 96 half-lives)
+    allow_unbounded: bool = False  # shard a circuit with unbounded memory (count, every) anyway: its rows differ
+    check: str = "auto"  # the boundary check: auto, error, warn, off
+    address: Optional[str] = None  # noqa: UP045  # ray: a cluster (None: a local instance)
+    reuse_dir: Optional[str] = None  # noqa: UP045  # keep finished shards here and reuse them when unchanged
+
+
+@dataclass
 class Config:
     """The whole pipeline config (`conf/config.yaml` composes it)."""
 
@@ -262,6 +278,7 @@ class Config:
     stream: Any = MISSING
     trainer: Any = MISSING  # a TrainerConf (set by the trainer group)
     tracking: TrackingConf = MISSING
+    execution: ExecutionConf = field(default_factory=ExecutionConf)
     task: TaskConf = field(default_factory=TaskConf)
     report: ReportConf = field(default_factory=ReportConf)
 
@@ -277,6 +294,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "trainer": {"trainer": TrainerConf},
     "tracking": {"tracking": TrackingConf},
+    "execution": {"execution": ExecutionConf},
 }
 
 

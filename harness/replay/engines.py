@@ -17,6 +17,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,7 +99,9 @@ def _local(tasks: list[ShardTask], how: Sharding) -> Iterator[ShardResult | Shar
         yield from _serial(tasks, how)
         return
     parallel = Parallel(n_jobs=n, backend="loky", return_as="generator_unordered", max_nbytes=None)
-    yield from parallel(delayed(run_shard)(task) for task in tasks)
+    with warnings.catch_warnings():  # a failed shard cancels the others: that is the point, not a warning
+        warnings.filterwarnings("ignore", message=".*tasks which were still being processed", category=UserWarning)
+        yield from parallel(delayed(run_shard)(task) for task in tasks)
 
 
 def _ray(tasks: list[ShardTask], how: Sharding) -> Iterator[ShardResult | ShardFailure]:
