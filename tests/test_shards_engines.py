@@ -44,6 +44,33 @@ def test_local_engine_is_bit_identical(three_days: pa.Table, count: int) -> None
         assert len({i.worker for i in rec.shards}) >= 1
 
 
+def test_catalog_source_reads_the_ranges_a_table_does(three_days: pa.Table, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A catalog's shard reads (row groups skipped by their statistics) give the events a table gives, and a day
+    catalog shards to the serial rows on the local engine (stream=catalog's source)."""
+    from harness.streams import catalog
+
+    monkeypatch.setattr(catalog, "ROW_GROUP", 4_000)  # several row groups per day, so some are skipped
+    catalog.import_table(tmp_path / "cat", three_days, market="btc")
+    cat, table = hs.replay.CatalogSource(str(tmp_path / "cat"), ("btc",)), hs.replay.TableSource(three_days)
+    assert cat.span() == table.span()
+    t = three_days.column("t").to_numpy()
+    for lo, hi in [
+        (None, None),
+        (int(t[100]), int(t[40_000])),
+        (int(t[35_123]) + 1, None),
+        (int(t[59_999]), int(t[60_001])),
+    ]:
+        got = pa.Table.from_batches(list(cat.read(lo, hi)))
+        assert got.equals(pa.Table.from_batches(list(table.read(lo, hi))))
+    assert cat.key(1, 2) != cat.key(1, 3) and cat.key(1, 2) == cat.key(1, 2)
+    k = hs.compile(bounded_circuit())
+    serial = hs.replay.record(k, three_days, labels=LABELS, row_index=True)
+    rec = hs.replay.record(
+        k, cat, labels=LABELS, row_index=True, shards=hs.replay.Sharding(every_s=86_400.0, engine="local")
+    )
+    assert rec.table.equals(serial.table)
+
+
 def test_whatever_the_number_of_workers(three_days: pa.Table) -> None:
     k = hs.compile(bounded_circuit())
     tables = [
@@ -167,3 +194,22 @@ def test_ray_engine_with_a_real_local_instance(three_days: pa.Table) -> None:
         assert _record_digest(a.data) == _record_digest(b.data)
     finally:
         ray.shutdown()
+
+
+@pytest.mark.slow
+def test_a_sweep_of_sharded_runs_on_ray(workdir: Path) -> None:
+    """harness -m execution=ray ...: each job's recording runs as Ray tasks (a local instance, started by the first
+    job and shut down here)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'ray>=2.9': the dev extras have it)")
+    from harness.cli import main
+
+    try:
+        args = ["-m", "execution=ray", "execution.shards=2", "execution.workers=2", "trainer.lr=0.01,0.1"]
+        assert main([*args, "stream.events=30000", "trainer.epochs=2", "tracking.plots=false"]) == 0
+    finally:
+        ray.shutdown()
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+    assert all(r.data.metrics["shards"] == 2 and r.data.params["execution.kind"] == "ray" for r in children)

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
 from harness.events import iter_batches
@@ -181,11 +182,7 @@ class CatalogSource(ShardSource):
             return
         first = parts[0]
         if first.t_first < lo:
-            fragment = ds.dataset(str(Path(self.root) / first.file), format="parquet")
-            scan = {"filter": ds.field("t") >= lo, "batch_size": self.batch_size, "use_threads": False}
-            for batch in fragment.to_batches(columns=catalog.schema.SCHEMA.names, **scan):
-                if batch.num_rows:
-                    yield catalog.normal_batch(batch)
+            yield from _row_groups_from(Path(self.root) / first.file, lo, self.batch_size)
             parts = parts[1:]
         if parts:
             yield from catalog.read(self.root, list(self.markets), parts[0].date, self.end,
@@ -205,6 +202,24 @@ class CatalogSource(ShardSource):
         parts = [(p.market, p.date, p.digest) for p in self._parts()]
         text = json.dumps({"parts": parts, "lo": lo, "hi": hi}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _row_groups_from(path: Path, lo: int, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """A partition's events from its first row group that can hold t >= lo (by the row groups' statistics of
+    `t`: rows are in time order), in the exact market schema; `cut` drops the rows before `lo`."""
+    pf = pq.ParquetFile(str(path))
+    t_index = pf.schema_arrow.get_field_index("t")
+    start = 0
+    for i in range(pf.metadata.num_row_groups):
+        stats = pf.metadata.row_group(i).column(t_index).statistics
+        if stats is not None and stats.has_min_max and stats.max < lo:
+            start = i + 1
+    groups = list(range(start, pf.metadata.num_row_groups))
+    if not groups:
+        return
+    for batch in pf.iter_batches(batch_size=batch_size, row_groups=groups, columns=catalog.schema.SCHEMA.names):
+        if batch.num_rows:
+            yield catalog.normal_batch(batch)
 
 
 class BatchesSource(ShardSource):
