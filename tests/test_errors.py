@@ -88,15 +88,28 @@ def test_names_must_be_identifiers(bad: str) -> None:
     with pytest.raises(hs.CircuitError, match=f"invalid circuit name .*{rule}"):
         hs.Circuit(bad)
     c = hs.Circuit("ok")
-    with pytest.raises(hs.CircuitError, match=f"invalid input name .*{rule}"):
-        c.input(bad)
+    if bad != "a.b":  # inputs and triggers may be market.name (hs.lib.market(c, market=...)): see below
+        with pytest.raises(hs.CircuitError, match=f"invalid input name .*{rule}"):
+            c.input(bad)
+        with pytest.raises(hs.CircuitError, match=f"invalid trigger name .*{rule}"):
+            c.trigger(bad)
     with pytest.raises(hs.CircuitError, match=f"invalid parameter name .*{rule}"):
         c.parameter(bad, init=1.0)
-    with pytest.raises(hs.CircuitError, match=f"invalid trigger name .*{rule}"):
-        c.trigger(bad)
     a = c.input("a")
     with pytest.raises(hs.CircuitError, match=f"invalid output name .*{rule}"):
         c.output(bad, a)
+
+
+@pytest.mark.parametrize("bad", ["a.b.c", ".a", "a.", "a..b", "1a.b", "a.1b"])
+def test_market_qualified_names_have_exactly_one_dot_between_two_identifiers(bad: str) -> None:
+    c = hs.Circuit("ok")
+    assert c.input("perp.mid").name == "perp.mid"
+    c.trigger("perp.book", "perp.mid")
+    rule = r"names must match \[A-Za-z_\]\[A-Za-z0-9_\]\* or market\.name"
+    with pytest.raises(hs.CircuitError, match=f"invalid input name .*{rule}"):
+        c.input(bad)
+    with pytest.raises(hs.CircuitError, match=f"invalid trigger name .*{rule}"):
+        c.trigger(bad)
 
 
 def test_reserved_and_non_string_names() -> None:
