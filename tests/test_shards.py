@@ -89,6 +89,17 @@ def test_bounded_circuit_is_bit_identical(three_days: pa.Table, how: dict, sampl
     assert all(info.compared > 0 for info in rec.shards[1:])
 
 
+def test_shards_without_rows(three_days: pa.Table) -> None:
+    """More shards than days: boundaries in the nights give shards without a row; the rows are still the serial's."""
+    k = hs.compile(bounded_circuit())
+    serial = _serial(k, three_days, sampler=hs.replay.every_n(3))
+    rec = hs.replay.record(
+        k, three_days, sampler=hs.replay.every_n(3), labels=LABELS, row_index=True, shards=hs.replay.Sharding(count=10)
+    )
+    assert len(rec.shards) == 10 and 0 in [i.rows for i in rec.shards]
+    assert rec.table.equals(serial.table)
+
+
 def test_day_boundaries_move_to_the_snapshot_and_warm_up_briefly(three_days: pa.Table) -> None:
     """Day shards of daily-snapshot data start at each day's snapshot and replay little before it."""
     k = hs.compile(bounded_circuit())

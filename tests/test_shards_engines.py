@@ -156,6 +156,22 @@ def test_pipeline_execution_local_logs_the_serial_run(workdir: Path) -> None:
     assert b.params["execution.kind"] == "local"
 
 
+def test_pipeline_catalog_stream_on_local_shards(workdir: Path) -> None:
+    """stream=catalog execution=local: each worker reads its days from the catalog; the run is the serial run."""
+    from harness.cli import main
+    from harness.streams import catalog
+
+    catalog.import_table(workdir / "cat", days(2, 20_000), market="btc")
+    common = ["stream=catalog", f"stream.root={workdir / 'cat'}", "trainer.epochs=2", "tracking.plots=false"]
+    assert main([*common, "tracking.run_name=serial"]) == 0
+    assert main([*common, "execution=local", "tracking.run_name=days"]) == 0
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = {r.info.run_name: r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])}
+    for tag in ("harness.record_digest", "harness.data_digest", "harness.prediction_digest"):
+        assert runs["serial"].data.tags[tag] == runs["days"].data.tags[tag]
+    assert runs["days"].data.metrics["shards"] == 2
+
+
 def broken_stream() -> pa.Table:
     """Two synthetic days, a negative level amount in the second (stream=custom for the failing-shard test)."""
     return negative_amount(days(2, 20_000), 30_000)

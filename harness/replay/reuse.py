@@ -85,8 +85,8 @@ def store(folder: str | None, task: ShardTask, res: ShardResult) -> None:
     if final.exists():
         return
     tmp = root / ".tmp" / f"{k[:16]}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         r = res.recording
         pq.write_table(r.table, tmp / "recording.parquet")
         for name, table in (("head", res.head), ("tail", res.tail)):
