@@ -185,6 +185,24 @@ def test_unbounded_memory_is_refused_unless_allowed(three_days: pa.Table) -> Non
     assert not rec.table.column("trades").equals(serial.table.column("trades"))
 
 
+def test_time_grid_rows_are_the_serial_ones_with_allow_unbounded() -> None:
+    """`every` counts its ticks (unbounded, so refused by default); allowed, the grid rows and every other column
+    are the serial ones: only the tick ordinal differs."""
+    ev = days(3, 5_000)
+    c = hs.Circuit("shard_grid")
+    md = lib.market(c)
+    c.output("mid", md.mid)
+    c.output("tick", ops.every(md.mid, period=5.0))
+    k = hs.compile(c)
+    sampler = hs.replay.time_grid("tick")
+    serial = _serial(k, ev, sampler=sampler)
+    with pytest.warns(sh.ShardWarning):
+        rec = hs.replay.record(k, ev, sampler=sampler, labels=LABELS, row_index=True,
+                               shards=hs.replay.Sharding(every_s=86_400.0, allow_unbounded=True))  # fmt: skip
+    assert rec.table.drop_columns(["tick"]).equals(serial.table.drop_columns(["tick"]))
+    assert not rec.table.column("tick").equals(serial.table.column("tick"))
+
+
 class _Rows(RowSink):
     """A sink keeping every row position it saw (what fitting's step domains do, in small)."""
 

@@ -181,6 +181,13 @@ def plan(kernel: Kernel, source: ShardSource, how: Sharding, lookahead_s: float,
             "cannot reproduce it; replay it serially, or accept differing rows with allow_unbounded=True "
             "(execution.allow_unbounded=true)"
         )
+    if mem.unbounded:
+        warnings.warn(
+            f"sharding circuit {kernel.name!r} although {', '.join(mem.unbounded)} remember everything since the "
+            "start (allow_unbounded): their values differ from a serial replay's",
+            ShardWarning,
+            stacklevel=4,
+        )
     first, last = source.span()
     cuts = boundaries(first, last, how)
     warm_ns = round(warmup_s(mem, how) * 1e9)
