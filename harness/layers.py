@@ -6,7 +6,7 @@ under `if TYPE_CHECKING:` do not count (they never run). A module belongs to the
 listed here (so a new module under harness/backends/ belongs to the compile layer until it is listed below it);
 `python -m harness.layers` prints the violations.
 
-    base      errors, names, events, this table, package_data, _native
+    base      errors, names, events, this table, package_data, figures, _native
                                                    (error types; the sanitiser of names and C++ literals; the
                                                    events-table contract; where the configs and C++ headers
                                                    are; the compiled C++ runtime helpers)
@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "harness.events",
             "harness.layers",
             "harness.package_data",
+            "harness.figures",
             "harness._native",
         ),
     ),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import figures
 from harness.evaluate import metrics as m
 from harness.evaluate.metrics import Trades
 
@@ -114,11 +115,7 @@ def write(report: Report, folder: Path, title: str) -> list[Path]:
 def _figure(r: Report, path: Path) -> None:
     """Six panels: IC by horizon, rolling IC, mean label by quantile, cumulative markout, autocorrelation,
     attribution."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures.pyplot()
     fig, ax = plt.subplots(2, 3, figsize=(14, 7.5))
     hs = sorted(r.horizons)
     _bars(ax[0, 0], [f"{h:g}s" for h in hs], [r.by_horizon[h]["ic"] for h in hs])
@@ -142,9 +139,7 @@ def _figure(r: Report, path: Path) -> None:
     ax[1, 2].barh(np.arange(len(names)), [float(a["d_ic"]) for a in r.attribution])
     ax[1, 2].set_yticks(np.arange(len(names)), names)
     ax[1, 2].set_title("IC change when the signal is dropped")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    figures.save(fig, path, dpi=90)
 
 
 def _bars(ax: object, names: list[str], values: list[float]) -> None:

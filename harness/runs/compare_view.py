@@ -11,6 +11,8 @@ from typing import Any
 
 from rich.text import Text
 
+from harness import figures
+
 KEY_COLUMN_MAX = 28  # the key column of a side-by-side table is cut to this many characters (ellipsis)
 BORDER = 3  # characters a column adds to a boxed rich table (a divider and a space either side)
 PLOT_METRICS = ("test_ic", "test_r2", "fit_val_loss")  # the bars of the plot's first panel, when logged
@@ -58,11 +60,7 @@ def ic_by_horizon(metrics: dict[str, float]) -> list[tuple[float, float]]:
 
 def plot(runs: Sequence[Any], labels: Sequence[str], path: Path) -> Path:
     """Two panels: the key final metrics per run (grouped bars), and each run's IC by horizon (lines)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures.pyplot()
     fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.5))
     shown = [k for k in PLOT_METRICS if any(k in r.data.metrics for r in runs)]
     width = 0.8 / max(1, len(runs))
@@ -84,8 +82,4 @@ def plot(runs: Sequence[Any], labels: Sequence[str], path: Path) -> Path:
     if curved:
         curves.set_xscale("log")
         curves.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return figures.save(fig, path)

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from harness import figures
 from harness.errors import HarnessError
 
 RESULT_SECTIONS = ("circuit", "stream", "trainer", "task")  # what decides a run's numbers (not tracking)
@@ -184,7 +185,7 @@ def write_json(path: Path, data: Mapping[str, Any]) -> None:
 
 def plot_loss(history: list[dict[str, float]], path: Path) -> None:
     """Train and validation loss per epoch (log scale)."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [h["train_loss"] for h in history], label="train")
@@ -194,15 +195,12 @@ def plot_loss(history: list[dict[str, float]], path: Path) -> None:
     if all(h["train_loss"] > 0 for h in history):
         ax.set_yscale("log")
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    figures.save(fig, path)
 
 
 def plot_prediction(pred: np.ndarray, label: np.ndarray, parts: Mapping[str, np.ndarray], path: Path) -> None:
     """Prediction against label, one colour per split part (at most 20k points per part)."""
-    plt = _pyplot()
+    plt = figures.pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     for name, rows in parts.items():
         if len(rows):
@@ -211,16 +209,4 @@ def plot_prediction(pred: np.ndarray, label: np.ndarray, parts: Mapping[str, np.
     ax.set_xlabel("prediction")
     ax.set_ylabel("label")
     ax.legend(markerscale=5)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def _pyplot():  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    figures.save(fig, path)
