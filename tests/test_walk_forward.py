@@ -153,6 +153,7 @@ def test_the_pipeline_fits_walk_forward_folds_and_logs_them_as_steps(tmp_path: P
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     split = "task.split={kind:walk_forward,train:20s,val:5s,test:5s}"
     main([split, "stream.events=30000", "trainer.epochs=3", f"tracking.uri={uri}", "tracking.plots=false"])
+    capsys.readouterr()
     client = MlflowClient(tracking_uri=uri)
     (run,) = client.search_runs([client.get_experiment_by_name("harness").experiment_id])
     assert run.info.status == "FINISHED"
@@ -166,6 +167,11 @@ def test_the_pipeline_fits_walk_forward_folds_and_logs_them_as_steps(tmp_path: P
     assert run.data.metrics["rows_test"] == rows_test
     epochs = client.get_metric_history(run.info.run_id, "train_loss")
     assert len({m.step for m in epochs}) == len(epochs) >= folds  # all folds' epochs, numbered on
+    ics = [m.value for m in sorted(ics, key=lambda m: m.step)]
+    assert run.data.metrics["report/fold_ic_mean"] == pytest.approx(np.nanmean(ics))  # the report aggregates folds
+    assert run.data.metrics["report/ic_1s"] == pytest.approx(run.data.metrics["test_ic"])  # over all folds' rows
+    page = Path(client.download_artifacts(run.info.run_id, "report/report.html", str(tmp_path))).read_text()
+    assert "Walk-forward folds" in page and page.count("<tr>") >= folds + 1
 
 
 def test_a_bad_split_mapping_is_a_config_error(tmp_path: Path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -44,6 +44,7 @@ class Report:
     autocorrelation: dict[int, float]
     trades: dict[float, Trades]
     attribution: list[dict[str, float | str]] = field(default_factory=list)
+    folds: list[dict[str, float]] = field(default_factory=list)  # walk-forward: each fold's test window and scores
 
     def metrics(self) -> dict[str, float]:
         """Flat metrics, e.g. `report/ic_1s`, `report/markout_mean_1s`, `report/autocorr_lag1`."""
@@ -56,6 +57,12 @@ class Report:
         out["report/threshold"] = self.trades[self.horizons[0]].threshold
         for a in self.attribution:
             out[f"report/attr_d_ic/{a['signal']}"] = float(a["d_ic"])
+        if self.folds:
+            ics = np.array([f["ic"] for f in self.folds], dtype=float)
+            out["report/fold_ic_mean"], out["report/fold_ic_std"] = _nanmean(ics), float(np.nanstd(ics))
+            out["report/fold_ic_positive"] = (
+                float(np.mean(ics[np.isfinite(ics)] > 0)) if np.isfinite(ics).any() else math.nan
+            )
         return out
 
     def to_dict(self) -> dict:
@@ -68,7 +75,7 @@ class Report:
             "autocorrelation": {str(k): v for k, v in self.autocorrelation.items()},
             "trades": {f"{h:g}": {**t.summary(), "threshold": t.threshold, "fee": t.fee}
                        for h, t in self.trades.items()},
-            "attribution": self.attribution,
+            "attribution": self.attribution, "folds": self.folds,
         }  # fmt: skip
 
 
@@ -80,6 +87,7 @@ def build(
     kind: str,
     config: ReportConfig,
     attribution: list[dict[str, float | str]] | None = None,
+    folds: list[dict[str, float]] | None = None,
 ) -> Report:
     """The report over test rows at times `t` with predictions `pred` and a label array per horizon (aligned to
     `t`); `train_pred` (the train rows' predictions) fixes the trading threshold when none is configured."""
@@ -98,7 +106,7 @@ def build(
         horizons=tuple(config.horizons), kind=kind, by_horizon=by_h,
         rolling=m.rolling_ic(t, pred, labels[main], config.windows), quantiles=quant,
         autocorrelation={lag: m.autocorrelation(pred, lag) for lag in config.lags}, trades=trades,
-        attribution=list(attribution or []),
+        attribution=list(attribution or []), folds=list(folds or []),
     )  # fmt: skip
 
 
@@ -167,8 +175,19 @@ def _html(r: Report, title: str, png: str) -> str:
         f"{_f(t0.fee)} {unit} per trade.</p>{_table(head, rows)}"
         f"<h2>Prediction autocorrelation</h2>{_table(['lag (rows)', 'autocorrelation'], auto)}"
         f"<h2>Per-signal attribution (drop one)</h2>{_table(['signal', 'weight', 'ΔIC', 'ΔR²'], attr)}"
+        f"{_folds_html(r.folds)}"
         f"<img src='{png}' alt='report figure' style='max-width:100%'></body></html>\n"
     )
+
+
+def _folds_html(folds: list[dict[str, float]]) -> str:
+    """The walk-forward folds' table (nothing without folds)."""
+    if not folds:
+        return ""
+    head = ["fold", "test start (s)", "test end (s)", "test rows", "IC", "R²"]
+    rows = [[str(int(f["fold"])), _f(f["test_start_s"]), _f(f["test_end_s"]), str(int(f["rows"])), _f(f["ic"]),
+             _f(f["r2"])] for f in folds]  # fmt: skip
+    return f"<h2>Walk-forward folds</h2>{_table(head, rows)}"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:

@@ -286,7 +286,13 @@ def _report(
     if cfg.report.attribution:
         attribution = drop_one(res.model, res.data.y, res.split.test.numpy())
     train_pred = kernel_pred[parts["train"]]
-    return evaluation.build(res.data.t[rows], pred, labels, train_pred, str(cfg.task.label.kind), config, attribution)
+    folds = [
+        {"fold": f.fold.index, "test_start_s": f.fold.test_start / 1e9, "test_end_s": f.fold.test_end / 1e9,
+         "rows": len(f.fold.split.test), "ic": f.metrics["test_ic"], "r2": f.metrics["test_r2"]}
+        for f in res.folds
+    ]  # fmt: skip
+    t, kind = res.data.t[rows], str(cfg.task.label.kind)
+    return evaluation.build(t, pred, labels, train_pred, kind, config, attribution, folds)
 
 
 def _parts(res: Any) -> dict[str, np.ndarray]:
