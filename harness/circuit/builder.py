@@ -126,7 +126,7 @@ class Circuit:
 
     def output(self, name: str, node: Node | float) -> Node:
         """Record `node` under `name`: a column of replay results and a value readable with k.value."""
-        check_name(name, "output", reserved=RESERVED)
+        check_name(name, "output", reserved=RESERVED, qualified=True)
         if name in self.outputs:
             raise CircuitError(
                 f"circuit {self.name!r}: output name {name!r} is already used (by node {self.outputs[name].name}); "
@@ -181,7 +181,7 @@ class Circuit:
         derived._by_hash, derived._by_name = dict(self._by_hash), dict(self._by_name)
         derived._plan = None
         for name, node in outputs.items():
-            check_name(name, "output", reserved=RESERVED)
+            check_name(name, "output", reserved=RESERVED, qualified=True)
             if name in derived.outputs:
                 raise CircuitError(f"circuit {self.name!r}: output name {name!r} is already used")
             if not isinstance(node, Node) or node.circuit is not self or is_list_input(node):

@@ -18,12 +18,14 @@ from harness.errors import HarnessError
 from harness.evaluate.report import ReportConfig
 from harness.fit.trainer import TrainerConfig, TrainerError
 from harness.fit.walk_forward import WalkForward
+from harness.names import IDENTIFIER, SEP, qualify
 from harness.pipeline import targets
 from harness.pipeline.events import DEFAULT_CHUNK, Events
 from harness.pipeline.targets import ConfigError
 from harness.replay.labels import Label
 from harness.replay.sampling import Sampler, every_event, every_n, when
 from harness.replay.shards import Sharding
+from harness.streams.schema import split
 
 __all__ = ["ConfigError", "Events", "build_circuit", "circuit_name", "load_stream", "stream_name"]
 
@@ -90,13 +92,27 @@ def load_stream(cfg: DictConfig) -> Events:
     return loaded
 
 
+def _label_market(cfg: DictConfig) -> str | None:
+    """`task.label.market` (None: a stream without market names); a plain identifier."""
+    market = cfg.task.label.get("market")
+    if market is not None and (not isinstance(market, str) or not IDENTIFIER.fullmatch(market)):
+        raise ConfigError(f"task.label.market={market!r} must be a market name (a plain identifier)")
+    return market
+
+
+def _of_market(name: str | None, market: str | None) -> str | None:
+    """A trigger or output name of the label's market: `name` qualified by it unless it names a market already."""
+    return name if name is None or market is None or SEP in name else qualify(name, market)
+
+
 def make_sampler(cfg: DictConfig) -> Sampler:
-    """`task.sampler`: every_event, every_n (n, trigger) or when (output)."""
-    s = cfg.task.sampler
+    """`task.sampler`: every_event, every_n (n, trigger) or when (output); a trigger or output of the label's
+    market (`task.label.market`) unless it names its own."""
+    s, market = cfg.task.sampler, _label_market(cfg)
     if s.kind == "every_event":
-        return every_event(trigger=s.trigger)
+        return every_event(trigger=_of_market(s.trigger, market))
     if s.kind == "every_n":
-        return every_n(int(s.n), trigger=s.trigger or "trade")
+        return every_n(int(s.n), trigger=_of_market(s.trigger or "trade", market))
     if s.kind == "when":
         if not s.output:
             raise ConfigError("task.sampler.kind=when needs task.sampler.output (a boolean output of the circuit)")
@@ -105,9 +121,31 @@ def make_sampler(cfg: DictConfig) -> Sampler:
 
 
 def make_label(cfg: DictConfig) -> Label:
-    """`task.label` as a hs.replay.Label."""
+    """`task.label` as a hs.replay.Label: with `task.label.market`, of that market's output `<market>.<output>`."""
     lab = cfg.task.label
-    return Label(lab.output, (float(lab.horizon),), lab.kind)
+    return Label(_of_market(lab.output, _label_market(cfg)), (float(lab.horizon),), lab.kind)  # type: ignore[arg-type]
+
+
+def check_markets(cfg: DictConfig, circuit: Circuit, events: Events) -> None:
+    """The circuit's markets against the stream's and the label's: a ConfigError naming a market the circuit
+    triggers on that has no stream, or a label on a market the circuit does not have."""
+    held = events.market_names()
+    mine = list(dict.fromkeys(split(t)[0] for t in circuit.triggers))
+    missing = [m for m in mine if m not in held]
+    if missing and held:
+        named = ", ".join("(without a name)" if m is None else repr(m) for m in missing)
+        shown = ", ".join("(without a name)" if m is None else m for m in held)
+        triggers = [t for t in circuit.triggers if split(t)[0] in missing]
+        raise ConfigError(
+            f"circuit {circuit.name!r}: its triggers {triggers} are of market(s) {named}, which have no stream "
+            f"(the stream {events.source} holds the markets {shown}); add them to stream.markets or name them so"
+        )
+    market = _label_market(cfg)
+    if market is not None and market not in mine:
+        known = ", ".join(str(m) for m in mine if m is not None) or "none: the circuit has no market names"
+        raise ConfigError(
+            f"task.label.market={market!r}: the circuit {circuit.name!r} has no market {market!r} ({known})"
+        )
 
 
 def make_trainer(cfg: DictConfig) -> TrainerConfig:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from harness import streams
 from harness.pipeline.targets import ConfigError
@@ -41,6 +43,8 @@ class Events:
         self.source = source  # e.g. "synthetic(events=300000, seed=0)" or the first file's path
         self.files = files
         self._digest = digest
+        self.markets: list[str | None] | None = None  # the markets the stream holds, where its loader knows them
+        self.trigger_counts: dict[str, int] | None = None  # events per trigger, counted along a complete pass
 
     @classmethod
     def from_table(
@@ -56,6 +60,14 @@ class Events:
         batches = lambda: iter(table.to_batches(max_chunksize=int(chunk)))  # noqa: E731
         return cls(batches, table.num_rows, source, files, shard_source=TableSource(table, int(chunk)))
 
+    def market_names(self) -> list[str | None]:
+        """The markets of the stream (None: a stream without a market name): as its loader knows them, else from
+        the trigger column of its first batch."""
+        if self.markets is None:
+            first = next(iter(self.source_batches()), None)
+            self.markets = [] if first is None else streams.schema.markets_of(first.column("trigger"))
+        return self.markets
+
     @property
     def digest(self) -> str:
         """The content digest of the whole stream (`hs.streams.digest`)."""
@@ -69,12 +81,32 @@ class Events:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         """A fresh pass over the events as record batches (what the replay consumes); a first complete pass
-        also computes the digest."""
-        if self._digest is not None:
+        also computes the digest and counts the events of each trigger."""
+        if self._digest is not None and self.trigger_counts is not None:
             yield from self.source_batches()
             return
-        d = StreamDigest()
+        d = None if self._digest is not None else StreamDigest()
+        counts: dict[str, int] = {}
         for batch in self.source_batches():
-            d.add(batch)
+            if d is not None:
+                d.add(batch)
+            _count(batch, counts)
             yield batch
-        self._digest = d.hexdigest()
+        if d is not None:
+            self._digest = d.hexdigest()
+        self.trigger_counts = counts
+
+
+def _count(batch: pa.RecordBatch, counts: dict[str, int]) -> None:
+    """Add the events of each trigger in `batch` to `counts`."""
+    col = batch.column("trigger") if "trigger" in batch.schema.names else None
+    if col is None:
+        return
+    if pa.types.is_dictionary(col.type):
+        found = np.bincount(col.indices.to_numpy(zero_copy_only=False).astype(np.int64), minlength=len(col.dictionary))
+        for name, n in zip(col.dictionary.to_pylist(), found.tolist(), strict=True):
+            if n:
+                counts[name] = counts.get(name, 0) + n
+        return
+    for item in pc.value_counts(col).to_pylist():
+        counts[str(item["values"])] = counts.get(str(item["values"]), 0) + int(item["counts"])

@@ -174,3 +174,112 @@ def catalog(
     described = f"catalog({root}, markets={names}, {start or 'first'}..{end or 'last'})"
     shard_source = None if limit is not None else CatalogSource(str(path), tuple(names), start, end, verify, int(chunk))
     return Events(batches, rows, described, [str(path / p.file) for p in parts], shard_source=shard_source)
+
+
+MARKET_KINDS = {
+    "tardis": ("book", "trades", "quotes", "clock"),
+    "binance": ("trades", "agg_trades", "book_ticker"),
+    "parquet": ("path",),
+    "synthetic": ("follows", "params"),
+}
+
+
+def _market_specs(markets: Any) -> dict[str, dict[str, Any]]:
+    """`stream.markets` checked: {name: {kind, that kind's keys}}, names plain identifiers, one kind of source."""
+    if not isinstance(markets, dict) or not markets:
+        raise ConfigError(
+            f"stream.markets={markets!r} must map market names to their streams, e.g. "
+            "{perp: {kind: tardis, book: ..., trades: ...}, spot: {kind: tardis, ...}}"
+        )
+    out = {}
+    for name, spec in markets.items():
+        key = f"stream.markets.{name}"
+        try:
+            streams.schema.check_market(name, "stream.markets: market")
+        except HarnessError as e:
+            raise ConfigError(str(e)) from None
+        if not isinstance(spec, dict) or spec.get("kind") not in MARKET_KINDS:
+            found = spec.get("kind") if isinstance(spec, dict) else spec
+            raise ConfigError(f"{key}.kind={found!r} must be one of {sorted(MARKET_KINDS)}")
+        unknown = sorted(set(spec) - {"kind", *MARKET_KINDS[spec["kind"]]})
+        if unknown:
+            raise ConfigError(
+                f"{key}: keys {unknown} are not keys of a {spec['kind']} market {MARKET_KINDS[spec['kind']]}"
+            )
+        out[str(name)] = dict(spec)
+    kinds = {spec["kind"] == "synthetic" for spec in out.values()}
+    if len(kinds) > 1:
+        raise ConfigError(
+            f"stream.markets: synthetic markets cannot be merged with markets read from files ({list(out)})"
+        )
+    return out
+
+
+def _read_market(name: str, spec: dict[str, Any], on_bad_rows: str, cache_dir: str | None, rules: Rules) -> tuple:
+    """One file market's table (tagged with its name) and its files."""
+    key, kind = f"stream.markets.{name}", spec["kind"]
+    parts = {k: files(v, f"{key}.{k}") for k, v in spec.items() if k not in ("kind", "clock")}
+    common = {"rules": rules, "market": name}
+    if kind == "parquet":
+        if not parts.get("path") or len(parts["path"]) != 1:
+            raise ConfigError(f"{key}.path must name one parquet file")
+        return streams.read_parquet(parts["path"][0], **common), parts["path"]
+    options = {"on_bad_rows": on_bad_rows, "cache_dir": cache_dir, **common}
+    if kind == "tardis":
+        clock = spec.get("clock", "local")
+        if clock not in ("local", "exchange"):
+            raise ConfigError(f"{key}.clock={clock!r} must be 'local' or 'exchange'")
+        table = streams.tardis(**parts, clock=clock, **options)
+    else:
+        table = streams.binance(**parts, **options)
+    return table, [p for v in parts.values() if v for p in v]
+
+
+def markets(
+    markets: Any,
+    events: int = 300_000,
+    seed: int = 0,
+    params: dict[str, Any] | None = None,
+    *,
+    on_bad_rows: str = "error",
+    cache_dir: str | None = None,
+    rules: dict[str, Any] | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    limit: int | None = None,
+) -> Events:
+    """Several markets in one stream (`stream.markets`): file markets read with their readers under their names
+    (`market=`) and merged by time (`hs.streams.merge`, markets in the order given), or synthetic markets
+    generated together (`hs.streams.synthetic_markets`: `events` in all, regenerated on each pass)."""
+    specs = _market_specs(markets)
+    if all(spec["kind"] == "synthetic" for spec in specs.values()):
+        return _synthetic_markets(specs, int(events), int(seed), dict(params or {}), int(chunk))
+    tables, paths = [], []
+    for name, spec in specs.items():
+        table, found = _read_market(name, spec, on_bad_rows, cache_dir, _rules(rules))
+        tables.append(table)
+        paths += [str(p) for p in found]
+    described = f"markets({', '.join(specs)})"
+    out = Events.from_table(streams.merge(*tables), described, paths, chunk, None if limit is None else int(limit))
+    out.markets = list(specs)
+    return out
+
+
+def _synthetic_markets(specs: dict[str, dict[str, Any]], n: int, seed: int, params: dict, chunk: int) -> Events:
+    """`hs.streams.synthetic_markets` of `stream.markets`, regenerated on each pass."""
+    if n <= 0:
+        raise ConfigError(f"stream.events={n} must be > 0")
+    own = {m: {**dict(s.get("params") or {}), **({"follows": s["follows"]} if s.get("follows") else {})}
+           for m, s in specs.items()}  # fmt: skip
+    try:
+        next(iter(streams.synthetic_markets_batches(1, own, seed=seed, chunk=1, **params)))  # check the settings now
+    except HarnessError as e:
+        raise ConfigError(f"stream.markets: {e}") from None
+
+    def generate() -> Iterator[pa.RecordBatch]:
+        return streams.synthetic_markets_batches(n, own, seed=seed, chunk=chunk, **params)
+
+    key = repr(("synthetic_markets", n, seed, chunk, sorted(own.items()), sorted(params.items())))
+    described = f"synthetic_markets({', '.join(specs)}; events={n}, seed={seed})"
+    out = Events(generate, n, described, [], shard_source=BatchesSource(generate, key))
+    out.markets = list(specs)
+    return out

@@ -42,6 +42,7 @@ from harness.fit.trainer import FitWarning, evaluate
 from harness.pipeline import build
 from harness.pipeline.schema import ROOT
 from harness.pipeline.signals import signal_name
+from harness.streams.schema import split
 from harness.track import mlflow_log, store
 from harness.track.logger import RunLogger
 from harness.track.mlflow_logger import MlflowRunLogger
@@ -149,6 +150,7 @@ def _stages(
         execution = build.make_execution(cfg)
     with stages("stream", console, "loading the events..."):
         events = loaded if loaded is not None else build.load_stream(cfg)
+        build.check_markets(cfg, circuit, events)
     horizons = report_cfg.horizons if report_cfg is not None else ()
     res = _fit(
         cfg, logger, stages, events, circuit, sampler=sampler, label=label, trainer=trainer, split=split,
@@ -257,6 +259,7 @@ def _metrics(
         "compile_s": stages.seconds["compile"],
         "replay_events_per_s": events.rows / max(res.data.replay_s, 1e-9),
         **_shard_metrics(res.data.shards),
+        **_market_metrics(events),
     }
 
 
@@ -270,6 +273,17 @@ def _shard_metrics(shards: list[Any]) -> dict[str, float]:
         "shard_boundary_differing": sum(s.differing for s in shards),
         "shard_boundary_max_abs_diff": max(s.max_abs_diff for s in shards),
     }
+
+
+def _market_metrics(events: build.Events) -> dict[str, float]:
+    """Per market of a stream of several (named markets): its events and trades (`market/<name>/events`, ...)."""
+    out: dict[str, float] = {}
+    for trigger, n in sorted((events.trigger_counts or {}).items()):
+        market, kind = split(trigger)
+        if market is not None:
+            out[f"market/{market}/events"] = out.get(f"market/{market}/events", 0.0) + n
+            out[f"market/{market}/{kind}_events"] = float(n)
+    return out
 
 
 def _report(

@@ -61,6 +61,9 @@ class TradePressureCircuit:
     fairs: bool = True
     learn_halflives: bool = True
     output_scale: float = 1e-4
+    markets: Optional[list[str]] = None  # noqa: UP045  # several markets (streams named so); the first is predicted
+    cross: bool = True  # with markets: the cross-market family (basis, the other's returns, lead-lag pressure)
+    cross_horizons: list[float] = field(default_factory=lambda: [0.5, 2.0])  # of the other markets' returns (s)
 
 
 @dataclass
@@ -142,6 +145,25 @@ class CatalogStream:
     limit: Optional[int] = None  # noqa: UP045
 
 
+@dataclass
+class MarketsStream:
+    """Several markets in one stream: `markets: {perp: {kind: tardis, book: ..., trades: ..., clock: local},
+    spot: {...}}` (kinds tardis, binance, parquet: each read with its reader and its market's name, then merged by
+    time), or synthetic markets (`kind: synthetic`, `follows: <leader>`, `params: {...}`) generated together
+    (`events` in all, `seed`, shared `params`)."""
+
+    target: str = "harness.pipeline.loaders:markets"
+    markets: Any = MISSING  # {name: {kind: ..., that kind's keys}}
+    events: int = 300_000  # synthetic markets: events in all
+    seed: int = 0  # synthetic markets
+    params: dict[str, Any] = field(default_factory=dict)  # synthetic markets: SyntheticParams every market shares
+    on_bad_rows: str = "error"  # file markets
+    cache_dir: Optional[str] = None  # noqa: UP045
+    chunk: int = 100_000
+    limit: Optional[int] = None  # noqa: UP045
+    rules: Any = field(default_factory=lambda: StreamRulesConf())
+
+
 # ----- trainer, task, tracking -----------------------------------------------------------------------------
 def _schema_of(fields: list[tuple[str, Any, Any]], name: str, **defaults: Any) -> type:
     """A mutable config schema with `fields` (name, type, default; `X | None` read as Optional[X], which is what
@@ -203,11 +225,13 @@ class SamplerConf:
 
 @dataclass
 class LabelConf:
-    """The label: the value of `output` at t + `horizon` seconds, as `kind`."""
+    """The label: the value of `output` at t + `horizon` seconds, as `kind`; with `market`, the output
+    `<market>.<output>` (and rows sampled on `<market>.<trigger>`)."""
 
     output: str = "mid"
     horizon: float = 1.0
     kind: str = "return"
+    market: Optional[str] = None  # noqa: UP045  # of several: the output (and sampled trigger) of this market
 
 
 @dataclass
@@ -291,6 +315,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "binance": BinanceStream,
         "parquet": ParquetStream,
         "catalog": CatalogStream,
+        "markets": MarketsStream,
     },
     "trainer": {"trainer": TrainerConf},
     "tracking": {"tracking": TrackingConf},

@@ -79,7 +79,7 @@ def generate(circuit: Circuit, *, vector_math: bool | str | None = None) -> Kern
         body="\n".join(lines),
         inputs=tuple(cpp_label(n.name) for n in ctx.inputs),
         triggers=tuple(cpp_label(t) for t in ctx.triggers),
-        outputs=tuple(cpp_name(o) for o in ctx.outputs),
+        outputs=tuple(cpp_label(o) for o in ctx.outputs),
         params=tuple(cpp_name(p) for p in ctx.params),
     )
 

@@ -46,7 +46,7 @@ class Context:
         self.outputs = list(plan.outputs)
         self.output_names = {}
         for name, node in plan.outputs.items():
-            self.output_names.setdefault(node, []).append(cpp_name(name))
+            self.output_names.setdefault(node, []).append(cpp_label(name))
         self.timer_slot = {tp.node: w for w, tp in enumerate(plan.timers)}
         deferred = self.vector.deferred
         self.stored = (set(plan.stored) | set(deferred.values())) - set(deferred)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from harness.circuit.leaves import is_list_input
 from harness.codegen.emit.context import Context
 from harness.codegen.emit.nodes import step
-from harness.names import cpp_label, cpp_name
+from harness.names import cpp_label
 
 INDENT = "    "
 
@@ -139,7 +139,7 @@ def _outputs(ctx: Context) -> list[str]:
         value, ok, recorded = ctx.output_read(name)
         if recorded is not None:
             value = f"Block ? {recorded} : {value}"
-        lines.append(f"    v[{j}] = {value};  // {cpp_name(name)}")
+        lines.append(f"    v[{j}] = {value};  // {cpp_label(name)}")
         lines.append(f"    k[{j}] = {ok};")
     return [*lines, "}", ""]
 
@@ -198,6 +198,6 @@ def _after_block(ctx: Context) -> list[str]:
     for j, name in enumerate(ctx.outputs):
         y = ctx.plan.outputs[name]
         if y in ctx.vector.deferred:
-            lines.append(f"    double* const out{j} = out[{j}];  // {cpp_name(name)}")
+            lines.append(f"    double* const out{j} = out[{j}];  // {cpp_label(name)}")
             lines.append(f"    {y.op.vector_cpp}(out{j} + b, m);")
     return [*lines, "}", ""]
