@@ -120,9 +120,11 @@ def runs_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
 
 
 @pytest.fixture(autouse=True)
-def wide(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich tables 200 columns wide, so cells are not wrapped or cut and lines can be matched."""
+def wide(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Rich tables 200 columns wide, so cells are not wrapped or cut and lines can be matched; the working
+    directory a temporary one (compare writes its plot under outputs/)."""
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.chdir(tmp_path)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], store: Store, *argv: str) -> tuple[int, str, str]:
@@ -425,6 +427,12 @@ def test_compare_writes_a_plot(capsys, runs_store: Store, tmp_path: Path) -> Non
     assert ic_by_horizon({"report/ic_2s": 0.1, "report/ic_0.5s": 0.3, "test_ic": 1.0}) == [(0.5, 0.3), (2.0, 0.1)]
     assert run_chunks(10, [20, 20, 20], 80) == [range(0, 2), range(2, 3)]
     assert run_chunks(10, [100], 80) == [range(0, 1)]  # one run always makes a table
+    a, b = ids["baseline"], ids["faster-lr"]
+    code, _, err = run_cli(capsys, runs_store, "compare", a, b)  # by default beside Hydra's outputs
+    default = Path("outputs") / "compare" / f"compare-{a[:8]}-{b[:8]}.png"
+    assert code == 0 and default.is_file() and f"plot: {default}" in err
+    code, _, err = run_cli(capsys, runs_store, "compare", a, b, "--no-plot", "--format", "json")
+    assert code == 0 and "plot:" not in err
 
 
 def test_compare_needs_two_known_runs(capsys, runs_store: Store) -> None:  # type: ignore[no-untyped-def]

@@ -186,7 +186,8 @@ def show_command(client: Client, args: argparse.Namespace, console: Console) -> 
 
 def compare_command(client: Client, args: argparse.Namespace, console: Console) -> int:
     """Runs side by side: identity tags (marked where they differ), the params that differ (all with --all),
-    and the final metrics; tables split by runs to fit the width, or `--format json|csv` records; `--plot`."""
+    and the final metrics; tables split by runs to fit the width, or `--format json|csv` records; and a
+    comparison plot (`--plot PATH`, default under outputs/compare/; `--no-plot`)."""
     if len(args.runs) < 2:
         raise RunsError("compare needs at least two runs")
     names = _experiment_names(client, args)
@@ -194,9 +195,10 @@ def compare_command(client: Client, args: argparse.Namespace, console: Console) 
     keys = sorted({k for r in runs for k in r.data.params}, key=_param_sort_key)
     differ = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
     metric_keys = _metric_order({k for r in runs for k in r.data.metrics})
-    if args.plot is not None:
+    if not args.no_plot:
         labels = [f"{r.info.run_id[:SHORT]} {r.info.run_name or ''}".strip() for r in runs]
-        path = compare_view.plot(runs, labels, Path(args.plot))
+        path = Path(args.plot) if args.plot else compare_view.default_plot_path([r.info.run_id for r in runs])
+        compare_view.plot(runs, labels, path)
         Console(stderr=True).print(f"plot: {path}", highlight=False, soft_wrap=True)
     if args.format != "table":
         shown = keys if args.all else differ
@@ -348,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", metavar="RUN", help="two or more run ids or unique prefixes")
     p.add_argument("--all", action="store_true", help="show every param, not only those that differ")
     p.add_argument("--format", choices=tables.FORMATS, default="table", help="table (fits the terminal), json or csv")
-    p.add_argument("--plot", metavar="PNG", default=None, help="also write a comparison plot (metrics, IC by horizon)")
+    p.add_argument(
+        "--plot", metavar="PNG", default=None,
+        help="where to write the comparison plot (default outputs/compare/compare-<ids>.png)",
+    )  # fmt: skip
+    p.add_argument("--no-plot", action="store_true", help="do not write the comparison plot")
     p = sub.add_parser("replay", help="rerun a logged run and check it reproduces (harness.runs.replay)")
     common(p, many=False)
     p.add_argument("run", help="run id or a unique prefix of it")

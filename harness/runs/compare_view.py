@@ -58,6 +58,11 @@ def ic_by_horizon(metrics: dict[str, float]) -> list[tuple[float, float]]:
     return sorted(found)
 
 
+def default_plot_path(run_ids: Sequence[str]) -> Path:
+    """outputs/compare/compare-<id8>-<id8>....png in the working directory (beside Hydra's run folders)."""
+    return Path("outputs") / "compare" / ("compare-" + "-".join(r[:8] for r in run_ids[:6]) + ".png")
+
+
 def plot(runs: Sequence[Any], labels: Sequence[str], path: Path) -> Path:
     """Two panels: the key final metrics per run (grouped bars), and each run's IC by horizon (lines)."""
     plt = figures.pyplot()
