@@ -59,6 +59,7 @@ def test_catalog_source_reads_the_ranges_a_table_does(three_days: pa.Table, tmp_
         (int(t[100]), int(t[40_000])),
         (int(t[35_123]) + 1, None),
         (int(t[59_999]), int(t[60_001])),
+        (None, int(t[12_345])),
     ]:
         got = pa.Table.from_batches(list(cat.read(lo, hi)))
         assert got.equals(pa.Table.from_batches(list(table.read(lo, hi))))

@@ -170,23 +170,24 @@ class CatalogSource(ShardSource):
                             verify=self.verify)  # fmt: skip
 
     def read(self, lo: int | None, hi: int | None) -> Iterator[pa.RecordBatch]:
-        if len(self.markets) != 1 or lo is None:
+        if len(self.markets) != 1:
             return cut(self.batches(), lo, hi)
-        return cut(self._from(lo), lo, hi)
+        return cut(self._one_market(lo, hi), lo, hi)
 
-    def _from(self, lo: int) -> Iterator[pa.RecordBatch]:
-        """One market's events from `lo` on: the partition holding `lo` read from its first row group that can
-        hold t >= lo (by the row groups' statistics), the later ones whole (checked against their digests)."""
-        parts = [p for p in self._parts() if p.t_last >= lo]
-        if not parts:
-            return
-        first = parts[0]
-        if first.t_first < lo:
-            yield from _row_groups_from(Path(self.root) / first.file, lo, self.batch_size)
-            parts = parts[1:]
-        if parts:
-            yield from catalog.read(self.root, list(self.markets), parts[0].date, self.end,
-                                    batch_size=self.batch_size, verify=self.verify)  # fmt: skip
+    def _one_market(self, lo: int | None, hi: int | None) -> Iterator[pa.RecordBatch]:
+        """One market's events for `read(lo, hi)`: the partitions inside the range read whole (and checked against
+        their digests), the ones it cuts only in the row groups that can hold its ends (by the row groups'
+        statistics of `t`), up to the partition holding the first event past `hi`."""
+        for p in self._parts():
+            if lo is not None and p.t_last < lo:
+                continue
+            if (lo is None or p.t_first >= lo) and (hi is None or p.t_last <= hi):
+                yield from catalog.read(self.root, list(self.markets), p.date, p.date, batch_size=self.batch_size,
+                                        verify=self.verify)  # fmt: skip
+            else:
+                yield from _row_groups(Path(self.root) / p.file, lo, hi, self.batch_size)
+            if hi is not None and p.t_last > hi:
+                return  # this partition holds the first event past hi
 
     def scan(self, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
         if len(self.markets) != 1:
@@ -204,20 +205,24 @@ class CatalogSource(ShardSource):
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _row_groups_from(path: Path, lo: int, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """A partition's events from its first row group that can hold t >= lo (by the row groups' statistics of
-    `t`: rows are in time order), in the exact market schema; `cut` drops the rows before `lo`."""
+def _row_groups(path: Path, lo: int | None, hi: int | None, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """A partition's events in the row groups that can hold t in [lo, hi] and the first one past hi (rows are in
+    time order: the row groups' statistics of `t` decide), in the exact market schema; `cut` trims the ends."""
     pf = pq.ParquetFile(str(path))
     t_index = pf.schema_arrow.get_field_index("t")
-    start = 0
+    groups = []
     for i in range(pf.metadata.num_row_groups):
         stats = pf.metadata.row_group(i).column(t_index).statistics
-        if stats is not None and stats.has_min_max and stats.max < lo:
-            start = i + 1
-    groups = list(range(start, pf.metadata.num_row_groups))
+        known = stats is not None and stats.has_min_max
+        if known and lo is not None and stats.max < lo:
+            continue
+        groups.append(i)
+        if known and hi is not None and stats.min > hi:
+            break  # it holds the first event past hi
     if not groups:
         return
-    for batch in pf.iter_batches(batch_size=batch_size, row_groups=groups, columns=catalog.schema.SCHEMA.names):
+    for batch in pf.iter_batches(batch_size=batch_size, row_groups=groups, columns=catalog.schema.SCHEMA.names,
+                                 use_threads=False):  # fmt: skip
         if batch.num_rows:
             yield catalog.normal_batch(batch)
 
