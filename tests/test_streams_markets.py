@@ -154,3 +154,18 @@ def test_a_stream_is_tagged_once_and_unknown_triggers_of_a_market_are_named() ->
     bad = perp.set_column(1, "trigger", pa.array(["perp.book"] * 49 + ["perp.fill"]))
     with pytest.raises(EventsError, match=r"argument 1: trigger: row 49 has trigger 'perp.fill'"):
         hs.streams.merge(hs.streams.synthetic(50, seed=1, market="spot"), bad)
+
+
+def test_a_catalog_read_of_several_markets_under_their_names_is_their_merge(tmp_path: Path) -> None:
+    a = hs.streams.synthetic(5_000, seed=1)
+    b = hs.streams.synthetic(4_000, seed=2, message_gap_ms=80.0)
+    hs.data.import_table(tmp_path, a, market="perp")
+    hs.data.import_table(tmp_path, b, market="spot")
+    batches = list(hs.data.read(tmp_path, ["perp", "spot"], named=True, batch_size=1_000))
+    assert max(x.num_rows for x in batches) <= 1_000
+    got = pa.Table.from_batches(batches)
+    want = hs.streams.merge(schema.tag(a, "perp"), schema.tag(b, "spot"))
+    assert got.column_names == want.column_names == schema.market_schema(["perp", "spot"]).names
+    assert hs.streams.digest(got) == hs.streams.digest(want)
+    one = pa.Table.from_batches(list(hs.data.read(tmp_path, "spot", named=True)))
+    assert hs.streams.digest(one) == hs.streams.digest(schema.tag(b, "spot"))

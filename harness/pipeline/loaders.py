@@ -148,9 +148,11 @@ def catalog(
     verify: bool = True,
     chunk: int = DEFAULT_CHUNK,
     limit: int | None = None,
+    named: bool = False,
 ) -> Events:
     """`hs.data.read(root, markets, start, end)`: a date range of the market-data catalog, read batch by batch on
-    each pass (never held in memory whole); `limit` keeps the first events."""
+    each pass (never held in memory whole); `limit` keeps the first events; `named`: each market under its name
+    (for a circuit of several markets)."""
     path = Path(root)
     try:
         names = _catalog_markets(path, markets)
@@ -165,14 +167,17 @@ def catalog(
 
     def batches() -> Iterator[pa.RecordBatch]:
         left = rows
-        for batch in market_catalog.read(path, names, start, end, batch_size=int(chunk), verify=verify):
+        read = market_catalog.read(path, names, start, end, batch_size=int(chunk), verify=verify, named=named)
+        for batch in read:
             yield batch.slice(0, left)
             left -= min(left, batch.num_rows)
             if not left:
                 return
 
     described = f"catalog({root}, markets={names}, {start or 'first'}..{end or 'last'})"
-    shard_source = None if limit is not None else CatalogSource(str(path), tuple(names), start, end, verify, int(chunk))
+    shard_source = None
+    if limit is None and not named:
+        shard_source = CatalogSource(str(path), tuple(names), start, end, verify, int(chunk))
     return Events(batches, rows, described, [str(path / p.file) for p in parts], shard_source=shard_source)
 
 

@@ -141,6 +141,7 @@ class CatalogStream:
     start: Optional[str] = None  # noqa: UP045  # first UTC date (YYYY-MM-DD), inclusive; None: the first
     end: Optional[str] = None  # noqa: UP045  # last UTC date, inclusive; None: the last
     verify: bool = True  # check each partition against its manifest digest as it is read
+    named: bool = False  # each market under its name (<market>.book, <market>.<column>): for hs.lib.market(c, market=)
     chunk: int = 100_000
     limit: Optional[int] = None  # noqa: UP045
 

@@ -542,17 +542,23 @@ def read(
     *,
     batch_size: int = ROW_GROUP,
     verify: bool = True,
+    named: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """The events of `markets` between the UTC dates `start` and `end` (inclusive; None: open), record batches of
     at most `batch_size` rows in time order. Several markets are merged as `hs.streams.merge(*markets)` would
-    (market order as argument order) with a `market` column; one market's events are exactly what was imported."""
+    (market order as argument order) with a `market` column; one market's events are exactly what was imported.
+    `named`: each market's events under its name instead (`schema.tag`: triggers `<market>.book`, columns
+    `<market>.<column>`, no `market` column), for a circuit of several markets (`hs.lib.market(c, market=...)`)."""
     if int(batch_size) <= 0:
         raise HarnessError(f"batch_size={batch_size} must be > 0")
     root = Path(root)
     parts = partitions(root, markets, start, end)
     names = _market_names(root, markets)
     streams = [_market_batches(root, [p for p in parts if p.market == m], int(batch_size), verify) for m in names]
-    if len(streams) == 1:
+    if named:
+        tagged = [_tagging(s, m) for s, m in zip(streams, names, strict=True)]
+        yield from merge_streams(tagged, [schema.tag(schema.empty(), m) for m in names], int(batch_size))
+    elif len(streams) == 1:
         yield from streams[0]
     elif streams:
         empty = schema.empty().append_column(MARKET_COLUMN, pa.array([], pa.string()))
@@ -572,6 +578,12 @@ def read_table(
 
 def _labelled(batch: pa.RecordBatch, market: str) -> pa.Table:
     return pa.Table.from_batches([batch]).append_column(MARKET_COLUMN, pa.array([market] * batch.num_rows))
+
+
+def _tagging(batches: Iterator[pa.RecordBatch], market: str) -> Iterator[pa.Table]:
+    """A market's batches under its name (`schema.tag`)."""
+    for batch in batches:
+        yield schema.tag(pa.Table.from_batches([batch]), market)
 
 
 def _labelling(batches: Iterator[pa.RecordBatch], market: str) -> Iterator[pa.Table]:
