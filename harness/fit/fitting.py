@@ -241,6 +241,7 @@ def _train_model(
     """Build the torch model at the kernel's parameters (or `init`), check it against the kernel, and train it on
     `parts`."""
     model = CircuitModel(data, fold=fold, init=kernel.params if init is None else init)
+    model.piece_rows = config.piece_rows  # beyond it the model is evaluated in chronological pieces (exact)
     if tr.statistics:  # frozen train statistics: from the training rows, into the model and the kernel
         stats = train_statistics(tr, data, parts.train.numpy())
         model.set_statistics(stats)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -63,6 +63,17 @@ class _Gather:
     scalar: bool  # every source is a scalar (parameters, constants, scalar groups)
 
 
+@dataclass
+class _Window:
+    """What one evaluation covers: the selected rows (None: all), a span [start, stop) of the points of each step
+    domain, and the values carried in at a span's first point (group index -> [members, 1])."""
+
+    sel: torch.Tensor | None
+    spans: dict[int, tuple[int, int]]
+    carries: dict[int, torch.Tensor]
+    carried: frozenset[int] = frozenset()  # the step domains whose span starts at the last point of the piece before
+
+
 def _computed(trace: Trace) -> list[TNode]:
     """The operator and decay nodes of `trace`, by depth then id (the order groups are made in)."""
     return sorted((n for n in trace.nodes if n.kind in ("op", "decay")), key=lambda n: (n.depth, n.id))
@@ -94,6 +105,9 @@ class CircuitModel(torch.nn.Module):
         self._plan_gathers()
         self._plan_imports(data, refs)
         self.n_rows = self._width[ROWS]
+        # the most points of one domain an evaluation holds at once (None: no limit); beyond it forward() without
+        # grad and `backward_in_pieces` go through chronological pieces, carrying every value across (exact)
+        self.piece_rows: int | None = None
 
     # ----- construction ---------------------------------------------------------------------------------
     def _init_parameters(self, values: dict[str, float]) -> None:
@@ -143,6 +157,7 @@ class CircuitModel(torch.nn.Module):
         # imports whose consumer points are the producer's points: no gather needed
         self._identity = {k for k, v in data.imports.items() if np.array_equal(v, np.arange(len(v)))}
         self._import_np = data.imports
+        self._replay_rows = {d: data.domains[d].rows for d in data.domains}  # positions in the replay: the time axis
 
     def _leaf_refs(self, data: FitData, consts: list[TNode]) -> dict[int, Ref]:
         """Refs of the constants, parameters and leaves; each domain's leaves stacked into one bank tensor."""
@@ -265,9 +280,82 @@ class CircuitModel(torch.nn.Module):
 
     # ----- evaluation -----------------------------------------------------------------------------------
     def forward(self, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """The target at training rows `rows` (all rows when None)."""
-        out, _ = self._evaluate(rows, capture=False)
-        return out
+        """The target at training rows `rows` (all rows when None); without grad in pieces of at most `piece_rows`
+        points per domain (the same values: pieces carry every value across)."""
+        pieces = None if torch.is_grad_enabled() else self._pieces(rows)
+        if pieces is None:
+            out, _ = self._evaluate(rows, capture=False)
+            return out
+        parts = [value for _, value in self._forward_pieces(pieces)]
+        return torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
+
+    def backward_in_pieces(
+        self, rows: torch.Tensor, loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> float | None:
+        """Backpropagate sum(loss_of(pred, rows piece)) over the pieces of `rows` without one graph over all of
+        them: a forward without grad keeps the values each piece carries in, then the pieces in reverse, each
+        evaluated again with grad, take the gradient of what they carry out from the piece after. The gradients
+        are those of one evaluation (summed in another order). Returns the summed loss; None (nothing done)
+        when `rows` fit in one piece."""
+        pieces = self._pieces(rows)
+        if pieces is None:
+            return None
+        with torch.no_grad():
+            windows = [window for window, _ in self._forward_pieces(pieces, target=False)]
+        total, adjoint = 0.0, {}
+        for window in reversed(windows):
+            leaves = {g: c.detach().requires_grad_(True) for g, c in window.carries.items()}
+            pred, outs, _, _ = self._run(_Window(window.sel, window.spans, leaves, window.carried))
+            tensors, grads = [], []
+            if window.sel is not None and len(window.sel):
+                loss = loss_of(pred, window.sel)
+                tensors.append(loss)
+                grads.append(torch.ones_like(loss))
+                total += float(loss.detach())
+            for g, adj in adjoint.items():
+                if outs[g].requires_grad:
+                    tensors.append(outs[g][:, -1:])
+                    grads.append(adj)
+            if tensors:
+                torch.autograd.backward(tensors, grads)
+            adjoint = {g: leaf.grad for g, leaf in leaves.items() if leaf.grad is not None}
+        return total
+
+    def _forward_pieces(self, pieces: list[_Window], target: bool = True) -> Iterator[tuple[_Window, torch.Tensor]]:
+        """Each piece in order with what it carries in (each step group's value at the last point of its span in
+        the piece before), and its target values (`target=False`: only the step domains, the target empty)."""
+        last: dict[int, torch.Tensor] = {}
+        for piece in pieces:
+            carries = {g.index: last[g.index] for d in piece.carried for g in self._domain_groups[d]
+                       if not g.scalar and g.index in last}  # fmt: skip
+            window = _Window(piece.sel, piece.spans, carries, piece.carried)
+            value, outs, _, _ = self._run(window, target)
+            yield window, value
+            for d, (start, stop) in window.spans.items():
+                if stop > start:
+                    groups = [g for g in self._domain_groups[d] if not g.scalar]
+                    last.update({g.index: outs[g.index][:, -1:].clone() for g in groups})  # a view would keep it all
+
+    def _pieces(self, rows: torch.Tensor | None) -> list[_Window] | None:
+        """The evaluation of `rows` cut into chronological pieces (by replay position) holding at most `piece_rows`
+        points of each domain, each step span starting at the last point of the one before; None for one piece."""
+        need = self._needed(rows)
+        sel = np.arange(self.n_rows) if rows is None else rows.numpy()
+        points = {d: self._replay_rows[d][sel] if d == ROWS else self._replay_rows[d][: int(need[d])]  # type: ignore[call-overload]
+                  for d in self._domain_order}  # fmt: skip
+        cap = self.piece_rows
+        if cap is None or max(len(p) for p in points.values()) <= cap:
+            return None
+        pieces, done = [], {d: 0 for d in points}
+        while any(done[d] < len(p) for d, p in points.items()):
+            ahead = [int(p[done[d] + cap]) for d, p in points.items() if done[d] + cap < len(p)]
+            bound = min(ahead) if ahead else None  # the first replay position left to the next piece
+            upto = {d: len(p) if bound is None else int(np.searchsorted(p, bound)) for d, p in points.items()}
+            spans = {d: (max(done[d] - 1, 0), upto[d]) for d in points if d != ROWS}
+            carried = frozenset(d for d in spans if done[d] > 0)  # the span's first point ended the piece before
+            pieces.append(_Window(torch.from_numpy(sel[done[ROWS] : upto[ROWS]]), spans, {}, carried))
+            done = upto
+        return pieces
 
     def _needed(self, rows: torch.Tensor | None) -> dict[int, object]:
         """Per domain: the rows domain's selection, or how many leading points each step domain needs."""
@@ -285,45 +373,77 @@ class CircuitModel(torch.nn.Module):
         return need
 
     def _evaluate(self, rows: torch.Tensor | None, capture: bool) -> tuple[torch.Tensor, dict]:
-        params = self.values()
         need = self._needed(rows)
+        window = _Window(rows, {d: (0, int(w)) for d, w in need.items() if d != ROWS}, {})  # type: ignore[arg-type]
+        value, outs, imported, params = self._run(window)
+        cap = {"outs": outs, "imported": imported, "params": params, "need": need} if capture else {}
+        return value, cap
+
+    def _run(
+        self, window: _Window, target: bool = True
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict, torch.Tensor]:
+        """The target over one window (the selected rows; a span of points of each step domain, each group's value
+        at a span's first point carried in when given); also the group outputs, imports and parameter values.
+        `target=False`: the step domains only (what a piece carries on), the target empty."""
+        params = self.values()
+        sel = window.sel
         outs: dict[int, torch.Tensor] = {}
         imported: dict[tuple[int, int], torch.Tensor] = {}
         for d in self._domain_order:
-            sel = need[d]
+            if d == ROWS and not target:
+                return torch.empty(0, dtype=torch.float64), outs, imported, params
             if d == ROWS:
-                width = self.n_rows if sel is None else len(sel)  # type: ignore[arg-type]
-                bank = self._banks[d] if sel is None else self._banks[d].index_select(1, sel)  # type: ignore[arg-type]
+                start, width = 0, self.n_rows if sel is None else len(sel)
+                bank = self._banks[d] if sel is None else self._banks[d].index_select(1, sel)
             else:
-                width = int(sel)  # type: ignore[arg-type]
-                bank = self._banks[d][:, :width]
-            for (x, y), groups in self._imported_groups.items():
-                if x != d:
-                    continue
-                idx = self._imports[(x, y)]
-                idx = idx if sel is None else (idx.index_select(0, sel) if d == ROWS else idx[:width])  # type: ignore[arg-type]
-                same = (x, y) in self._identity and (sel is None or d != ROWS) and outs[groups[0]].shape[1] == width
-                for g in groups:
-                    imported[(d, g)] = outs[g] if same else outs[g].index_select(1, idx)
+                start, stop = window.spans[d]
+                width, bank = stop - start, self._banks[d][:, start:stop]
+            self._import_into(d, window, start, width, outs, imported)
             sources = _Sources(bank, params, self._const_values, outs, imported, d, width)
             if d == ROWS:
                 rows_sources = sources
             for g in self._domain_groups[d]:
-                xs = [sources.gather(self._gathers[(g.index, j)]) for j in range(len(g.inputs))]
-                ps = {p: sources.gather(self._param_gathers[(g.index, p)]) for p in g.params}
-                if g.kind == "decay":
-                    form = getattr(g.op, "scan_form", None)
-                    coeffs = g.op.torch_coeffs  # type: ignore[attr-defined]
-                    outs[g.index] = decay_scan(self._gaps[d], ps["halflife"], xs[0], width, form, coeffs)
-                else:
-                    outs[g.index] = g.op.torch_f(ps, *xs)  # type: ignore[attr-defined]
+                outs[g.index] = self._group_output(g, sources, start, width, window.carries.get(g.index))
         target = self._refs[self.trace.target]
-        final_width = self.n_rows if rows is None else len(rows)
+        final_width = self.n_rows if sel is None else len(sel)
         value = rows_sources.one(target)
         if value.shape[-1] != final_width:
             value = value.expand(final_width)
-        cap = {"outs": outs, "imported": imported, "params": params, "need": need} if capture else {}
-        return value, cap
+        return value, outs, imported, params
+
+    def _import_into(
+        self, d: int, window: _Window, start: int, width: int, outs: dict, imported: dict[tuple[int, int], torch.Tensor]
+    ) -> None:
+        """The values domain `d` imports, at its points in the window (forward filled from the producers' points)."""
+        sel = window.sel
+        for (x, y), groups in self._imported_groups.items():
+            if x != d:
+                continue
+            idx = self._imports[(x, y)]
+            idx = idx if sel is None else (idx.index_select(0, sel) if d == ROWS else idx[start : start + width])
+            y_start = window.spans[y][0]
+            if y_start:  # a span's first point may import from before the producer's span: its values are carried
+                idx = (idx - y_start).clamp_(min=0)
+            same = (x, y) in self._identity and (sel is None or d != ROWS) and y_start == start
+            for g in groups:
+                same_g = same and outs[g].shape[1] == width
+                imported[(d, g)] = outs[g] if same_g else outs[g].index_select(1, idx)
+
+    def _group_output(
+        self, g: Group, sources: _Sources, start: int, width: int, carry: torch.Tensor | None
+    ) -> torch.Tensor:
+        """One group's values over its domain's points in the window; with `carry`, the value at the first point
+        is the carried one (and a decay continues from it)."""
+        xs = [sources.gather(self._gathers[(g.index, j)]) for j in range(len(g.inputs))]
+        ps = {p: sources.gather(self._param_gathers[(g.index, p)]) for p in g.params}
+        if g.kind == "decay":
+            form = getattr(g.op, "scan_form", None)
+            coeffs = g.op.torch_coeffs  # type: ignore[attr-defined]
+            return decay_scan(self._gaps[g.domain][start:], ps["halflife"], xs[0], width, form, coeffs, carry)
+        out = g.op.torch_f(ps, *xs)  # type: ignore[attr-defined]
+        if carry is not None and out.shape[-1] == width and width:
+            out = torch.cat([carry, out[:, 1:]], dim=1)
+        return out
 
     def _plan_gather(self, spec: list[Ref]) -> _Gather:
         order = sorted(range(len(spec)), key=lambda i: (_source_key(spec[i]), i))

@@ -144,6 +144,7 @@ def decay_scan(
     n: int,
     form: str | None,
     coeffs: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    carry: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The decayed recurrence of a stateful operator over the first `n` points of a time axis with gap seconds
     `gaps`: s[k] = a[k] * s[k-1] + b[k] with (a, b) = coeffs(w, x) and w = `decay_weights_from_gaps`.
@@ -151,6 +152,8 @@ def decay_scan(
     On the CPU in float64 an operator of a known `form` ("ewma": b = (1 - w) x, "sum": b = x) runs as one fused
     C++ pass per row that keeps only its output for the backward (it recomputes the weights): ~3x less memory and
     time than weights, coefficients and scan as separate tensors. Everything else takes that general path.
+    `carry` ([F, 1]): the state at point 0, carried from an earlier piece of the axis (s[0] = carry; the
+    recurrence continues from it exactly as over the whole axis, and gradients reach it).
     """
     h = halflife[:, 0] if halflife.ndim == 2 and halflife.shape[1] == 1 else halflife
     f = h.shape[0] if h.ndim == 1 else -1
@@ -163,7 +166,11 @@ def decay_scan(
     fused = fused and all(v.device.type == "cpu" and v.dtype == torch.float64 for v in (gaps, h, x))
     if not fused:
         a, b = coeffs(decay_weights_from_gaps(gaps, halflife, n), x)
+        if carry is not None and n:
+            b = torch.cat([carry.expand(b.shape[0], 1), b[:, 1:]], dim=1)  # s[0] = b[0] = carry
         return linear_scan(a, b)
+    if carry is not None and n:  # both fused forms set s[0] = x[0] (w[0] = 0)
+        x = torch.cat([carry.expand(f, 1), x[:, 1:]], dim=1)
     return _DecayScan.apply(gaps[: max(n - 1, 0)], h, x, form == "ewma")
 
 

@@ -103,6 +103,7 @@ class TrainerConfig:
     lbfgs_max_iter: int = 20
     compile: bool = False
     progress: bool | None = None
+    piece_rows: int | None = 100_000
 
     def __post_init__(self) -> None:
         """Check every field so a bad config fails here, not epochs into a fit."""
@@ -124,6 +125,7 @@ class TrainerConfig:
         self._int("lbfgs_max_iter", optional=False)
         self._bool("compile", optional=False)
         self._bool("progress", optional=True)
+        self._int("piece_rows", optional=True)
         if self.optimizer != "sgd" and self.momentum != 0:
             raise _bad("momentum", self.momentum, f"applies to optimizer 'sgd' only, not {self.optimizer!r}")
         if self.optimizer == "lbfgs" and self.weight_decay != 0:
@@ -449,6 +451,27 @@ class _Run:
         perm = tr[torch.randperm(len(tr), generator=self.gen)]
         return [torch.sort(perm[i : i + bs]).values for i in range(0, len(perm), bs)]
 
+    def loss_backward(self, epoch: int, rows: torch.Tensor) -> torch.Tensor:
+        """The loss of one train batch with its gradient accumulated (raising NonFiniteLoss before any step).
+        A model with `backward_in_pieces` (a CircuitModel over more rows than `piece_rows`) goes through
+        chronological pieces of the rows, never holding one graph over all of them: the same loss and
+        gradient, summed in another order."""
+        in_pieces = getattr(self.model, "backward_in_pieces", None)
+        n = len(rows)
+        total = None
+        if in_pieces is not None:
+            total = in_pieces(rows, lambda pred, part: self.loss_fn(pred, self.y[part]) * (len(part) / n))
+        if total is None:
+            loss = self.batch_loss(epoch, rows)
+            self.backward(loss)
+            return loss.detach()
+        if not math.isfinite(total):
+            with torch.no_grad():
+                _non_finite(epoch, "train", rows, self.forward(rows), self.y[rows], total)
+        if self.zero_grad is None:
+            self.zero_grad = zero_gradients(self.model)
+        return torch.tensor(total, dtype=torch.float64)
+
     def batch_loss(self, epoch: int, rows: torch.Tensor) -> torch.Tensor:
         """The loss of one train batch (with grad), raising NonFiniteLoss before anything steps on it."""
         pred, target = self.forward(rows), self.y[rows]
@@ -463,16 +486,13 @@ class _Run:
 
             def closure() -> torch.Tensor:
                 self.opt.zero_grad()
-                loss = self.batch_loss(epoch, rows)
-                self.backward(loss)
-                return loss
+                return self.loss_backward(epoch, rows)
 
             return float(self.opt.step(closure).detach())  # type: ignore[union-attr]
         self.opt.zero_grad()
-        loss = self.batch_loss(epoch, rows)
-        self.backward(loss)
+        loss = self.loss_backward(epoch, rows)
         self.opt.step()
-        return float(loss.detach())
+        return float(loss)
 
     def eval_loss(self, rows: torch.Tensor, epoch: int | None = None) -> float:
         """The loss on rows without grad in eval mode; NaN for no rows; NonFiniteLoss during training epochs."""

@@ -1,0 +1,90 @@
+"""Fitting at scale: the model evaluated in chronological pieces (`TrainerConfig.piece_rows`) gives the values of one
+evaluation bit for bit, and its gradients and fits within float tolerance (only the order of the sums differs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_fit import ticks, wide_circuit
+
+import harness as hs
+from harness import examples
+from harness.fit.data import collect
+from harness.fit.model import CircuitModel
+from harness.fit.trainer import TrainerConfig, TrainerError
+
+
+@pytest.fixture(scope="module")
+def wide_data() -> hs.fit.FitData:
+    tr = hs.fit.trace(wide_circuit(), "pred")
+    kernel = hs.compile(tr.recording_circuit())
+    return collect(tr, kernel, ticks(3000, seed=2, two=True), label=hs.fit.make_label(("truth", 0.0)))
+
+
+def test_pieces_give_the_values_of_one_evaluation(wide_data: hs.fit.FitData) -> None:
+    model = CircuitModel(wide_data)
+    assert len(model._domain_order) > 2  # several step domains, decays feeding decays, an observed input
+    rows = torch.arange(5, model.n_rows, 3)
+    with torch.no_grad():
+        whole, some = model(), model(rows)
+        for cap in (1, 2, 7, 333, 2000):
+            model.piece_rows = cap
+            assert len(model._pieces(None)) > 1
+            assert torch.equal(model(), whole)  # carried states and imports: the same operations on the same values
+            assert torch.equal(model(rows), some)
+        model.piece_rows = model.n_rows  # one piece: the evaluation as before
+        assert model._pieces(None) is None
+
+
+def test_pieces_give_the_gradients_of_one_evaluation(wide_data: hs.fit.FitData) -> None:
+    model = CircuitModel(wide_data)
+    y = torch.from_numpy(wide_data.y)
+    rows = torch.arange(0, model.n_rows, 2)
+
+    def loss_of(pred: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
+        return ((pred - y[part]) ** 2).sum() / len(rows)
+
+    whole = loss_of(model(rows), rows)
+    whole.backward()
+    expected = model.raw.grad.clone()
+    assert bool((expected != 0).all())
+    for cap in (1, 50, 700):
+        model.raw.grad = None
+        model.piece_rows = cap
+        total = model.backward_in_pieces(rows, loss_of)
+        assert total == pytest.approx(float(whole.detach()), rel=1e-13)
+        torch.testing.assert_close(model.raw.grad, expected, rtol=1e-12, atol=1e-15)
+    model.piece_rows = None
+    assert model.backward_in_pieces(rows, loss_of) is None  # nothing to cut: the caller backpropagates itself
+
+
+@pytest.mark.parametrize(
+    "trainer", [{"optimizer": "adam", "lr": 0.05, "epochs": 25}, {"optimizer": "lbfgs", "epochs": 3}]
+)
+def test_a_fit_in_pieces_equals_the_fit_in_one(trainer: dict) -> None:
+    events = hs.streams.synthetic(40_000, seed=3)
+    fits = {}
+    for piece_rows in (None, 900):
+        fits[piece_rows] = hs.fit.fit(
+            examples.trade_pressure(), events, target="pred", label=("mid", 1.0),
+            sampler=hs.replay.every_n(2, trigger="trade"), trainer={**trainer, "piece_rows": piece_rows},
+        )  # fmt: skip
+    one, pieces = fits[None], fits[900]
+    assert len(pieces.model._pieces(None)) > 5 and one.model._pieces(None) is None
+    assert one.params.keys() == pieces.params.keys()
+    for name, value in one.params.items():
+        assert pieces.params[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
+    assert pieces.training.best_epoch == one.training.best_epoch
+    for a, b in zip(one.history, pieces.history, strict=True):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-9)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-9)
+    np.testing.assert_allclose(pieces.predictions(), one.predictions(), rtol=1e-9, atol=1e-15)
+    assert pieces.parity["max_abs_error"] <= 1e-12
+
+
+def test_piece_rows_is_checked() -> None:
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(TrainerError, match="piece_rows"):
+            TrainerConfig(piece_rows=bad)  # type: ignore[arg-type]
+    assert TrainerConfig(piece_rows=None).piece_rows is None
