@@ -420,7 +420,10 @@ class CircuitModel(torch.nn.Module):
             if x != d:
                 continue
             idx = self._imports[(x, y)]
-            idx = idx if sel is None else (idx.index_select(0, sel) if d == ROWS else idx[start : start + width])
+            if d != ROWS:  # a step domain's points in the window (whatever the rows selection)
+                idx = idx[start : start + width]
+            elif sel is not None:
+                idx = idx.index_select(0, sel)
             y_start = window.spans[y][0]
             if y_start:  # a span's first point may import from before the producer's span: its values are carried
                 idx = (idx - y_start).clamp_(min=0)

@@ -58,7 +58,10 @@ class Events:
         if table.num_rows == 0:
             raise ConfigError(f"stream ({source}): no events")
         batches = lambda: iter(table.to_batches(max_chunksize=int(chunk)))  # noqa: E731
-        return cls(batches, table.num_rows, source, files, shard_source=TableSource(table, int(chunk)))
+        out = cls(batches, table.num_rows, source, files, shard_source=TableSource(table, int(chunk)))
+        if "trigger" in table.column_names:
+            out.markets = streams.schema.markets_of(table.column("trigger"))
+        return out
 
     def market_names(self) -> list[str | None]:
         """The markets of the stream (None: a stream without a market name): as its loader knows them, else from

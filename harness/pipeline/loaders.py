@@ -75,7 +75,9 @@ def synthetic(
         return streams.synthetic_batches(n, seed=seed_, chunk=chunk_, **fields)
 
     key = repr(("synthetic", n, seed_, chunk_, sorted(fields.items())))  # a pure function of these: its content
-    return Events(generate, n, f"synthetic(events={n}, seed={seed_})", [], shard_source=BatchesSource(generate, key))
+    out = Events(generate, n, f"synthetic(events={n}, seed={seed_})", [], shard_source=BatchesSource(generate, key))
+    out.markets = [None]  # one market without a name
+    return out
 
 
 def tardis(
