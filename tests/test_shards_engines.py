@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from conftest import real_data
+from conftest import SHARED_DATA, real_data
 from mlflow.tracking import MlflowClient
 from test_shards import LABELS, bounded_circuit, days, decay_circuit
 
@@ -203,6 +203,14 @@ def test_ray_engine_with_a_real_local_instance(three_days: pa.Table) -> None:
             how = hs.replay.Sharding(count=count, engine="ray")
             serial, rec = _both(k, three_days, how, sampler=hs.replay.every_n(7, "trade"))
             assert rec.table.equals(serial.table) and all(i.differing == 0 for i in rec.shards)
+        book = SHARED_DATA.joinpath(*REAL, "binance-futures_incremental_book_L2_2024-08-08_BTCUSDT.csv.gz")
+        trades = SHARED_DATA.joinpath(*REAL, "binance-futures_trades_2024-08-08_BTCUSDT.csv.gz")
+        if book.exists() and trades.exists():  # the real sample split in two, on Ray too
+            k = hs.compile(bounded_circuit())
+            serial, rec = _both(
+                k, hs.streams.tardis(book=book, trades=trades), hs.replay.Sharding(count=2, engine="ray")
+            )
+            assert rec.table.equals(serial.table) and rec.shards[1].differing == 0
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FitWarning)
             kw = {"label": ("mid", 1.0), "trainer": {"epochs": 2}, "parity_events": 10_000}
