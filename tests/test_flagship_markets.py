@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, real_data
 from mlflow.tracking import MlflowClient
 
 import harness as hs
@@ -45,10 +45,9 @@ def test_the_synthetic_pair_experiment_runs_with_per_market_metrics(here: Path) 
     assert metrics["rows_train"] > 500
 
 
-@pytest.mark.skipif(
-    not (SHARED_DATA / "derived" / "binance_2024-08-08").exists(), reason=f"real market data not found at {SHARED_DATA}"
-)
 def test_the_real_pair_experiment_runs_on_a_slice(here: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_data("derived", "binance_2024-08-08")
+    real_data("derived", "binance-futures_2024-08-08")
     monkeypatch.setenv("HARNESS_DATA_ROOT", str(SHARED_DATA))
     assert main(["+experiment=trade_pressure_pair_btc", "stream.limit=60000", "trainer.epochs=3"]) == 0
     metrics = run_metrics(here)
