@@ -305,6 +305,24 @@ def test_an_edited_partition_fails_its_read_naming_the_file(tmp_path: Path) -> N
         data.import_table(tmp_path, synthetic_days(events=5000, seed=9), market="synth")
 
 
+def test_a_verified_partition_is_not_hashed_again_until_its_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data.import_table(tmp_path, synthetic_days(events=5000), market="synth")
+    hashed: list[int] = []
+    original = catalog.StreamDigest.add
+    monkeypatch.setattr(catalog.StreamDigest, "add", lambda self, b: (hashed.append(b.num_rows), original(self, b)))
+    first = data.read_table(tmp_path)
+    assert sum(hashed) == first.num_rows
+    hashed.clear()
+    assert data.read_table(tmp_path).equals(first) and hashed == []  # stamped: read without hashing
+    part = data.partitions(tmp_path)[1]
+    pq.write_table(pq.read_table(tmp_path / part.file).slice(1), tmp_path / part.file)
+    with pytest.raises(DataError, match=f"{part.file}.*differs from the manifest"):
+        data.read_table(tmp_path)  # the stamp no longer matches the file: hashed again, and caught
+    assert 0 < sum(hashed) < 2 * first.num_rows
+
+
 # ----- command line and pipeline --------------------------------------------------------------------------------
 def test_data_command_imports_and_lists(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     real_sample()

@@ -8,6 +8,7 @@ Layout under the catalog root (`hs.data.import_files(root, files)`, `harness dat
                                                     falls on that UTC day, in the market schema, zstd, row
                                                     groups of `ROW_GROUP` rows, in `hs.streams.merge` order
     .lock, .tmp/                                    the importers' lock and their temporary files
+    .verified/                                      stamps of partition files whose content a read verified
 
 The manifest holds, per market, every imported source (keyed by its sha256: path, reader, role, options, the
 dates it touched) and, per partition, its file, content digest (`hs.streams.digest`), row count, time span
@@ -23,7 +24,8 @@ Reading (`read`, `stream=catalog`) lists partitions from the manifest and scans 
 `pyarrow.dataset`, batch by batch in time order (days in order; several markets merged on the fly with the
 `hs.streams.merge` tie-break, market order as argument order, and a `market` column), so memory holds about
 one batch per market whatever the range. Each partition's content is checked against its manifest digest as
-it is read (`verify`).
+it is read (`verify`); a read that verified a whole file stamps it (`.verified/`: its size, change times
+and inode), and later reads of a file whose stamp still matches skip the hashing (most of a read's cost).
 """
 
 from __future__ import annotations
@@ -518,7 +520,8 @@ def _market_batches(root: Path, parts: Sequence[Partition], batch_size: int, ver
     files = [str(root / p.file) for p in parts]
     dataset = ds.dataset(files, format=_FORMAT, partitioning=PARTITIONING, partition_base_dir=str(root))
     for part, fragment in zip(parts, dataset.get_fragments(), strict=True):
-        check = StreamDigest() if verify else None
+        stat = _file_stat(root / part.file)
+        check = StreamDigest() if verify and not _stamped(root, part, stat) else None
         scan = {"batch_size": batch_size, "batch_readahead": READAHEAD, "fragment_readahead": 1, "use_threads": False}
         for batch in fragment.to_batches(columns=schema.SCHEMA.names, **scan):
             if batch.num_rows == 0:
@@ -532,6 +535,43 @@ def _market_batches(root: Path, parts: Sequence[Partition], batch_size: int, ver
                 f"{root / part.file}: whole file: content digest {found[:16]} differs from the manifest's "
                 f"{part.digest[:16]} (market {part.market}, {part.date}): the file was edited or damaged; re-import it"
             )
+        if check is not None:
+            _stamp(root, part, stat)
+
+
+VERIFIED = ".verified"
+
+
+def _file_stat(path: Path) -> dict[str, int]:
+    """What a stamp compares: a file rewritten in any ordinary way changes at least one of these."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "ino": st.st_ino}
+
+
+def _stamp_path(root: Path, part: Partition) -> Path:
+    return root / VERIFIED / (part.file.replace("/", "__") + ".json")
+
+
+def _stamped(root: Path, part: Partition, stat: dict[str, int]) -> bool:
+    """Whether a read already verified this partition's file as it is now (same digest, size, times, inode)."""
+    try:
+        stamp = json.loads(_stamp_path(root, part).read_text())
+    except (OSError, ValueError):
+        return False
+    return stamp == {"digest": part.digest, **stat}
+
+
+def _stamp(root: Path, part: Partition, stat: dict[str, int]) -> None:
+    """Record that the file (as `stat` saw it before the read) holds the manifest's content; written whole
+    (temporary file + rename); a catalog this process cannot write to is simply verified on every read."""
+    path = _stamp_path(root, part)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(json.dumps({"digest": part.digest, **stat}))
+        os.replace(tmp, path)
+    except OSError:
+        pass
 
 
 def read(

@@ -51,9 +51,11 @@ class _Hasher:
     def __init__(self) -> None:
         self.h = hashlib.sha256(_VERSION)
 
-    def put(self, tag: bytes, data: bytes | memoryview = b"") -> None:
-        self.h.update(tag + len(data).to_bytes(8, "little"))
-        self.h.update(data)
+    def put(self, tag: bytes, data: bytes | np.ndarray = b"") -> None:
+        """The tag, the byte length, the bytes (a contiguous array is hashed in place, not copied)."""
+        size = data.nbytes if isinstance(data, np.ndarray) else len(data)
+        self.h.update(tag + size.to_bytes(8, "little"))
+        self.h.update(np.ascontiguousarray(data).data if isinstance(data, np.ndarray) else data)
 
     def array(self, arr: pa.Array) -> None:
         typ = arr.type
@@ -75,7 +77,7 @@ class _Hasher:
             self.put(b"0")
         elif pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
             lengths = pc.list_value_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-            self.put(b"L", lengths.tobytes())
+            self.put(b"L", lengths)
             self.array(arr.flatten())
         elif pa.types.is_struct(typ):
             for child in arr.flatten():  # children with the struct's nulls applied
@@ -94,18 +96,20 @@ class _Hasher:
             if valid is not None:  # drop the bytes under nulls
                 values = values[np.repeat(valid, lengths)]
                 lengths[~valid] = 0
-            self.put(b"S", lengths.tobytes())
-            self.put(b"s", values.tobytes())
+            self.put(b"S", lengths)
+            self.put(b"s", values)
         elif _byte_width(typ) and len(arr.buffers()) == 2:
             width = _byte_width(typ)
             raw = np.frombuffer(arr.buffers()[1], dtype=np.uint8)[arr.offset * width : (arr.offset + n) * width]
-            values = raw.reshape(n, width).copy()
-            if pa.types.is_floating(typ):
-                floats = values.view(f"<f{width}").reshape(n)
-                floats[np.isnan(floats)] = np.nan
-            if valid is not None:
-                values[~valid] = 0
-            self.put(b"F", values.tobytes())
+            values = raw.reshape(n, width)
+            nans = np.isnan(values.view(f"<f{width}").reshape(n)) if pa.types.is_floating(typ) else None
+            if valid is not None or (nans is not None and nans.any()):  # rewrite a copy, never the column
+                values = values.copy()
+                if nans is not None:
+                    values.view(f"<f{width}").reshape(n)[nans] = np.nan
+                if valid is not None:
+                    values[~valid] = 0
+            self.put(b"F", values)
         else:
             raise HarnessError(f"digest: cannot hash a column of type {typ}")
 
