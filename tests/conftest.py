@@ -48,13 +48,20 @@ INSTALL_SKIP = (
 )
 
 
+HEAVY_SKIP = (
+    "heavy test (a sweep of several processes, a real torch.compile, ...: part of CI, not of the default run): "
+    "run with `python -m pytest -m heavy`"
+)
+
+
 def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-untyped-def]
     markexpr = config.getoption("markexpr") or ""
-    if "install" not in markexpr.replace("not install", ""):  # selected only by name: `-m install`
-        skip_install = pytest.mark.skip(reason=INSTALL_SKIP)
-        for item in items:
-            if item.get_closest_marker("install") is not None:
-                item.add_marker(skip_install)
+    for marker, reason in (("install", INSTALL_SKIP), ("heavy", HEAVY_SKIP)):
+        if marker not in markexpr.replace(f"not {marker}", ""):  # selected only by name: `-m install`, `-m heavy`
+            skip = pytest.mark.skip(reason=reason)
+            for item in items:
+                if item.get_closest_marker(marker) is not None:
+                    item.add_marker(skip)
     if config.getoption("--run-bench"):
         return
     skip = pytest.mark.skip(reason="benchmark: run with --run-bench (add --benchmark-disable for a smoke pass)")

@@ -520,7 +520,7 @@ def test_compiled_forward_failing_on_first_call_falls_back(monkeypatch: pytest.M
     assert weights(model) == pytest.approx(W_TRUE, abs=1e-4)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_real_torch_compile_works_or_falls_back_cleanly() -> None:
     x, y = make_data(n=40)
     model = Linear2(x, record=False)  # no Python side effects, so dynamo need not recompile per call

@@ -270,6 +270,7 @@ def test_multirun_with_joblib_makes_one_parent_and_four_children(workdir: Path) 
     assert parent.data.metrics["best_fit_val_loss"] == min(r.data.metrics["fit_val_loss"] for r in children)
 
 
+@pytest.mark.heavy
 def test_optuna_sweeper_minimises_the_returned_objective(workdir: Path) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="hydra-optuna-sweeper is not installed")
     res = sweep(

@@ -146,7 +146,7 @@ def test_a_sweep_whose_launcher_cannot_start_is_failed_with_the_reason(workdir: 
     assert f"sweep {parent.info.run_id}: FAILED, 0 jobs" in err
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_sigterm_to_a_joblib_sweep_ends_parent_and_children_killed(workdir: Path) -> None:
     proc = start(workdir, "-m", "hydra/launcher=joblib_local", "trainer.lr=0.01,0.02,0.03", *ENDLESS)
     wait_for_stage(proc, workdir / "mlflow.db", "fit", child=True)

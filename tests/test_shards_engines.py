@@ -221,7 +221,7 @@ def test_ray_engine_with_a_real_local_instance(three_days: pa.Table) -> None:
         ray.shutdown()
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_a_sweep_of_sharded_runs_on_ray(workdir: Path) -> None:
     """harness -m execution=ray ...: each job's recording runs as Ray tasks (a local instance, started by the first
     job and shut down here)."""

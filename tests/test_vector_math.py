@@ -5,6 +5,7 @@ within tolerances, with validity identical."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pyarrow as pa
@@ -86,7 +87,9 @@ def test_all_mode_precomputes_decay_weights(events: pa.Table) -> None:
     assert_close_tables(ke.replay(table), kv.replay(table), 1e-12, 1e-12)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# 5 circuits compiled per example: 3 examples by default, more under HYPOTHESIS_PROFILE=thorough
+@settings(max_examples=12 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 3, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
 @given(st.data())
 def test_outputs_mode_matches_the_reference_on_random_circuits(data: st.DataObject) -> None:
     batch = [data.draw(circuits(), label=f"circuit {i}") for i in range(5)]
