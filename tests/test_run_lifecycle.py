@@ -102,7 +102,7 @@ def test_sigterm_and_sighup_end_a_run_killed_in_one_line(workdir: Path, sig: sig
 # ---------------------------------------------------------------------------------------------- sweeps
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 def test_a_sweep_with_a_failing_job_finishes_with_its_errors(workdir: Path) -> None:
     proc = start(workdir, "-m", "hydra/launcher=joblib_local", "circuit.halflife_pressure=0.5,-1.0,1.0", *QUICK)
     out, err = proc.communicate(timeout=600)
