@@ -35,7 +35,8 @@ settings.register_profile(
     "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )
 settings.register_profile("thorough", max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")  # tests that size their own examples read it too
+settings.load_profile(PROFILE)
 
 
 def pytest_addoption(parser) -> None:  # type: ignore[no-untyped-def]

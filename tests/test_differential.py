@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import pyarrow as pa
+from conftest import PROFILE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import circuits, events_for, same
@@ -32,9 +33,7 @@ def assert_same_tables(ref: pa.Table, got: pa.Table, label: str) -> None:
 
 
 def profile_examples() -> int:
-    import os
-
-    return EXAMPLES.get(os.environ.get("HYPOTHESIS_PROFILE", "default"), 14)
+    return EXAMPLES.get(PROFILE, 14)
 
 
 @settings(

@@ -5,11 +5,11 @@ within tolerances, with validity identical."""
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import PROFILE
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import circuits, events_for
@@ -88,7 +88,7 @@ def test_all_mode_precomputes_decay_weights(events: pa.Table) -> None:
 
 
 # 5 circuits compiled per example: 3 examples by default, more under HYPOTHESIS_PROFILE=thorough
-@settings(max_examples=12 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 3, deadline=None,
+@settings(max_examples=12 if PROFILE == "thorough" else 3, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])  # fmt: skip
 @given(st.data())
 def test_outputs_mode_matches_the_reference_on_random_circuits(data: st.DataObject) -> None:
