@@ -68,8 +68,8 @@ class RangeHandler(SimpleHTTPRequestHandler):
         self.end_headers()
         if self.server.cut_after is not None:
             body, self.close_connection = body[: self.server.cut_after], True
+        entry["sent"] = len(body)  # before the write: the client may see the whole body before this thread goes on
         self.wfile.write(body)
-        entry["sent"] = len(body)
 
 
 class Site(ThreadingHTTPServer):
