@@ -62,6 +62,13 @@ class FitData:
     dropped: dict[str, int]
     horizon_labels: dict[float, np.ndarray] = field(default_factory=dict)  # report horizons: label (NaN: missing)
     shards: list[Any] = field(default_factory=list)  # a sharded recording's shards (harness.replay.ShardInfo)
+    points: Any = None  # what the model reads (harness.fit.store): set on the first model, or by spilling
+    digest: str | None = None  # the record digest, kept when the arrays are spilled (harness.fit.store)
+
+    def close(self) -> None:
+        """Release what the model reads: a spilled recording's folder is removed."""
+        if self.points is not None:
+            self.points.close()
 
     @property
     def t(self) -> np.ndarray:

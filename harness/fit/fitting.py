@@ -26,6 +26,7 @@ import torch
 from harness.errors import FitError
 from harness.fit.data import FitData, collect
 from harness.fit.model import CircuitModel
+from harness.fit.store import point_count, spill
 from harness.fit.trace import Trace, trace
 from harness.fit.trainer import (
     NonFiniteLoss,
@@ -116,6 +117,10 @@ class FitResult:
         rows = np.concatenate([f.fold.split.test.numpy() for f in self.folds])
         return rows, np.concatenate([f.predictions for f in self.folds])
 
+    def close(self) -> None:
+        """Release the recording: a spilled one's folder is removed (the model cannot be evaluated after)."""
+        self.data.close()
+
     def __repr__(self) -> str:
         shown = {k: round(v, 6) for k, v in self.metrics.items() if k.startswith("test_")}
         return f"<FitResult {self.trace.circuit.name}.{self.trace.target_output} params={self.params} {shown}>"
@@ -178,14 +183,20 @@ def fit(
             horizons=horizons,
             shards=execution,
         )
+        if config.memory_rows is not None and point_count(data) > config.memory_rows:
+            data.points = spill(data, config.spill_dir, config.piece_rows)  # type: ignore[arg-type]
         release_memory()  # what recording and joining its pieces freed (~40% of the resident size at 10M events)
-    with _timed(stages, "train_s"):
-        if isinstance(split, WalkForward):
-            model, parts, training, folds = _train_folds(tr, kernel, data, split, config, fold, seed, on_epoch)
-        else:
-            parts = chronological_split(data.t, split, horizon_ns=data.horizon_ns)
-            model, training = _train_model(tr, kernel, data, parts, config, fold=fold, seed=seed, on_epoch=on_epoch)
-            folds = []
+    try:
+        with _timed(stages, "train_s"):
+            if isinstance(split, WalkForward):
+                model, parts, training, folds = _train_folds(tr, kernel, data, split, config, fold, seed, on_epoch)
+            else:
+                parts = chronological_split(data.t, split, horizon_ns=data.horizon_ns)
+                model, training = _train_model(tr, kernel, data, parts, config, fold=fold, seed=seed, on_epoch=on_epoch)
+                folds = []
+    except BaseException:
+        data.close()  # a spilled recording's folder goes with the failed fit
+        raise
 
     fitted = model.param_values()
     params = {**kernel.params, **fitted}

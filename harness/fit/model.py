@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from harness.fit.data import FitData
-from harness.fit.scan import decay_scan, gap_seconds
+from harness.fit.scan import decay_scan
+from harness.fit.store import MemoryPoints, SpilledPoints, leaf_ids
 from harness.fit.trace import ROWS, TNode, Trace
 
 FOLD_ELEMENTS = 1 << 21  # the most values (16 MiB of float64) one folded operation produces
@@ -150,14 +151,12 @@ class CircuitModel(torch.nn.Module):
     def _init_domains(self, data: FitData) -> None:
         """Per domain: times, gaps, width; the import index maps between domains."""
         self._domain_order = self.trace.domain_order()
-        self._t = {d: torch.from_numpy(data.domains[d].t) for d in data.domains}
-        self._gaps = {d: gap_seconds(t) for d, t in self._t.items()}  # once, not per evaluation
-        self._width = {d: len(data.domains[d]) for d in data.domains}
-        self._imports = {k: torch.from_numpy(v) for k, v in data.imports.items()}
+        if data.points is None:
+            data.points = MemoryPoints(data)
+        self._points: MemoryPoints | SpilledPoints = data.points
+        self._width = dict(self._points.widths)
         # imports whose consumer points are the producer's points: no gather needed
-        self._identity = {k for k, v in data.imports.items() if np.array_equal(v, np.arange(len(v)))}
-        self._import_np = data.imports
-        self._replay_rows = {d: data.domains[d].rows for d in data.domains}  # positions in the replay: the time axis
+        self._identity = self._points.identity
 
     def _leaf_refs(self, data: FitData, consts: list[TNode]) -> dict[int, Ref]:
         """Refs of the constants, parameters and leaves; each domain's leaves stacked into one bank tensor."""
@@ -169,13 +168,9 @@ class CircuitModel(torch.nn.Module):
         for n in trace.nodes:
             if n.kind == "param":
                 refs[n.id] = ("param", param_pos[n.node.name])
-        self._banks: dict[int, torch.Tensor] = {}
-        for d, dd in data.domains.items():
-            leaves = [n for n in trace.domain_nodes(d) if n.kind == "leaf"]
-            for row, n in enumerate(leaves):
-                refs[n.id] = ("leaf", d, row)
-            bank = np.stack([dd.leaves[n.id] for n in leaves]) if leaves else np.empty((0, len(dd)))
-            self._banks[d] = torch.from_numpy(np.ascontiguousarray(bank))
+        for d in self._width:
+            for row, i in enumerate(leaf_ids(trace, d)):
+                refs[i] = ("leaf", d, row)
         return refs
 
     def _make_groups(self, computed: list[TNode], fold: bool, refs: dict[int, Ref]) -> list[Group]:
@@ -218,16 +213,17 @@ class CircuitModel(torch.nn.Module):
             (g.index, p): self._plan_gather(spec) for g in self.groups for p, spec in g.params.items()
         }
         self._domain_groups = {d: [g for g in self.groups if g.domain == d] for d in self._domain_order}
+        self._decays = {d: any(g.kind == "decay" for g in gs) for d, gs in self._domain_groups.items()}
 
     def _plan_imports(self, data: FitData, refs: dict[int, Ref]) -> None:
         """Per producer domain its consumers; per import (x, y) the groups of y that domain x imports."""
         self._consumers: dict[int, list[int]] = {d: [] for d in self._domain_order}
-        for x, y in data.imports:
+        for x, y in self._points.import_keys:
             self._consumers[y].append(x)
         self._imported_groups = {
             (x, y): sorted({r[2] for n in self.trace.domain_nodes(x) if n.kind == "import" for r in [refs[n.id]]
                             if self.groups[r[2]].domain == y})
-            for x, y in data.imports
+            for x, y in self._points.import_keys
         }  # fmt: skip
 
     # ----- parameters -----------------------------------------------------------------------------------
@@ -341,7 +337,10 @@ class CircuitModel(torch.nn.Module):
         points of each domain, each step span starting at the last point of the one before; None for one piece."""
         need = self._needed(rows)
         sel = np.arange(self.n_rows) if rows is None else rows.numpy()
-        points = {d: self._replay_rows[d][sel] if d == ROWS else self._replay_rows[d][: int(need[d])]  # type: ignore[call-overload]
+        if self._points.spilled:
+            return self._planned_pieces(sel, need)
+        replay_rows = self._points.replay_rows
+        points = {d: replay_rows[d][sel] if d == ROWS else replay_rows[d][: int(need[d])]  # type: ignore[call-overload]
                   for d in self._domain_order}  # fmt: skip
         cap = self.piece_rows
         if cap is None or max(len(p) for p in points.values()) <= cap:
@@ -357,6 +356,27 @@ class CircuitModel(torch.nn.Module):
             done = upto
         return pieces
 
+    def _planned_pieces(self, sel: np.ndarray, need: dict[int, object]) -> list[_Window] | None:
+        """The pieces of a spilled recording (planned when it was written, `store.plan_pieces`) that hold the
+        selected rows and the needed points of each step domain; None for one piece."""
+        counts = self._points.counts  # type: ignore[union-attr]
+        at_rows = np.searchsorted(sel, counts[ROWS])  # selected rows before each boundary
+        ends = {d: int(need[d]) for d in counts if d != ROWS}  # type: ignore[call-overload]
+        ends[ROWS] = len(sel)
+        pieces, done = [], {d: 0 for d in counts}
+        for k in range(1, len(at_rows)):
+            upto = {d: min(int(c[k]), ends[d]) for d, c in counts.items() if d != ROWS}
+            upto[ROWS] = int(at_rows[k])
+            if upto == done:
+                continue
+            spans = {d: (max(done[d] - 1, 0), upto[d]) for d in upto if d != ROWS}
+            carried = frozenset(d for d in spans if done[d] > 0)
+            pieces.append(_Window(torch.from_numpy(sel[done[ROWS] : upto[ROWS]]), spans, {}, carried))
+            done = upto
+            if done == ends:
+                break
+        return pieces if len(pieces) > 1 else None
+
     def _needed(self, rows: torch.Tensor | None) -> dict[int, object]:
         """Per domain: the rows domain's selection, or how many leading points each step domain needs."""
         need: dict[int, object] = {ROWS: rows}
@@ -367,7 +387,7 @@ class CircuitModel(torch.nn.Module):
             n = 0
             for x in self._consumers[d]:
                 if last.get(x, 0) > 0:
-                    n = max(n, int(self._import_np[(x, d)][last[x] - 1]) + 1)
+                    n = max(n, self._points.import_point((x, d), last[x] - 1) + 1)
             last[d] = n
             need[d] = n
         return need
@@ -394,16 +414,17 @@ class CircuitModel(torch.nn.Module):
                 return torch.empty(0, dtype=torch.float64), outs, imported, params
             if d == ROWS:
                 start, width = 0, self.n_rows if sel is None else len(sel)
-                bank = self._banks[d] if sel is None else self._banks[d].index_select(1, sel)
+                bank = self._points.bank_at(d, sel)
             else:
                 start, stop = window.spans[d]
-                width, bank = stop - start, self._banks[d][:, start:stop]
+                width, bank = stop - start, self._points.bank(d, start, stop)
             self._import_into(d, window, start, width, outs, imported)
             sources = _Sources(bank, params, self._const_values, outs, imported, d, width)
             if d == ROWS:
                 rows_sources = sources
+            gaps = self._points.gaps(d, start, start + width) if self._decays[d] else None
             for g in self._domain_groups[d]:
-                outs[g.index] = self._group_output(g, sources, start, width, window.carries.get(g.index))
+                outs[g.index] = self._group_output(g, sources, gaps, width, window.carries.get(g.index))
         target = self._refs[self.trace.target]
         final_width = self.n_rows if sel is None else len(sel)
         value = rows_sources.one(target)
@@ -419,11 +440,10 @@ class CircuitModel(torch.nn.Module):
         for (x, y), groups in self._imported_groups.items():
             if x != d:
                 continue
-            idx = self._imports[(x, y)]
             if d != ROWS:  # a step domain's points in the window (whatever the rows selection)
-                idx = idx[start : start + width]
-            elif sel is not None:
-                idx = idx.index_select(0, sel)
+                idx = self._points.imports((x, y), start, start + width)
+            else:
+                idx = self._points.imports_at((x, y), sel)
             y_start = window.spans[y][0]
             if y_start:  # a span's first point may import from before the producer's span: its values are carried
                 idx = (idx - y_start).clamp_(min=0)
@@ -433,7 +453,7 @@ class CircuitModel(torch.nn.Module):
                 imported[(d, g)] = outs[g] if same_g else outs[g].index_select(1, idx)
 
     def _group_output(
-        self, g: Group, sources: _Sources, start: int, width: int, carry: torch.Tensor | None
+        self, g: Group, sources: _Sources, gaps: torch.Tensor | None, width: int, carry: torch.Tensor | None
     ) -> torch.Tensor:
         """One group's values over its domain's points in the window; with `carry`, the value at the first point
         is the carried one (and a decay continues from it)."""
@@ -442,7 +462,7 @@ class CircuitModel(torch.nn.Module):
         if g.kind == "decay":
             form = getattr(g.op, "scan_form", None)
             coeffs = g.op.torch_coeffs  # type: ignore[attr-defined]
-            return decay_scan(self._gaps[g.domain][start:], ps["halflife"], xs[0], width, form, coeffs, carry)
+            return decay_scan(gaps, ps["halflife"], xs[0], width, form, coeffs, carry)  # type: ignore[arg-type]
         out = g.op.torch_f(ps, *xs)  # type: ignore[attr-defined]
         if carry is not None and out.shape[-1] == width and width:
             out = torch.cat([carry, out[:, 1:]], dim=1)
@@ -474,7 +494,7 @@ class CircuitModel(torch.nn.Module):
         if kind == "const":
             return len(self._const_values)
         if kind == "leaf":
-            return self._banks[key[1]].shape[0]
+            return self._points.n_leaves[key[1]]
         return len(self.groups[key[-1]].members)
 
     def _ref_scalar(self, ref: Ref) -> bool:
@@ -558,7 +578,7 @@ class _Walker:
             return float(m._const_values[ref[1]])
         if kind == "leaf":
             col = int(self.sel[point]) if domain == ROWS else point
-            return float(m._banks[ref[1]][ref[2], col])
+            return m._points.leaf(ref[1], ref[2], col)
         if kind == "imp":
             prod = m.trace.nodes[n.source]  # type: ignore[index]
             return self.value(prod.id, prod.domain, self.producer_point(domain, prod.domain, point))
@@ -567,8 +587,7 @@ class _Walker:
         return float(out[ref[2], 0 if g.scalar else point])
 
     def producer_point(self, domain: int, prod_domain: int, point: int) -> int:
-        idx = self.m._import_np[(domain, prod_domain)]
-        return int(idx[int(self.sel[point])] if domain == ROWS else idx[point])
+        return self.m._points.import_point((domain, prod_domain), int(self.sel[point]) if domain == ROWS else point)
 
     def explain(self, tid: int, domain: int, point: int) -> str:
         m, n = self.m, self.m.trace.nodes[tid]
@@ -601,7 +620,7 @@ class _Walker:
         m = self.m
         if domain == ROWS:
             point = int(self.sel[point])
-        t = int(m._t[domain][point])
+        t = m._points.time(domain, point)
         return f"at t={t} ({'training row ' + str(point) if domain == ROWS else 'step ' + str(point)})"
 
 

@@ -104,6 +104,8 @@ class TrainerConfig:
     compile: bool = False
     progress: bool | None = None
     piece_rows: int | None = 100_000
+    memory_rows: int | None = None
+    spill_dir: str | None = None
 
     def __post_init__(self) -> None:
         """Check every field so a bad config fails here, not epochs into a fit."""
@@ -126,6 +128,11 @@ class TrainerConfig:
         self._bool("compile", optional=False)
         self._bool("progress", optional=True)
         self._int("piece_rows", optional=True)
+        self._int("memory_rows", optional=True)
+        if self.spill_dir is not None and (not isinstance(self.spill_dir, str) or not self.spill_dir):
+            raise _bad("spill_dir", self.spill_dir, "must be a folder path (a non-empty string) or None")
+        if self.memory_rows is not None and self.piece_rows is None:
+            raise _bad("memory_rows", self.memory_rows, "needs piece_rows (a spilled recording is read in pieces)")
         if self.optimizer != "sgd" and self.momentum != 0:
             raise _bad("momentum", self.momentum, f"applies to optimizer 'sgd' only, not {self.optimizer!r}")
         if self.optimizer == "lbfgs" and self.weight_decay != 0:

@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 import warnings
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from harness import interrupts
 from harness.errors import HarnessError
 from harness.evaluate import report as evaluation
 from harness.evaluate.attribution import drop_one
+from harness.fit.store import record_digest
 from harness.fit.trainer import FitWarning, evaluate
 from harness.pipeline import build
 from harness.pipeline.schema import ROOT
@@ -156,36 +157,37 @@ def _stages(
         cfg, logger, stages, events, circuit, sampler=sampler, label=label, trainer=trainer, split=split,
         report_horizons=horizons, execution=execution,
     )  # fmt: skip
-    with stages("evaluate", console, "evaluating the fitted circuit..."):
-        kernel_pred = res.predictions()  # the fitted kernel's, within 1e-9: parity was checked on a replayed slice
-        parts = _parts(res)
-        metrics = _metrics(res, kernel_pred, parts, stages, events)
-        report = _report(res, kernel_pred, parts, report_cfg, cfg)
-        metrics.update(report.metrics() if report is not None else {})
-        _log_folds(logger, res)
-    kernel_hash, kernel_source = res.kernel.kernel_hash, res.kernel.source  # ("python", None): the reference
-    identity = {
-        "harness.kernel_hash": kernel_hash,
-        "harness.prediction_digest": mlflow_log.array_digest(kernel_pred),
-        "harness.record_digest": _record_digest(res.data),
-    }
-    logger.set_tags(identity)
-    notes = _warnings(cfg, res, metrics)
-    if notes:
-        logger.set_tags({WARNING_TAG: " | ".join(notes)})
-    with stages("log", console, "logging the run..."), logger.artifact_dir() as art:
-        _write_artifacts(art, cfg, res, circuit, kernel_source, kernel_pred, parts, metrics, stages.seconds)
-        if report is not None:
-            evaluation.write(report, art / "report", f"{build.circuit_name(cfg)} on {events.source}: run {run_id}")
-    metrics.update({f"stage/{k}_s": v for k, v in stages.seconds.items()})
-    logger.log_metrics({k: float(v) for k, v in metrics.items()})
-    objective_key = cfg.task.objective
-    if objective_key not in metrics:
-        raise HarnessError(f"task.objective={objective_key!r} is not a metric of the run ({', '.join(metrics)})")
-    return Outcome(
-        run_id=run_id, metrics=metrics, params=res.params, tags={**tags, **identity},
-        objective=float(metrics[objective_key]), stages=stages.seconds, source=events.source, warnings=notes,
-    )  # fmt: skip
+    with closing(res):  # a spilled recording is removed when the run is done with it
+        with stages("evaluate", console, "evaluating the fitted circuit..."):
+            kernel_pred = res.predictions()  # the fitted kernel's, within 1e-9: parity was checked on a replayed slice
+            parts = _parts(res)
+            metrics = _metrics(res, kernel_pred, parts, stages, events)
+            report = _report(res, kernel_pred, parts, report_cfg, cfg)
+            metrics.update(report.metrics() if report is not None else {})
+            _log_folds(logger, res)
+        kernel_hash, kernel_source = res.kernel.kernel_hash, res.kernel.source  # ("python", None): the reference
+        identity = {
+            "harness.kernel_hash": kernel_hash,
+            "harness.prediction_digest": mlflow_log.array_digest(kernel_pred),
+            "harness.record_digest": record_digest(res.data),
+        }
+        logger.set_tags(identity)
+        notes = _warnings(cfg, res, metrics)
+        if notes:
+            logger.set_tags({WARNING_TAG: " | ".join(notes)})
+        with stages("log", console, "logging the run..."), logger.artifact_dir() as art:
+            _write_artifacts(art, cfg, res, circuit, kernel_source, kernel_pred, parts, metrics, stages.seconds)
+            if report is not None:
+                evaluation.write(report, art / "report", f"{build.circuit_name(cfg)} on {events.source}: run {run_id}")
+        metrics.update({f"stage/{k}_s": v for k, v in stages.seconds.items()})
+        logger.log_metrics({k: float(v) for k, v in metrics.items()})
+        objective_key = cfg.task.objective
+        if objective_key not in metrics:
+            raise HarnessError(f"task.objective={objective_key!r} is not a metric of the run ({', '.join(metrics)})")
+        return Outcome(
+            run_id=run_id, metrics=metrics, params=res.params, tags={**tags, **identity},
+            objective=float(metrics[objective_key]), stages=stages.seconds, source=events.source, warnings=notes,
+        )  # fmt: skip
 
 
 def _log_inputs(cfg: DictConfig, logger: RunLogger, hydra_dir: Path | None, extra: dict[str, str]) -> dict[str, str]:
@@ -359,12 +361,6 @@ def _write_artifacts(
         mlflow_log.plot_prediction(kernel_pred, y, parts, art / "plots" / "prediction_vs_label.png")
     if len(y) <= int(cfg.tracking.log_sample_max_rows):
         _write_parquet(_sample_table(res, kernel_pred, parts), art / "data" / "sample.parquet")
-
-
-def _record_digest(data: Any) -> str:
-    arrays = [data.y, *[d.rows for d in data.domains.values()]]
-    arrays += [v for d in data.domains.values() for _, v in sorted(d.leaves.items())]
-    return mlflow_log.array_digest(*arrays)
 
 
 def _sample_table(res: Any, kernel_pred: np.ndarray, parts: dict[str, np.ndarray]) -> pa.Table:
