@@ -156,9 +156,15 @@ def test_memory_rows_and_spill_dir_are_checked() -> None:
     for bad in (0, -1, 2.5, True):
         with pytest.raises(TrainerError, match="memory_rows"):
             TrainerConfig(memory_rows=bad)  # type: ignore[arg-type]
-    with pytest.raises(TrainerError, match="memory_rows.*needs piece_rows"):
-        TrainerConfig(memory_rows=10, piece_rows=None)
     for bad in ("", 3):
         with pytest.raises(TrainerError, match="spill_dir"):
             TrainerConfig(spill_dir=bad)  # type: ignore[arg-type]
-    assert TrainerConfig().memory_rows is not None  # a default limit: large recordings spill unless told not to
+    assert TrainerConfig().memory_rows == 20_000_000  # a default limit: large recordings spill unless told not to
+    assert TrainerConfig(memory_rows=None, spill_dir=None).memory_rows is None
+
+
+def test_a_recording_to_spill_without_pieces_is_a_clear_error() -> None:
+    events = hs.streams.synthetic(5_000, seed=4)
+    with pytest.raises(TrainerError, match=r"memory_rows=10: the recording holds \d+ points.*needs trainer.piece_rows"):
+        trainer = {"memory_rows": 10, "piece_rows": None}
+        hs.fit.fit(examples.trade_pressure(), events, label=("mid", 1.0), trainer=trainer)

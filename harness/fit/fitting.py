@@ -32,6 +32,7 @@ from harness.fit.trainer import (
     NonFiniteLoss,
     Split,
     TrainerConfig,
+    TrainerError,
     TrainResult,
     chronological_split,
     evaluate,
@@ -183,8 +184,7 @@ def fit(
             horizons=horizons,
             shards=execution,
         )
-        if config.memory_rows is not None and point_count(data) > config.memory_rows:
-            data.points = spill(data, config.spill_dir, config.piece_rows)  # type: ignore[arg-type]
+        _spill_if_large(data, config)
         release_memory()  # what recording and joining its pieces freed (~40% of the resident size at 10M events)
     try:
         with _timed(stages, "train_s"):
@@ -210,6 +210,20 @@ def fit(
     if parity:
         _check_fitted_parity(result, replayable, parity_events)
     return result
+
+
+def _spill_if_large(data: FitData, config: TrainerConfig) -> None:
+    """Spill the recording to Parquet when it holds more than `memory_rows` points (read back in pieces)."""
+    points = point_count(data)
+    if config.memory_rows is None or points <= config.memory_rows:
+        return
+    if config.piece_rows is None:
+        raise TrainerError(
+            f"trainer.memory_rows={config.memory_rows}: the recording holds {points} points, so it is spilled to "
+            "disk and read back in pieces, which needs trainer.piece_rows (got None); set piece_rows (e.g. "
+            "100000) or memory_rows=None to keep it in memory"
+        )
+    data.points = spill(data, config.spill_dir, config.piece_rows)
 
 
 @contextmanager

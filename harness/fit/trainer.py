@@ -104,7 +104,7 @@ class TrainerConfig:
     compile: bool = False
     progress: bool | None = None
     piece_rows: int | None = 100_000
-    memory_rows: int | None = None
+    memory_rows: int | None = 20_000_000  # recorded points (all domains) held in memory; beyond: spilled
     spill_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -131,8 +131,6 @@ class TrainerConfig:
         self._int("memory_rows", optional=True)
         if self.spill_dir is not None and (not isinstance(self.spill_dir, str) or not self.spill_dir):
             raise _bad("spill_dir", self.spill_dir, "must be a folder path (a non-empty string) or None")
-        if self.memory_rows is not None and self.piece_rows is None:
-            raise _bad("memory_rows", self.memory_rows, "needs piece_rows (a spilled recording is read in pieces)")
         if self.optimizer != "sgd" and self.momentum != 0:
             raise _bad("momentum", self.momentum, f"applies to optimizer 'sgd' only, not {self.optimizer!r}")
         if self.optimizer == "lbfgs" and self.weight_decay != 0:
