@@ -168,3 +168,24 @@ def test_a_recording_to_spill_without_pieces_is_a_clear_error() -> None:
     with pytest.raises(TrainerError, match=r"memory_rows=10: the recording holds \d+ points.*needs trainer.piece_rows"):
         trainer = {"memory_rows": 10, "piece_rows": None}
         hs.fit.fit(examples.trade_pressure(), events, label=("mid", 1.0), trainer=trainer)
+
+
+def test_a_pipeline_run_spills_when_told_and_logs_the_same_recording(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from mlflow.tracking import MlflowClient
+
+    from harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("HARNESS_PARENT_RUN_ID", raising=False)
+    quick = ["stream.events=20000", "trainer.epochs=3", "trainer.piece_rows=2000"]
+    assert main(quick) == 0
+    assert main([*quick, "trainer.memory_rows=5000", f"trainer.spill_dir={tmp_path / 'spill'}"]) == 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("harness")
+    memory, spilled = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    assert spilled.info.status == "FINISHED" and spilled.data.params["trainer.memory_rows"] == "5000"
+    assert spilled.data.tags["harness.record_digest"] == memory.data.tags["harness.record_digest"]
+    for key in ("fit_val_loss", "test_mse", "test_ic"):
+        assert spilled.data.metrics[key] == pytest.approx(memory.data.metrics[key], rel=1e-7), key
+    assert list((tmp_path / "spill").iterdir()) == []  # the run removed its spilled recording
