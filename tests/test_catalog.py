@@ -165,6 +165,61 @@ def test_synthetic_days_are_split_by_utc_date_with_stable_digests(tmp_path: Path
     assert data.import_table(tmp_path / "a", table, market="synth").skipped == [("<table>", "synth")]
 
 
+def strip(parts: list[catalog.Partition]) -> list[catalog.Partition]:
+    """Partitions without their sources' names (the same content imported from another source)."""
+    return [dataclasses.replace(p, sources=()) for p in parts]
+
+
+def batches_of(table: pa.Table, size: int) -> list[pa.RecordBatch]:
+    return pa.Table.from_batches(table.to_batches(max_chunksize=size)).to_batches(max_chunksize=size)
+
+
+def test_a_stream_imported_batch_by_batch_equals_the_table_imported_whole(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    table = streams.merge(synthetic_days())
+    t = table.column("t").to_numpy()
+    ties = np.flatnonzero(t[1:] == t[:-1])
+    assert len(ties) > 10  # same-time events (a trade and its book update): some fall on a batch boundary below
+    monkeypatch.setattr(catalog, "ROW_GROUP", 4_000)  # several row groups a day, written as the batches arrive
+    data.import_table(tmp_path / "whole", table, market="synth")
+    for size in (997, int(ties[3]) + 1):  # the second cuts through a tie
+        got = data.import_batches(tmp_path / f"b{size}", batches_of(table, size), market="synth")
+        assert got.dates == [("synth", d) for d in DAYS]
+        assert strip(data.partitions(tmp_path / f"b{size}")) == strip(data.partitions(tmp_path / "whole"))
+        assert streams.digest(data.read_table(tmp_path / f"b{size}")) == streams.digest(table)
+        file = tmp_path / f"b{size}" / data.partitions(tmp_path / f"b{size}")[1].file
+        assert pq.ParquetFile(file).metadata.num_row_groups > 1
+        assert not (tmp_path / f"b{size}" / catalog.TMP).exists() or not any(
+            (tmp_path / f"b{size}" / catalog.TMP).iterdir()
+        )
+    before = snapshot(tmp_path / "b997")
+    assert data.import_batches(tmp_path / "b997", batches_of(table, 5000), market="synth").skipped == [
+        ("<batches>", "synth")
+    ]
+    assert data.import_table(tmp_path / "b997", table, market="synth").skipped == [("<table>", "synth")]
+    assert snapshot(tmp_path / "b997") == before  # re-imports are no-ops
+
+
+def test_batches_into_days_the_catalog_holds_are_merged(tmp_path: Path) -> None:
+    table = synthetic_days()
+    half = table.num_rows // 2
+    data.import_table(tmp_path / "a", table, market="synth")
+    data.import_table(tmp_path / "b", table.slice(0, half), market="synth")
+    data.import_batches(tmp_path / "b", table.slice(half).to_batches(max_chunksize=3000), market="synth")
+    assert strip(data.partitions(tmp_path / "b")) == strip(data.partitions(tmp_path / "a"))
+    assert [len(p.sources) for p in data.partitions(tmp_path / "b")] == [1, 2, 1]
+
+
+def test_batches_out_of_time_order_are_refused_and_leave_nothing(tmp_path: Path) -> None:
+    table = streams.merge(synthetic_days())
+    late, early = table.slice(20_000, 1000), table.slice(0, 1000)
+    with pytest.raises(HarnessError, match=r"<batches>: batch 1 starts at t=\d+, before the batch before it ended"):
+        data.import_batches(tmp_path, [late, early], market="synth")
+    assert not catalog.manifest_path(tmp_path).exists() and visible_rows(tmp_path) == 0
+    assert not (tmp_path / catalog.TMP).exists()  # the day written so far went with the failed import
+    with pytest.raises(HarnessError, match="an empty stream has nothing to import"):
+        data.import_batches(tmp_path, [table.slice(0, 0)], market="synth")
+
+
 def test_date_ranges_and_markets_select_partitions(tmp_path: Path) -> None:
     table = synthetic_days()
     data.import_table(tmp_path, table, market="synth")

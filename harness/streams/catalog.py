@@ -35,7 +35,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -438,6 +438,164 @@ def import_table(
         else:
             out.imported.append((source, name, _add(root, manifest, name, table, info)))
     return out
+
+
+def import_batches(
+    root: Path_,
+    batches: Iterable[pa.RecordBatch | pa.Table],
+    *,
+    market: str = "default",
+    source: str = "<batches>",
+    lock_timeout: float = LOCK_TIMEOUT,
+) -> Imported:
+    """Import an events stream given batch by batch in time order (e.g. `hs.streams.synthetic_batches`): each day's
+    partition is written while the batches arrive, so memory holds a batch, never the stream or a whole day.
+    The result is what `import_table` of the whole stream gives (same digests, same skip of known content); days
+    the market already holds are merged as `import_table` merges them (read into memory)."""
+    root = Path(root)
+    name = check_market(market)
+    out = Imported()
+    with _locked(root, lock_timeout) as manifest:
+        held = manifest["markets"].get(name, {}).get("partitions", {})
+        days = _DayWriters(root, set(held))
+        whole = StreamDigest()
+        for table in _in_order(batches, source):
+            for batch in table.to_batches():
+                whole.add(batch)
+            for day, rows in _days(table):
+                days.add(day, rows)
+        if not whole.held and not whole.rows:
+            raise HarnessError(f"{source}: an empty stream has nothing to import")
+        info = {"path": source, "sha256": whole.hexdigest(), "reader": "table", "role": "table", "options": {}}
+        if _known(manifest, name, info):
+            days.discard()
+            out.skipped.append((source, name))
+        else:
+            out.imported.append((source, name, _add_written(root, manifest, name, days, info, whole.rows)))
+    return out
+
+
+def _in_order(batches: Iterable[pa.RecordBatch | pa.Table], source: str) -> Iterator[pa.Table]:
+    """The stream as market tables in `merge` order: the rows of each batch's last timestamp wait for the next
+    batch, so ties across a boundary are broken as one merge of the whole stream breaks them."""
+    carry: pa.Table | None = None
+    for k, batch in enumerate(batches):
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        if not table.num_rows:
+            continue
+        table = _market_table(table, source)
+        if carry is not None:
+            first, ended = table.column("t")[0].as_py(), carry.column("t")[0].as_py()
+            if first < ended:
+                raise HarnessError(
+                    f"{source}: batch {k} starts at t={first}, before the batch before it ended (t={ended}); "
+                    "import_batches takes a stream in time order (import_table sorts unordered rows)"
+                )
+            both = pa.concat_tables([carry, table])
+            table = _market_table(both, source) if first == ended else both.combine_chunks()  # a tie: merge breaks it
+        t = table.column("t").to_numpy()
+        last = int(np.searchsorted(t, t[-1]))
+        carry = table.slice(last)
+        if last:
+            yield table.slice(0, last)
+    if carry is not None:
+        yield carry
+
+
+class _DayWriters:
+    """Each new day's partition written as its rows arrive (a Parquet file under `.tmp/`, its content digest
+    taken on the way); rows of days the market already holds are kept to be merged at the end."""
+
+    def __init__(self, root: Path, held: set[str]) -> None:
+        self.root, self.held = root, held
+        self.open: dict[str, tuple[Path, pq.ParquetWriter, StreamDigest, list[pa.Table]]] = {}
+        self.done: dict[str, tuple[Path, str, dict[str, Any]]] = {}  # day -> (tmp folder, file name, entry)
+        self.merge: dict[str, list[pa.Table]] = {}
+        self.span: dict[str, list[int]] = {}
+
+    def add(self, day: str, rows: pa.Table) -> None:
+        if day in self.held:
+            self.merge.setdefault(day, []).append(rows)
+            return
+        for other in [d for d in self.open if d != day]:
+            self._close(other)  # the stream is in time order: an earlier day is complete
+        if day in self.done:
+            raise HarnessError(f"day {day} came back after a later day: the stream is not in time order")
+        if day not in self.open:
+            tmp = self.root / TMP / uuid.uuid4().hex
+            tmp.mkdir(parents=True)
+            file = tmp / "part.parquet"
+            writer = pq.ParquetWriter(file, rows.schema, compression="zstd", use_compliant_nested_type=False)
+            self.open[day] = (tmp, writer, StreamDigest(), [])
+            self.span[day] = [int(rows.column("t")[0].as_py()), 0, 0]
+        tmp, writer, dig, pending = self.open[day]
+        for batch in rows.to_batches():
+            dig.add(batch)
+        pending.append(rows)
+        self.span[day][1] = int(rows.column("t")[-1].as_py())
+        self.span[day][2] += rows.num_rows
+        if sum(p.num_rows for p in pending) >= ROW_GROUP:
+            self._flush(day, final=False)
+
+    def _flush(self, day: str, final: bool) -> None:
+        """Write whole row groups of ROW_GROUP rows (the rest too when `final`)."""
+        _, writer, _, pending = self.open[day]
+        table = pa.concat_tables(pending)
+        whole = table.num_rows if final else table.num_rows // ROW_GROUP * ROW_GROUP
+        if whole:
+            writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP)
+        pending[:] = [table.slice(whole)] if whole < table.num_rows else []
+
+    def _close(self, day: str) -> None:
+        self._flush(day, final=True)
+        tmp, writer, dig, _ = self.open.pop(day)
+        writer.close()
+        d = dig.hexdigest()
+        name = f"part-{d[:16]}.parquet"
+        os.replace(tmp / "part.parquet", tmp / name)
+        with open(tmp / name, "rb") as f:
+            os.fsync(f.fileno())
+        first, last, rows = self.span.pop(day)
+        self.done[day] = (tmp, name, {"digest": d, "rows": rows, "t_first": first, "t_last": last})
+
+    def finish(self) -> dict[str, tuple[Path, str, dict[str, Any]]]:
+        """The written days (every open one closed)."""
+        for day in list(self.open):
+            self._close(day)
+        return self.done
+
+    def discard(self) -> None:
+        """Drop what was written (the content was already imported)."""
+        for tmp, writer, *_ in self.open.values():
+            writer.close()
+            shutil.rmtree(tmp, ignore_errors=True)
+        for tmp, _, _ in self.done.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.open.clear()
+        self.done.clear()
+
+
+def _add_written(
+    root: Path, manifest: dict[str, Any], market: str, days: _DayWriters, source: dict[str, Any], rows: int
+) -> list[str]:
+    """Publish the days `days` wrote (and merge the held days' rows) and commit the manifest; the dates touched."""
+    m = manifest["markets"].setdefault(market, {"sources": {}, "partitions": {}})
+    parts, old = m["partitions"], set()
+    brief = {k: source[k] for k in ("path", "sha256", "reader", "role", "options")}
+    for day, (tmp, name, entry) in days.finish().items():
+        rel = f"market={market}/date={day}"
+        _publish(tmp, root / rel, name)
+        shutil.rmtree(tmp, ignore_errors=True)
+        parts[day] = {"file": f"{rel}/{name}", **entry, "sources": [brief]}
+    for day, pieces in days.merge.items():
+        old.add(parts[day]["file"])
+        parts[day] = _update_partition(root, market, day, pa.concat_tables(pieces), parts[day], brief)
+    dates = sorted([*days.done, *days.merge])
+    m["sources"][source["sha256"]] = {**brief, "rows": rows, "dates": dates}
+    _write_manifest(root, manifest)
+    for f in old - _listed(manifest):
+        (root / f).unlink(missing_ok=True)
+    return dates
 
 
 # ----- reading --------------------------------------------------------------------------------------------------
