@@ -540,6 +540,8 @@ class _DayWriters:
     def _flush(self, day: str, final: bool) -> None:
         """Write whole row groups of ROW_GROUP rows (the rest too when `final`)."""
         _, writer, _, pending = self.open[day]
+        if not pending:
+            return
         table = pa.concat_tables(pending)
         whole = table.num_rows if final else table.num_rows // ROW_GROUP * ROW_GROUP
         if whole:
