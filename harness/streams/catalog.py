@@ -479,11 +479,8 @@ def _in_order(batches: Iterable[pa.RecordBatch | pa.Table], source: str) -> Iter
     """The stream as market tables in `merge` order: the rows of each batch's last timestamp wait for the next
     batch, so ties across a boundary are broken as one merge of the whole stream breaks them."""
     carry: pa.Table | None = None
-    for k, batch in enumerate(batches):
-        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-        if not table.num_rows:
-            continue
-        table = _market_table(table, source)
+    for k, piece in _pieces(batches):
+        table = _market_table(piece, source)
         if carry is not None:
             first, ended = table.column("t")[0].as_py(), carry.column("t")[0].as_py()
             if first < ended:
@@ -500,6 +497,14 @@ def _in_order(batches: Iterable[pa.RecordBatch | pa.Table], source: str) -> Iter
             yield table.slice(0, last)
     if carry is not None:
         yield carry
+
+
+def _pieces(batches: Iterable[pa.RecordBatch | pa.Table]) -> Iterator[tuple[int, pa.Table]]:
+    """The batches (numbered) in pieces of at most ROW_GROUP rows: merging a piece copies a piece, not a batch."""
+    for k, batch in enumerate(batches):
+        table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+        for lo in range(0, table.num_rows, ROW_GROUP):
+            yield k, table.slice(lo, ROW_GROUP)
 
 
 class _DayWriters:

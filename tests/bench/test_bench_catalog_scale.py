@@ -27,7 +27,7 @@ from harness.streams import catalog
 root, days, per_day = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 DAY, DAY0 = 86_400 * 10**9, 1_723_075_200 * 10**9
 for d in range(days):
-    day = hs.streams.synthetic_batches(per_day, seed=d, start_ns=DAY0 + d * DAY + 1_000_000)
+    day = hs.streams.synthetic_batches(per_day, seed=d, chunk=100_000, start_ns=DAY0 + d * DAY + 1_000_000)
     catalog.import_batches(root, day, market="btc", source=f"synthetic day {d}")
 print("PEAK_RSS_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
