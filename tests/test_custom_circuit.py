@@ -110,6 +110,7 @@ def test_a_user_circuit_and_stream_run_log_and_replay(
     assert "no module named 'my_signals'" in err and "PYTHONPATH" in err and "Traceback" not in err
 
 
+@pytest.mark.heavy
 def test_a_sweep_of_a_user_circuit_from_its_own_yaml(
     workdir: Path, user_module: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -94,8 +94,8 @@ def fit_pair(trainer: dict, tmp_path: Path):  # type: ignore[no-untyped-def]
     "trainer",
     [
         {"optimizer": "adam", "lr": 0.05, "epochs": 12},
-        {"optimizer": "adam", "lr": 0.05, "epochs": 6, "batch_size": 900},
-        {"optimizer": "lbfgs", "epochs": 2},
+        pytest.param({"optimizer": "adam", "lr": 0.05, "epochs": 6, "batch_size": 900}, marks=pytest.mark.heavy),
+        pytest.param({"optimizer": "lbfgs", "epochs": 2}, marks=pytest.mark.heavy),
     ],
 )
 def test_a_spilled_fit_equals_the_fit_in_memory(trainer: dict, tmp_path: Path) -> None:

@@ -252,6 +252,7 @@ def sweep(workdir: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
     return res
 
 
+@pytest.mark.heavy
 def test_multirun_with_joblib_makes_one_parent_and_four_children(workdir: Path) -> None:
     sweep(
         workdir, "hydra/launcher=joblib_local", "trainer.lr=0.01,0.1", "circuit.halflife_pressure=0.5,1.0",
