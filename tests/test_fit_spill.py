@@ -7,10 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from test_fit import ticks, wide_circuit
+from test_fit_pieces import assert_same_fit
 
 import harness as hs
 from harness import examples
@@ -102,14 +102,7 @@ def test_a_spilled_fit_equals_the_fit_in_memory(trainer: dict, tmp_path: Path) -
     one, spilled = fit_pair(trainer, tmp_path)
     assert isinstance(spilled.data.points, SpilledPoints) and not one.data.points.spilled
     assert point_count(one.data) > 1000
-    for name, value in one.params.items():
-        assert spilled.params[name] == pytest.approx(value, rel=1e-9, abs=1e-12), name
-    assert spilled.training.best_epoch == one.training.best_epoch
-    for a, b in zip(one.history, spilled.history, strict=True):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-9)
-        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-9)
-    np.testing.assert_allclose(spilled.predictions(), one.predictions(), rtol=1e-9, atol=1e-15)
-    assert spilled.parity["max_abs_error"] <= 1e-12
+    assert_same_fit(one, spilled)
     assert record_digest(spilled.data) == record_digest(one.data)
     folder = spilled.data.points.folder
     assert folder.parent == tmp_path / "spill" and folder.is_dir()
