@@ -14,8 +14,8 @@ from test_shards import LABELS, bounded_circuit, days, decay_circuit
 
 import harness as hs
 from harness.circuits import fit_market
+from harness.fit.store import record_digest
 from harness.fit.trainer import FitWarning
-from harness.pipeline.run import _record_digest
 from harness.replay import shards as sh
 
 REAL = ("derived", "binance-futures_2024-08-08")
@@ -101,7 +101,7 @@ def test_fit_on_shards_is_the_serial_fit(three_days: pa.Table) -> None:
         warnings.simplefilter("ignore", FitWarning)
         serial = hs.fit.fit(fit_market(), three_days, **kw)
         sharded = hs.fit.fit(fit_market(), three_days, execution=hs.replay.Sharding(count=3, engine="local"), **kw)
-    assert _record_digest(sharded.data) == _record_digest(serial.data)
+    assert record_digest(sharded.data) == record_digest(serial.data)
     assert sharded.params == serial.params and len(sharded.data.shards) == 3
 
 
@@ -216,7 +216,7 @@ def test_ray_engine_with_a_real_local_instance(three_days: pa.Table) -> None:
             kw = {"label": ("mid", 1.0), "trainer": {"epochs": 2}, "parity_events": 10_000}
             a = hs.fit.fit(fit_market(), three_days, **kw)
             b = hs.fit.fit(fit_market(), three_days, execution=hs.replay.Sharding(count=2, engine="ray"), **kw)
-        assert _record_digest(a.data) == _record_digest(b.data)
+        assert record_digest(a.data) == record_digest(b.data)
     finally:
         ray.shutdown()
 
