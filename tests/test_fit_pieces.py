@@ -60,7 +60,11 @@ def test_pieces_give_the_gradients_of_one_evaluation(wide_data: hs.fit.FitData) 
 
 
 @pytest.mark.parametrize(
-    "trainer", [{"optimizer": "adam", "lr": 0.05, "epochs": 25}, {"optimizer": "lbfgs", "epochs": 3}]
+    "trainer",
+    [
+        {"optimizer": "adam", "lr": 0.05, "epochs": 25},
+        pytest.param({"optimizer": "lbfgs", "epochs": 3}, marks=pytest.mark.heavy),
+    ],
 )
 def test_a_fit_in_pieces_equals_the_fit_in_one(trainer: dict) -> None:
     events = hs.streams.synthetic(40_000, seed=3)

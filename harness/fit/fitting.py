@@ -186,17 +186,8 @@ def fit(
         )
         _spill_if_large(data, config)
         release_memory()  # what recording and joining its pieces freed (~40% of the resident size at 10M events)
-    try:
-        with _timed(stages, "train_s"):
-            if isinstance(split, WalkForward):
-                model, parts, training, folds = _train_folds(tr, kernel, data, split, config, fold, seed, on_epoch)
-            else:
-                parts = chronological_split(data.t, split, horizon_ns=data.horizon_ns)
-                model, training = _train_model(tr, kernel, data, parts, config, fold=fold, seed=seed, on_epoch=on_epoch)
-                folds = []
-    except BaseException:
-        data.close()  # a spilled recording's folder goes with the failed fit
-        raise
+    with _timed(stages, "train_s"):
+        model, parts, training, folds = _train(tr, kernel, data, split, config, fold, seed, on_epoch)
 
     fitted = model.param_values()
     params = {**kernel.params, **fitted}
@@ -210,6 +201,29 @@ def fit(
     if parity:
         _check_fitted_parity(result, replayable, parity_events)
     return result
+
+
+def _train(
+    tr: Trace,
+    kernel: Kernel,
+    data: FitData,
+    split: tuple[float, float, float] | WalkForward,
+    config: TrainerConfig,
+    fold: bool,
+    seed: int,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+) -> tuple[CircuitModel, Split, TrainResult, list[FoldResult]]:
+    """Train on a chronological split or walk-forward folds; a failed fit releases the recording (a spilled one's
+    folder goes with it)."""
+    try:
+        if isinstance(split, WalkForward):
+            return _train_folds(tr, kernel, data, split, config, fold, seed, on_epoch)
+        parts = chronological_split(data.t, split, horizon_ns=data.horizon_ns)
+        model, training = _train_model(tr, kernel, data, parts, config, fold=fold, seed=seed, on_epoch=on_epoch)
+        return model, parts, training, []
+    except BaseException:
+        data.close()
+        raise
 
 
 def _spill_if_large(data: FitData, config: TrainerConfig) -> None:
