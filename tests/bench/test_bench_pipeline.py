@@ -71,9 +71,11 @@ def test_flagship_pipeline(benchmark, events: int, tmp_path: Path) -> None:  # t
     )
 
 
-def test_flagship_seconds_per_epoch(benchmark) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("where", ["memory", "spilled"])
+def test_flagship_seconds_per_epoch(benchmark, where: str) -> None:  # type: ignore[no-untyped-def]
     """Record the flagship with one sampled row per trade (~0.77 rows per event), then train EPOCHS full-batch epochs
-    (no early stopping) on a 60/20/20 split of ~FIT_ROWS rows; seconds per epoch = train seconds / epochs."""
+    (no early stopping) on a 60/20/20 split of ~FIT_ROWS rows; seconds per epoch = train seconds / epochs. `spilled`:
+    the recording is spilled to Parquet (`memory_rows=1`) and read back in pieces."""
     schema.register()
     from hydra import compose, initialize_config_dir
 
@@ -82,6 +84,7 @@ def test_flagship_seconds_per_epoch(benchmark) -> None:  # type: ignore[no-untyp
     with initialize_config_dir(str(schema.CONF_DIR), version_base=None):
         cfg = compose("config", overrides)
     trainer = dataclasses.replace(build.make_trainer(cfg), epochs=EPOCHS, patience=EPOCHS + 1, progress=False)
+    trainer = dataclasses.replace(trainer, memory_rows=1 if where == "spilled" else None)
     stream = build.load_stream(cfg)
 
     def fitted():  # type: ignore[no-untyped-def]
@@ -105,6 +108,8 @@ def test_flagship_seconds_per_epoch(benchmark) -> None:  # type: ignore[no-untyp
         res = benchmark.pedantic(fitted, rounds=1, iterations=1)
     finally:
         fitting.train = original
+    assert res.data.points.spilled == (where == "spilled")
+    res.close()
     rows, epochs = len(res.data.t), res.training.epochs_run
     per_epoch, cpu_per_epoch = res.stages["train_s"] / epochs, cpu[0] / epochs
     benchmark.extra_info.update(
@@ -115,7 +120,7 @@ def test_flagship_seconds_per_epoch(benchmark) -> None:  # type: ignore[no-untyp
     )
     assert epochs == EPOCHS
     print(
-        f"\nflagship fit: {rows:,} sampled rows ({len(res.split.train):,} train), {per_epoch:.3f} s per epoch "
+        f"\nflagship fit ({where}): {rows:,} sampled rows ({len(res.split.train):,} train), {per_epoch:.3f} s/epoch "
         f"({cpu_per_epoch:.3f} s of CPU, {torch.get_num_threads()} threads)"
     )
 
