@@ -9,7 +9,6 @@ fit computes what the in-memory fit computes (predictions bit for bit; gradients
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 import weakref
@@ -25,6 +24,7 @@ import torch
 from harness.errors import FitError
 from harness.fit.scan import gap_seconds
 from harness.fit.trace import ROWS, Trace
+from harness.streams.content_digest import array_digest
 
 if TYPE_CHECKING:
     from harness.fit.data import FitData
@@ -46,19 +46,23 @@ def record_digest(data: FitData) -> str:
     same recording. A spilled recording keeps the digest taken before its arrays left memory."""
     if data.digest is not None:
         return data.digest
-    h = hashlib.sha256()
     arrays = [data.y, *[d.rows for d in data.domains.values()]]
     arrays += [v for d in data.domains.values() for _, v in sorted(d.leaves.items())]
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(memoryview(a).cast("B"))
-    return h.hexdigest()
+    return array_digest(*arrays)
 
 
 def point_count(data: FitData) -> int:
     """The recorded points of every domain together (what `memory_rows` bounds)."""
     return sum(len(d) for d in data.domains.values())
+
+
+def _describe(points: MemoryPoints | SpilledPoints, data: FitData) -> None:
+    """What both kinds of points know of the recording: points per domain, leaves per domain, the imports, and
+    which imports map each consumer point to the same producer point (no gather needed)."""
+    points.widths = {d: len(dd) for d, dd in data.domains.items()}
+    points.n_leaves = {d: len(leaf_ids(data.trace, d)) for d in data.domains}
+    points.import_keys = list(data.imports)
+    points.identity = {k for k, v in data.imports.items() if np.array_equal(v, np.arange(len(v)))}
 
 
 class MemoryPoints:
@@ -68,10 +72,7 @@ class MemoryPoints:
 
     def __init__(self, data: FitData) -> None:
         trace = data.trace
-        self.widths = {d: len(dd) for d, dd in data.domains.items()}
-        self.import_keys = list(data.imports)
-        self.identity = {k for k, v in data.imports.items() if np.array_equal(v, np.arange(len(v)))}
-        self.n_leaves = {d: len(leaf_ids(trace, d)) for d in data.domains}
+        _describe(self, data)
         self.replay_rows = {d: data.domains[d].rows for d in data.domains}  # positions in the replay: the time axis
         self._t = {d: torch.from_numpy(data.domains[d].t) for d in data.domains}
         self._gaps = {d: gap_seconds(t) for d, t in self._t.items()}  # once, not per evaluation
@@ -128,11 +129,7 @@ class SpilledPoints:
     def __init__(self, data: FitData, folder: Path, piece_rows: int) -> None:
         self.folder = folder
         self.remove: weakref.finalize | None = None  # set by `spill`: removes the folder
-        trace = data.trace
-        self.widths = {d: len(dd) for d, dd in data.domains.items()}
-        self.import_keys = list(data.imports)
-        self.identity = {k for k, v in data.imports.items() if np.array_equal(v, np.arange(len(v)))}
-        self.n_leaves = {d: len(leaf_ids(trace, d)) for d in data.domains}
+        _describe(self, data)
         self.counts = plan_pieces({d: dd.rows for d, dd in data.domains.items()}, piece_rows)
         self._files: dict[int, pq.ParquetFile] = {}
         self._starts: dict[int, np.ndarray] = {}

@@ -43,6 +43,7 @@ from harness.fit.trainer import FitWarning, evaluate
 from harness.pipeline import build
 from harness.pipeline.schema import ROOT
 from harness.pipeline.signals import signal_name
+from harness.streams.content_digest import array_digest
 from harness.streams.schema import split
 from harness.track import mlflow_log, store
 from harness.track.logger import RunLogger
@@ -168,7 +169,7 @@ def _stages(
         kernel_hash, kernel_source = res.kernel.kernel_hash, res.kernel.source  # ("python", None): the reference
         identity = {
             "harness.kernel_hash": kernel_hash,
-            "harness.prediction_digest": mlflow_log.array_digest(kernel_pred),
+            "harness.prediction_digest": array_digest(kernel_pred),
             "harness.record_digest": record_digest(res.data),
         }
         logger.set_tags(identity)

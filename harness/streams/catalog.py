@@ -317,18 +317,30 @@ def _add(root: Path, manifest: dict[str, Any], market: str, table: pa.Table, sou
     m = manifest["markets"].setdefault(market, {"sources": {}, "partitions": {}})
     parts, old = m["partitions"], set()
     dates = []
-    brief = {k: source[k] for k in ("path", "sha256", "reader", "role", "options")}  # JSON values
+    brief = _brief(source)
     for day, rows in _days(table):
         entry = parts.get(day)
         if entry is not None:
             old.add(entry["file"])
         parts[day] = _update_partition(root, market, day, rows, entry, brief)
         dates.append(day)
-    m["sources"][source["sha256"]] = {**brief, "rows": table.num_rows, "dates": dates}
+    _commit(root, manifest, m, brief, table.num_rows, dates, old)
+    return dates
+
+
+def _brief(source: Mapping[str, Any]) -> dict[str, Any]:
+    """What the manifest keeps of a source (JSON values)."""
+    return {k: source[k] for k in ("path", "sha256", "reader", "role", "options")}
+
+
+def _commit(
+    root: Path, manifest: dict[str, Any], m: dict[str, Any], brief: dict[str, Any], rows: int, dates: list, old: set
+) -> None:
+    """Record the source in its market, replace the manifest, then delete the partition files it superseded."""
+    m["sources"][brief["sha256"]] = {**brief, "rows": rows, "dates": dates}
     _write_manifest(root, manifest)
     for f in old - _listed(manifest):
         (root / f).unlink(missing_ok=True)
-    return dates
 
 
 def _known(manifest: Mapping[str, Any], market: str, source: Mapping[str, Any]) -> bool:
@@ -458,20 +470,21 @@ def import_batches(
     with _locked(root, lock_timeout) as manifest:
         held = manifest["markets"].get(name, {}).get("partitions", {})
         days = _DayWriters(root, set(held))
-        whole = StreamDigest()
+        whole, rows = StreamDigest(), 0
         for table in _in_order(batches, source):
             for batch in table.to_batches():
                 whole.add(batch)
-            for day, rows in _days(table):
-                days.add(day, rows)
-        if not whole.held and not whole.rows:
+            for day, part in _days(table):
+                days.add(day, part)
+            rows += table.num_rows
+        if not rows:
             raise HarnessError(f"{source}: an empty stream has nothing to import")
         info = {"path": source, "sha256": whole.hexdigest(), "reader": "table", "role": "table", "options": {}}
         if _known(manifest, name, info):
             days.discard()
             out.skipped.append((source, name))
         else:
-            out.imported.append((source, name, _add_written(root, manifest, name, days, info, whole.rows)))
+            out.imported.append((source, name, _add_written(root, manifest, name, days, info, rows)))
     return out
 
 
@@ -588,7 +601,7 @@ def _add_written(
     """Publish the days `days` wrote (and merge the held days' rows) and commit the manifest; the dates touched."""
     m = manifest["markets"].setdefault(market, {"sources": {}, "partitions": {}})
     parts, old = m["partitions"], set()
-    brief = {k: source[k] for k in ("path", "sha256", "reader", "role", "options")}
+    brief = _brief(source)
     for day, (tmp, name, entry) in days.finish().items():
         rel = f"market={market}/date={day}"
         _publish(tmp, root / rel, name)
@@ -598,10 +611,7 @@ def _add_written(
         old.add(parts[day]["file"])
         parts[day] = _update_partition(root, market, day, pa.concat_tables(pieces), parts[day], brief)
     dates = sorted([*days.done, *days.merge])
-    m["sources"][source["sha256"]] = {**brief, "rows": rows, "dates": dates}
-    _write_manifest(root, manifest)
-    for f in old - _listed(manifest):
-        (root / f).unlink(missing_ok=True)
+    _commit(root, manifest, m, brief, rows, dates, old)
     return dates
 
 

@@ -181,6 +181,16 @@ class StreamDigest:
         return self.h.h.hexdigest()
 
 
+def array_digest(*arrays: np.ndarray) -> str:
+    """sha256 of arrays' bytes (dtype, shape and values): equal digests, bit-identical results."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
 def file_sha256(path: str | PathLike[str]) -> str:
     """sha256 hex digest of a file's bytes, read in bounded chunks: what a source file holds, whatever its name,
     size or modification time say (the Parquet cache and replay check sources by it)."""

@@ -167,16 +167,6 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(chosen, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def array_digest(*arrays: np.ndarray) -> str:
-    """sha256 of arrays' bytes (dtype, shape and values): equal digests, bit-identical results."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 def write_json(path: Path, data: Mapping[str, Any]) -> None:
     """JSON with sorted keys, creating the folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
