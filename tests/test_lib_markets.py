@@ -173,6 +173,45 @@ def test_events_without_the_stream_of_a_market_name_it() -> None:
             hs.compile(c, backend=backend).replay(wrong)
 
 
+def pair_fit_circuit() -> hs.Circuit:
+    """A perp + spot circuit with one parameter: spot's basis against perp, and spot's mid to label."""
+    c = hs.Circuit("needs_spot")
+    perp, spot = hs.lib.market(c, market="perp"), hs.lib.market(c, market="spot")
+    c.output("pred", hs.lib.basis(spot, perp) * c.parameter("w", init=0.1))
+    c.output("spot.mid", spot.mid)
+    return c
+
+
+MISSING_SPOT = (
+    r"kernel 'needs_spot' triggers on \['spot.book', 'spot.trade'\] of market\(s\) 'spot', which the stream "
+    r"does not hold \(its markets: perp\)"
+)
+
+
+def test_record_and_fit_on_a_stream_without_a_market_of_the_circuit_name_it() -> None:
+    perp_only = hs.streams.synthetic(3000, seed=1, market="perp")
+    for backend in ("python", "cpp"):
+        with pytest.raises(EventsError, match=MISSING_SPOT):
+            hs.replay.record(hs.compile(pair_fit_circuit(), backend=backend), perp_only)
+    with pytest.raises(EventsError, match=MISSING_SPOT):
+        hs.fit.fit(pair_fit_circuit(), perp_only, target="pred", label=("spot.mid", 1.0))
+    with pytest.raises(EventsError, match=MISSING_SPOT):  # batches: the first one's dictionary names the markets
+        hs.replay.record(hs.compile(pair_fit_circuit()), perp_only.to_batches(max_chunksize=500))
+    both = hs.streams.merge(perp_only, hs.streams.synthetic(3000, seed=2, market="spot"))
+    rec = hs.replay.record(hs.compile(pair_fit_circuit()), both)
+    assert np.isfinite(rec.table.column("pred").to_numpy(zero_copy_only=False)).sum() > 1000
+
+
+def test_a_stream_without_market_names_is_not_checked_for_markets() -> None:
+    c = hs.Circuit("plain")
+    c.output("mid", hs.lib.market(c).mid)
+    rec = hs.replay.record(hs.compile(c), hs.streams.synthetic(2000, seed=1))
+    assert np.isfinite(rec.table.column("mid").to_numpy(zero_copy_only=False)).sum() > 1000
+    # a named circuit on an unnamed stream: the replay's own error, as before
+    with pytest.raises(EventsError, match=r"unknown trigger 'book'"):
+        hs.replay.record(hs.compile(pair_fit_circuit()), hs.streams.synthetic(2000, seed=1))
+
+
 # ----- cross-market signals against a brute-force computation from the two quotes files -------------------------
 HORIZON = 1.0  # seconds of the lagged return
 HALFLIFE = 2.0  # of the lead-lag pressure

@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from harness.errors import EventsError
 from harness.replay.events import iter_batches
+from harness.streams.schema import markets_of, split
 
 if TYPE_CHECKING:
     from harness.kernel import Kernel
@@ -47,7 +49,8 @@ def chunks(
 
     Rows: one per event, plus one per timer firing when the circuit has timers. `max_events` stops after that
     many events (the rest of the stream is never read). `progress` shows a bar (default: when stderr is a
-    terminal); `total` is the number of events when known.
+    terminal); `total` is the number of events when known. A circuit triggered by a market the stream does not
+    hold is an EventsError (`check_markets`).
     """
     timer_rows = bool(kernel.plan.timers)
     if total is None and isinstance(events, (pa.Table, pa.RecordBatch)):
@@ -60,6 +63,8 @@ def chunks(
     with Progress(*columns, transient=True, disable=not show) as bar, _streaming_heap():
         task = bar.add_task(label, total=total)
         for batch in iter_batches(events):
+            if not offset and not seen:
+                check_markets(kernel, batch)
             if max_events is not None:
                 batch = batch.slice(0, max_events - seen)
             clock = time.perf_counter()
@@ -124,3 +129,25 @@ _LIBC = _libc()
 
 def _trigger_names(batch: pa.RecordBatch) -> pa.Array:
     return batch.column(batch.schema.get_field_index("trigger")).cast(pa.string())
+
+
+def check_markets(kernel: Kernel, batch: pa.RecordBatch) -> None:
+    """Raise EventsError when the kernel triggers on a market (`m.book`) that a stream of named markets lacks:
+    its outputs would stay null. The markets are those of the trigger column's dictionary (a plain string
+    column, or a stream without market names, is not checked)."""
+    index = batch.schema.get_field_index("trigger")
+    if index < 0 or not pa.types.is_dictionary(batch.schema.field(index).type):
+        return
+    held = markets_of(batch.column(index))
+    if not any(m is not None for m in held):
+        return
+    mine = list(dict.fromkeys(m for m in (split(t)[0] for t in kernel.triggers) if m is not None))
+    missing = [m for m in mine if m not in held]
+    if missing:
+        triggers = [t for t in kernel.triggers if split(t)[0] in missing]
+        shown = ", ".join("(without a name)" if m is None else m for m in held)
+        raise EventsError(
+            f"events: kernel {kernel.name!r} triggers on {triggers} of market(s) {', '.join(map(repr, missing))}, "
+            f"which the stream does not hold (its markets: {shown}); merge that market's stream in "
+            "(hs.streams.merge) or replay a circuit of the stream's markets"
+        )
