@@ -17,6 +17,8 @@ from mlflow.tracking import MlflowClient
 import harness as hs
 from harness.circuits import trade_pressure
 from harness.cli import main
+from harness.pipeline import loaders
+from harness.pipeline.events import Events
 
 PAIR = {"perp": {}, "spot": {"follows": "perp"}}
 
@@ -33,6 +35,83 @@ def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return tmp_path
+
+
+T0_US = 1_723_161_255_000_000  # 2024-08-08 in microseconds (times before 2000 are implausible)
+T0_MS = T0_US // 1000
+
+
+def tardis_files(folder: Path, market: str, offset_us: int, latency_us: int) -> tuple[Path, Path]:
+    """Tiny tardis.dev trades and quotes files of one market: exchange times `offset_us` apart from the other
+    market's, captured `latency_us` later (so the local and the exchange clock order the markets differently)."""
+    trades = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
+    quotes = "exchange,symbol,timestamp,local_timestamp,ask_amount,ask_price,bid_price,bid_amount\n"
+    for i in range(6):
+        te = T0_US + offset_us + 1000 * i
+        trades += f"x,Y,{te},{te + latency_us},{i},{'buy' if i % 2 else 'sell'},{100 + i},1\n"
+        quotes += f"x,Y,{te + 300},{te + 300 + latency_us},1,{101 + i},{100 + i},2\n"
+    paths = folder / f"{market}_trades.csv", folder / f"{market}_quotes.csv"
+    paths[0].write_text(trades)
+    paths[1].write_text(quotes)
+    return paths
+
+
+def binance_files(folder: Path, market: str, offset_ms: int) -> tuple[Path, Path]:
+    """Tiny Binance vision trades and bookTicker files (with headers) of one market, times in milliseconds."""
+    trades = "id,price,qty,quote_qty,time,is_buyer_maker\n"
+    ticker = "update_id,best_bid_price,best_bid_qty,best_ask_price,best_ask_qty,transaction_time,event_time\n"
+    for i in range(5):
+        t = T0_MS + offset_ms + 10 * i
+        trades += f"{i},{100 + i},0.5,{50 + i / 2},{t},{'true' if i % 2 else 'false'}\n"
+        ticker += f"{i},{99.5 + i},2,{100.5 + i},3,{t + 4},{t + 5}\n"
+    paths = folder / f"{market}_trades.csv", folder / f"{market}_ticker.csv"
+    paths[0].write_text(trades)
+    paths[1].write_text(ticker)
+    return paths
+
+
+def loaded(events: Events) -> pa.Table:
+    """All the events of a loaded stream as one table."""
+    return pa.Table.from_batches(list(events.batches()))
+
+
+def test_tardis_markets_each_on_its_own_clock_are_the_merge_of_their_reads(tmp_path: Path) -> None:
+    perp, spot = tardis_files(tmp_path, "perp", 0, 900), tardis_files(tmp_path, "spot", 100, 200)
+    specs = {"perp": {"kind": "tardis", "trades": str(perp[0]), "quotes": str(perp[1]), "clock": "exchange"},
+             "spot": {"kind": "tardis", "trades": str(spot[0]), "quotes": str(spot[1])}}  # fmt: skip
+    events = loaders.markets(specs, chunk=7)
+    assert events.markets == ["perp", "spot"] and events.files == [str(p) for p in (*perp, *spot)]
+    spot_local = hs.streams.tardis(trades=spot[0], quotes=spot[1], market="spot")
+    want = hs.streams.merge(hs.streams.tardis(trades=perp[0], quotes=perp[1], clock="exchange", market="perp"),
+                            spot_local)  # fmt: skip
+    got = loaded(events)
+    assert got.num_rows == 24 and got.equals(want)
+    both_local = hs.streams.merge(hs.streams.tardis(trades=perp[0], quotes=perp[1], market="perp"), spot_local)
+    assert not got.column("t").equals(both_local.column("t"))  # perp's clock is its own
+
+
+def test_parquet_markets_are_the_merge_of_their_reads(tmp_path: Path) -> None:
+    paths = {m: tmp_path / f"{m}.parquet" for m in ("perp", "spot")}
+    hs.streams.write_parquet(hs.streams.synthetic(800, seed=1), paths["perp"])
+    hs.streams.write_parquet(hs.streams.synthetic(600, seed=2, message_gap_ms=80.0), paths["spot"])
+    events = loaders.markets({m: {"kind": "parquet", "path": str(p)} for m, p in paths.items()}, chunk=500)
+    want = hs.streams.merge(*[hs.streams.read_parquet(p, market=m) for m, p in paths.items()])
+    got = loaded(events)
+    assert events.markets == ["perp", "spot"] and got.num_rows == 1400
+    assert got.equals(want) and hs.streams.digest(got) == hs.streams.digest(want)
+
+
+def test_binance_markets_are_the_merge_of_their_reads(tmp_path: Path) -> None:
+    perp, spot = binance_files(tmp_path, "perp", 0), binance_files(tmp_path, "spot", 3)
+    specs = {"perp": {"kind": "binance", "trades": str(perp[0]), "book_ticker": str(perp[1])},
+             "spot": {"kind": "binance", "trades": str(spot[0])}}  # fmt: skip
+    got = loaded(loaders.markets(specs))
+    want = hs.streams.merge(hs.streams.binance(trades=perp[0], book_ticker=perp[1], market="perp"),
+                            hs.streams.binance(trades=spot[0], market="spot"))  # fmt: skip
+    assert got.num_rows == 15 and got.equals(want)
+    counts = dict(zip(*np.unique(got.column("trigger").cast(pa.string()).to_numpy(zero_copy_only=False),
+                                 return_counts=True), strict=True))  # fmt: skip
+    assert counts == {"perp.quote": 5, "perp.trade": 5, "spot.trade": 5}
 
 
 def test_the_synthetic_pair_experiment_runs_with_per_market_metrics(here: Path) -> None:
@@ -55,6 +134,13 @@ def test_the_real_pair_experiment_runs_on_a_slice(here: Path, monkeypatch: pytes
     assert metrics["parity_max_abs_error"] <= 1e-12
 
 
+# the synthetic pair's markets turned into tardis markets of the files `tardis_files` writes
+PERP_FROM_FILES = ["stream.markets.perp.kind=tardis", "+stream.markets.perp.trades=perp_trades.csv"]
+SPOT_FROM_FILES = ["stream.markets.spot.kind=tardis", "~stream.markets.spot.follows",
+                   "+stream.markets.spot.trades=spot_trades.csv"]  # fmt: skip
+BOGUS_CLOCK = [*PERP_FROM_FILES, "+stream.markets.perp.clock=bogus", *SPOT_FROM_FILES]
+
+
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -64,9 +150,13 @@ def test_the_real_pair_experiment_runs_on_a_slice(here: Path, monkeypatch: pytes
         (["stream.markets.spot.kind=bogus"], r"stream.markets.spot.kind='bogus' must be one of"),
         (["+stream.markets.spot.book=x.csv"], r"stream.markets.spot: keys \['book'\] are not keys of a synthetic"),
         (["stream.markets.spot.follows=fut"], r"market 'spot' follows 'fut', which is not another of the markets"),
+        (SPOT_FROM_FILES, r"stream.markets: synthetic markets cannot be merged with markets read from files"),
+        (BOGUS_CLOCK, r"stream.markets.perp.clock='bogus' must be 'local' or 'exchange'"),
     ],
 )
 def test_bad_market_configs_name_the_market(here: Path, overrides: list[str], match: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    tardis_files(here, "perp", 0, 900)
+    tardis_files(here, "spot", 100, 200)
     with pytest.raises(SystemExit) as exit_:
         main(["+experiment=trade_pressure_pair_synthetic", "stream.events=20000", "trainer.epochs=1", *overrides])
     assert exit_.value.code == 2
