@@ -5,6 +5,8 @@ The wheel itself is built and run in tests/test_install.py (marked `install`).""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,16 @@ def test_harness_conf_adds_a_directory_and_a_bad_one_is_one_error(workdir: Path,
     err = capsys.readouterr().err
     assert f"HARNESS_CONF={workdir / 'nope'}: {workdir / 'nope'} is not a directory" in err
     assert "Traceback" not in err
+
+
+def test_the_lock_beside_the_sqlite_store_is_ignored_by_git() -> None:
+    """filelock leaves `mlflow.db.lock` beside the store: `git status` must not show it."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    inside = subprocess.run([git, "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True)
+    if inside.returncode != 0 or Path(inside.stdout.strip()).resolve() != ROOT.resolve():
+        pytest.skip(f"{ROOT} is not the root of a git checkout")
+    for name in ("mlflow.db.lock", "experiments/other.db.lock"):
+        assert subprocess.run([git, "check-ignore", "-q", name], cwd=ROOT).returncode == 0, name
+    assert subprocess.run([git, "check-ignore", "-q", "harness/cli.py"], cwd=ROOT).returncode == 1
