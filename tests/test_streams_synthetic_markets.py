@@ -3,6 +3,8 @@ moves the leader's lagged mid predicts (and does not with follow=0), and errors 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -86,6 +88,64 @@ def test_the_leader_predicts_the_follower_only_when_it_follows() -> None:
     assert crossed_on == crossed_off == 0.0
     assert on > 0.25, on  # measured: 0.38
     assert abs(off) < 0.05, off  # measured: -0.006
+
+
+TRACKS = {"move_prob": 0.8, "follow": 1.0, "signal": 0.0}  # a follower that moves often, only after its leader
+GRID_NS = 10**7  # the mids are read every 10 ms
+
+
+@functools.cache
+def mids_kernel() -> hs.Kernel:
+    c = hs.Circuit("mids")
+    c.output("a", hs.lib.market(c, market="perp").mid)
+    c.output("b", hs.lib.market(c, market="spot").mid)
+    return hs.compile(c)
+
+
+def log_mids(follower: dict, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Log mids of the leader and of a follower with parameters `follower`, every 10 ms (200k events, ~22 min)."""
+    events = hs.streams.synthetic_markets(200_000, {"perp": {}, "spot": {"follows": "perp", **follower}}, seed=seed)
+    kernel = mids_kernel()
+    kernel.reset()
+    out = kernel.replay(events)
+    t = out.column("t").to_numpy()
+    a, b = (out.column(x).to_numpy(zero_copy_only=False) for x in "ab")
+    ok = ~np.isnan(a) & ~np.isnan(b)
+    t, a, b = t[ok], a[ok], b[ok]
+    at = np.searchsorted(t, np.arange(t[0] + 10**9, t[-1] - 10**9, GRID_NS), "right") - 1
+    return np.log(a[at]), np.log(b[at])
+
+
+def changes(x: np.ndarray, steps: int) -> np.ndarray:
+    return x[steps:] - x[:-steps]
+
+
+def peak_lag_ms(follow_lag_ms: float) -> int:
+    """The lag (ms) at which the leader's 200 ms mid returns correlate most with the follower's later ones."""
+    a, b = (changes(x, 20) for x in log_mids({**TRACKS, "follow_lag_ms": follow_lag_ms}))
+    cc = [np.corrcoef(a[: len(a) - k], b[k:])[0, 1] for k in range(200)]  # 0 .. 2 s
+    return int(np.argmax(cc)) * GRID_NS // 10**6
+
+
+def test_the_follower_responds_to_its_leader_after_follow_lag_ms() -> None:
+    short, long = peak_lag_ms(200.0), peak_lag_ms(1000.0)
+    # measured (seeds 0-3): 320-340 and 1120-1150 ms: the lag, then ~130 ms until the follower's next moves
+    assert 200 <= short <= 450 and 1000 <= long <= 1250, (short, long)
+    assert 700 <= long - short <= 900, (short, long)
+
+
+def response_slope(follow_beta: float) -> float:
+    """The regression slope of the follower's 5 s log mid change on the leader's, 200 ms (follow_lag_ms) earlier."""
+    a, b = (changes(x, 500) for x in log_mids({**TRACKS, "follow_beta": follow_beta}))
+    lag = 20
+    return float(np.polyfit(a[: len(a) - lag], b[lag:], 1)[0])
+
+
+def test_the_follower_response_grows_with_follow_beta() -> None:
+    half, full = response_slope(0.5), response_slope(1.0)
+    # measured: 0.469 and 0.959 (seed 0); 0.49-0.50 and 0.98-0.995 (seeds 1-3)
+    assert abs(half / 0.5 - 1) < 0.1 and abs(full - 1) < 0.1, (half, full)
+    assert 1.8 < full / half < 2.2, (half, full)
 
 
 @pytest.mark.parametrize(
