@@ -10,8 +10,9 @@ harness demo [--events N ...]   the demo: seed scenarios, a synthetic L2 replay 
 A first word that is not a verb nor an override (`harness lsit`) is an unknown command: one line naming it,
 the closest verbs and the list of them, exit 2. Results (tables, the run summary) go to stdout; progress,
 notes, warnings and errors to stderr; a closed stdout (`harness --help | head`) ends the command quietly
-(exit 141, or 1 where rich notices it first). Imports happen when a verb needs them, so `harness --help` and
-`harness runs ...` start in well under a second (no torch, no MLflow: see `harness.runs.sqlite_store`).
+(exit 141, or 1 where rich notices it first). Imports happen when a verb needs them, so `harness --help` starts
+in about a second and `harness runs ...` in under half a second (no torch, MLflow, pandas or pyarrow.dataset:
+see `harness.runs.sqlite_store`; tests/test_cli.py checks).
 
 Hydra's and the job's logs go to stderr too (`conf/hydra/job_logging/harness.yaml`, `hydra_logging/harness.yaml`,
 selected unless the command line picks others).

@@ -83,7 +83,7 @@ def test_help_lists_the_verbs_and_the_groups_without_internal_schemas(capsys) ->
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage:\n  harness [KEY=VALUE ...]")
-    assert "harness runs list|show|compare|replay|gc" in out and "harness data import|list" in out
+    assert "harness runs list|show|compare|replay|gc" in out and "harness data import|list|download" in out
     assert "_schema" not in out
     assert line_of(out, "circuit: ").startswith("circuit: custom, fit_market, fit_market_fixed, linear_xy")
     assert "trainer: adam, lbfgs, sgd" in out and "experiment: " in out
@@ -115,7 +115,8 @@ def test_a_closed_stdout_ends_quietly() -> None:
 
 
 def test_help_and_the_run_tools_start_without_torch_or_mlflow(tmp_path: Path) -> None:
-    """What makes a command slow to start: torch (~1 s) and MLflow (~1.7 s with a store) are not imported."""
+    """What makes a command slow to start: torch (~1 s), MLflow (~1.7 s with a store), pandas and
+    pyarrow.dataset (~0.45 s, what the replay and streams layers read with) are not imported."""
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -126,7 +127,8 @@ def test_help_and_the_run_tools_start_without_torch_or_mlflow(tmp_path: Path) ->
         "commands = [['--help'], ['runs', '--help'], ['runs', 'list', '--tracking-uri', sys.argv[1]], ['lsit']]\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    codes = [main(c) for c in commands]\n"
-        "print(codes, sorted(m for m in ('torch', 'mlflow') if m in sys.modules))\n"
+        "heavy = ('torch', 'mlflow', 'pandas', 'pyarrow.dataset')\n"
+        "print(codes, sorted(m for m in heavy if m in sys.modules))\n"
     )
     res = subprocess.run([sys.executable, "-c", probe, uri], capture_output=True, text=True)
     assert res.stdout.strip() == "[0, 0, 0, 2] []", res.stderr
@@ -146,6 +148,22 @@ def test_the_pipeline_schema_reads_trainer_config_as_the_class_defines_it() -> N
     expected = schema._schema_of(schema._fields_of(TrainerConfig), "Expected", epochs=100)
     assert fields(schema.TrainerConf) == fields(expected)
     assert len(fields(expected)) == len(dataclasses.fields(TrainerConfig))
+
+
+def test_the_pipeline_schema_reads_the_stream_rules_as_the_class_defines_them() -> None:
+    """The stream rules' schema comes from Rules' source (importing it loads the streams package): the same
+    fields, types and defaults as the class."""
+    import dataclasses
+
+    from harness.pipeline import schema
+    from harness.streams.rules import Rules
+
+    def fields(cls: type) -> list[tuple[str, object, object]]:
+        return [(f.name, f.type, f.default) for f in dataclasses.fields(cls)]
+
+    expected = schema._schema_of(schema._fields_of(Rules), "Expected")
+    assert fields(schema.StreamRulesConf) == fields(expected)
+    assert [f[0] for f in fields(expected)] == [f.name for f in dataclasses.fields(Rules)]
 
 
 def test_hydra_and_job_logs_go_to_stderr_unless_the_command_line_picks_other_logging() -> None:

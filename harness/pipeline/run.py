@@ -160,16 +160,16 @@ def _stages(
     )  # fmt: skip
     with closing(res):  # a spilled recording is removed when the run is done with it
         with stages("evaluate", console, "evaluating the fitted circuit..."):
-            kernel_pred = res.predictions()  # the fitted kernel's, within 1e-9: parity was checked on a replayed slice
+            predictions = res.predictions()  # the torch model's; the kernel's agree on the parity slice (fitting.py)
             parts = _parts(res)
-            metrics = _metrics(res, kernel_pred, parts, stages, events)
-            report = _report(res, kernel_pred, parts, report_cfg, cfg)
+            metrics = _metrics(res, predictions, parts, stages, events)
+            report = _report(res, predictions, parts, report_cfg, cfg)
             metrics.update(report.metrics() if report is not None else {})
             _log_folds(logger, res)
         kernel_hash, kernel_source = res.kernel.kernel_hash, res.kernel.source  # ("python", None): the reference
         identity = {
             "harness.kernel_hash": kernel_hash,
-            "harness.prediction_digest": array_digest(kernel_pred),
+            "harness.prediction_digest": array_digest(predictions),
             "harness.record_digest": record_digest(res.data),
         }
         logger.set_tags(identity)
@@ -177,7 +177,7 @@ def _stages(
         if notes:
             logger.set_tags({WARNING_TAG: " | ".join(notes)})
         with stages("log", console, "logging the run..."), logger.artifact_dir() as art:
-            _write_artifacts(art, cfg, res, circuit, kernel_source, kernel_pred, parts, metrics, stages.seconds)
+            _write_artifacts(art, cfg, res, circuit, kernel_source, predictions, parts, metrics, stages.seconds)
             if report is not None:
                 evaluation.write(report, art / "report", f"{build.circuit_name(cfg)} on {events.source}: run {run_id}")
         metrics.update({f"stage/{k}_s": v for k, v in stages.seconds.items()})
@@ -237,12 +237,12 @@ def _fit(cfg: DictConfig, logger: RunLogger, stages: _Stages, events: build.Even
 
 
 def _metrics(
-    res: Any, kernel_pred: np.ndarray, parts: dict[str, np.ndarray], stages: _Stages, events: build.Events
+    res: Any, predictions: np.ndarray, parts: dict[str, np.ndarray], stages: _Stages, events: build.Events
 ) -> dict[str, float]:
     """The run's metrics: the fit's losses, the fitted kernel out of sample, rows, parity and speed."""
     import torch
 
-    rows, pred = res.out_of_sample(kernel_pred)  # walk-forward: each fold's test rows, by that fold's fit
+    rows, pred = res.out_of_sample(predictions)  # walk-forward: each fold's test rows, by that fold's fit
     test = evaluate(torch.from_numpy(pred), torch.from_numpy(res.data.y[rows]))
     folds = {"folds": float(len(res.folds))} if res.folds else {}
     return {
@@ -290,19 +290,19 @@ def _market_metrics(events: build.Events) -> dict[str, float]:
 
 
 def _report(
-    res: Any, kernel_pred: np.ndarray, parts: dict[str, np.ndarray], config: Any, cfg: DictConfig
+    res: Any, predictions: np.ndarray, parts: dict[str, np.ndarray], config: Any, cfg: DictConfig
 ) -> evaluation.Report | None:
     """The evaluation report on the out-of-sample rows (None when `report.enabled` is false); attribution on the
     test rows of the final model (walk-forward: the last fold's)."""
     if config is None:
         return None
-    rows, pred = res.out_of_sample(kernel_pred)
+    rows, pred = res.out_of_sample(predictions)
     labels = {h: res.data.horizon_labels[h][rows] for h in config.horizons}
     labels[config.horizons[0]] = res.data.y[rows]  # the fitted label (the horizon the rows were kept for)
     attribution = None
     if cfg.report.attribution:
         attribution = drop_one(res.model, res.data.y, res.split.test.numpy())
-    train_pred = kernel_pred[parts["train"]]
+    train_pred = predictions[parts["train"]]
     folds = [
         {"fold": f.fold.index, "test_start_s": f.fold.test_start / 1e9, "test_end_s": f.fold.test_end / 1e9,
          "rows": len(f.fold.split.test), "ic": f.metrics["test_ic"], "r2": f.metrics["test_r2"]}
@@ -338,7 +338,7 @@ def _write_artifacts(
     res: Any,
     circuit: Any,
     kernel_source: str | None,
-    kernel_pred: np.ndarray,
+    predictions: np.ndarray,
     parts: dict[str, np.ndarray],
     metrics: dict[str, float],
     seconds: dict[str, float],
@@ -359,12 +359,12 @@ def _write_artifacts(
     y = res.data.y
     if cfg.tracking.plots:
         mlflow_log.plot_loss(res.history, art / "plots" / "loss.png")
-        mlflow_log.plot_prediction(kernel_pred, y, parts, art / "plots" / "prediction_vs_label.png")
+        mlflow_log.plot_prediction(predictions, y, parts, art / "plots" / "prediction_vs_label.png")
     if len(y) <= int(cfg.tracking.log_sample_max_rows):
-        _write_parquet(_sample_table(res, kernel_pred, parts), art / "data" / "sample.parquet")
+        _write_parquet(_sample_table(res, predictions, parts), art / "data" / "sample.parquet")
 
 
-def _sample_table(res: Any, kernel_pred: np.ndarray, parts: dict[str, np.ndarray]) -> pa.Table:
+def _sample_table(res: Any, predictions: np.ndarray, parts: dict[str, np.ndarray]) -> pa.Table:
     """The training rows as logged: time, split part (or purged), label and the fitted kernel's prediction."""
     part = np.empty(len(res.data.y), dtype=object)
     for name, rows in parts.items():
@@ -374,7 +374,7 @@ def _sample_table(res: Any, kernel_pred: np.ndarray, parts: dict[str, np.ndarray
             "t": res.data.t,
             "part": pa.array([p if p is not None else "purged" for p in part], pa.string()),
             "label": res.data.y,
-            "prediction": kernel_pred,
+            "prediction": predictions,
         }
     )
 

@@ -22,13 +22,13 @@ from omegaconf import MISSING, OmegaConf
 from harness import package_data
 from harness.errors import HarnessError
 from harness.pipeline import user_conf
-from harness.streams.rules import Rules
 
 LAYOUT = package_data.layout()  # the checkout's conf/ and experiments/, or the installed package's copies
 ROOT = LAYOUT.checkout  # the source checkout whose git commit a run logs; None for an installed wheel
 CONF_DIR = LAYOUT.conf
 EXPERIMENTS_DIR = LAYOUT.experiments
 TRAINER_SOURCE = Path(__file__).resolve().parents[1] / "fit" / "trainer.py"  # where TrainerConfig is written
+RULES_SOURCE = Path(__file__).resolve().parents[1] / "streams" / "rules.py"  # where the streams' Rules are written
 
 
 # ----- circuits ------------------------------------------------------------------------------------------
@@ -186,13 +186,13 @@ def _fields_of(cls: type) -> list[tuple[str, Any, Any]]:
 
 def _source_fields(path: Path, name: str) -> list[tuple[str, Any, Any]]:
     """(name, type, default) of each field of dataclass `name` as written in `path`, read without importing it:
-    importing `harness.fit.trainer` loads torch (about a second), which composing a config (and `harness
-    --help`) does not need. Types are builtins or `X | None`, defaults literals (a test compares the result
-    with the class itself)."""
+    importing `harness.fit.trainer` loads torch (about a second), `harness.streams.rules` the whole streams
+    package (numpy, pyarrow, pandas: half a second), which composing a config (and `harness --help`) does not
+    need. Types are builtins or `X | None`, defaults literals (a test compares the result with the class)."""
     tree = ast.parse(path.read_text(), filename=str(path))
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
     if cls is None:
-        raise HarnessError(f"{path}: no class {name} to read the trainer's config fields from")
+        raise HarnessError(f"{path}: no class {name} to read the config fields from")
     names = {"str": str, "int": int, "float": float, "bool": bool, "None": None}
     out = []
     for stmt in cls.body:
@@ -211,7 +211,7 @@ def _source_fields(path: Path, name: str) -> list[tuple[str, Any, Any]]:
 
 
 TrainerConf = _schema_of(_source_fields(TRAINER_SOURCE, "TrainerConfig"), "TrainerConf", epochs=100)
-StreamRulesConf = _schema_of(_fields_of(Rules), "StreamRulesConf")  # the fields of harness.streams.rules.Rules
+StreamRulesConf = _schema_of(_source_fields(RULES_SOURCE, "Rules"), "StreamRulesConf")  # harness.streams.rules.Rules
 
 
 @dataclass

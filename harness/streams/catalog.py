@@ -44,7 +44,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
@@ -66,9 +65,6 @@ MARKET_COLUMN = "market"  # added to the events of a read of several markets
 READAHEAD = 2  # batches a scan decodes ahead, one thread: pyarrow's defaults hold many row groups at once (as
 # fast here: decoding is not what limits a replay)
 LOCK_TIMEOUT = 60.0  # seconds an importer waits for another one to finish
-# no pre-buffering: pyarrow's default reads a file's whole (compressed) column chunks ahead, a day at a time
-_FORMAT = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
-PARTITIONING = ds.partitioning(pa.schema([("market", pa.string()), ("date", pa.string())]), flavor="hive")
 
 READERS: dict[str, tuple[str, ...]] = {
     "tardis": ("book", "trades", "quotes", "snapshots"),
@@ -690,10 +686,15 @@ def partitions(
 
 def _market_batches(root: Path, parts: Sequence[Partition], batch_size: int, verify: bool) -> Iterator[pa.RecordBatch]:
     """The events of one market's partitions (in date order) through `pyarrow.dataset`, batch by batch."""
+    import pyarrow.dataset as ds  # here: it loads pandas (half a second), which importing harness does not need
+
     if not parts:
         return
     files = [str(root / p.file) for p in parts]
-    dataset = ds.dataset(files, format=_FORMAT, partitioning=PARTITIONING, partition_base_dir=str(root))
+    # no pre-buffering: pyarrow's default reads a file's whole (compressed) column chunks ahead, a day at a time
+    file_format = ds.ParquetFileFormat(default_fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
+    partitioning = ds.partitioning(pa.schema([("market", pa.string()), ("date", pa.string())]), flavor="hive")
+    dataset = ds.dataset(files, format=file_format, partitioning=partitioning, partition_base_dir=str(root))
     for part, fragment in zip(parts, dataset.get_fragments(), strict=True):
         stat = _file_stat(root / part.file)
         check = StreamDigest() if verify and not _stamped(root, part, stat) else None
