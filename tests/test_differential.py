@@ -106,10 +106,13 @@ def test_cpp_call_and_advance_equal_the_reference(data: st.DataObject) -> None:
 
 # ----- several markets in one circuit -------------------------------------------------------------------------
 MARKETS = ("perp", "spot", "fut")
-_levels = st.lists(
-    st.tuples(st.sampled_from([1.0, -1.0]), st.integers(95, 105).map(float), st.sampled_from([0.0, 0.5, 1.0, 2.5])),
-    max_size=5,
+_amount = st.sampled_from([0.0, 0.5, 1.0, 2.5])
+_level_anywhere = st.tuples(st.sampled_from([1.0, -1.0]), st.integers(95, 105).map(float), _amount)
+_level_own_side = st.one_of(  # bids below asks: books that are often not crossed (a valid mid at trades)
+    st.tuples(st.just(1.0), st.integers(95, 100).map(float), _amount),
+    st.tuples(st.just(-1.0), st.integers(101, 105).map(float), _amount),
 )
+_levels = st.lists(st.one_of(_level_own_side, _level_own_side, _level_anywhere), max_size=5)
 _message = st.one_of(
     st.tuples(st.just("book"), _levels, st.sampled_from([0.0, 0.0, 1.0, 2.0])),
     st.tuples(st.just("trade"), st.floats(90, 110), st.sampled_from([1.0, -1.0, 0.0])),
@@ -118,7 +121,8 @@ _message = st.one_of(
 
 @st.composite
 def market_stream(draw: st.DrawFn, market: str) -> pa.Table:
-    """A random book + trade stream of one market (irregular, sometimes equal times), tagged with its name."""
+    """A random book + trade stream of one market (irregular, sometimes equal times; trades with exchange times),
+    tagged with its name."""
     from tables import book_row, market_events, trade_row
 
     from harness.streams import schema
@@ -126,15 +130,16 @@ def market_stream(draw: st.DrawFn, market: str) -> pa.Table:
     rows, t = [], draw(st.integers(0, 10**9))
     for m in draw(st.lists(_message, max_size=25)):
         t += draw(st.sampled_from([0, 1, 1000, 50_000_000, 2_000_000_000]))
-        rows.append(book_row(t, m[1], snapshot=m[2]) if m[0] == "book" else trade_row(t, m[1], 1.0, m[2]))
-    return schema.tag(market_events(rows), market)
+        te = t - draw(st.sampled_from([0, 1000, 30_000_000, 80_000_000]))  # exchange time: before t, irregular
+        rows.append(book_row(t, m[1], snapshot=m[2]) if m[0] == "book" else trade_row(t, m[1], 1.0, m[2], te))
+    return schema.tag(market_events(rows, exchange_clock=True), market)
 
 
 def market_circuit(markets: tuple[str, ...], k: int, halflife: float) -> hs.Circuit:
     """A circuit over several markets: each market's own book fields and flow, one market's values observed on
     another's events, and cross-market differences (nothing here knows "markets": more inputs and triggers)."""
     c = hs.Circuit(f"markets_{k}")
-    mds = [hs.lib.market(c, market=m) for m in markets]
+    mds = [hs.lib.market(c, market=m, exchange_time=i == 0) for i, m in enumerate(markets)]
     for m, md in zip(markets, mds, strict=True):
         c.output(f"{m}_mid", md.mid)
         c.output(f"{m}_flow", hs.ops.decay_sum(md.signed_amount, halflife=halflife))
@@ -146,7 +151,25 @@ def market_circuit(markets: tuple[str, ...], k: int, halflife: float) -> hs.Circ
     c.output("b_return_on_a", a.trade_price * 0.0 + hs.observe(hs.lib.market_return(b, halflife)))
     (lead,) = hs.lib.lead_pressure(b, [halflife])
     c.output("lead_on_a", lead * a.trade_side)
+    book_signals(c, a, b, halflife)
     return c
+
+
+def book_signals(c: hs.Circuit, a: hs.lib.Market, b: hs.lib.Market, halflife: float) -> None:
+    """The book and trade signals of `hs.lib` on named markets: `a`'s bursts (on its exchange clock) scored
+    against `b`'s impulse fair, `b`'s imbalance, band depth and bid/ask returns, `a`'s impulse."""
+    fair = hs.lib.impulse(b, 2.0, recompute_every=3, reanchor=5.0)
+    c.output("b_impulse", fair)
+    c.output("a_impulse", hs.lib.impulse(a, 0.5))
+    c.output("b_imbalance", hs.lib.imbalance(b, levels=2))
+    bid_band, ask_band = hs.lib.band_depth(b, 1.5)
+    c.output("b_band", bid_band - ask_band)
+    bid_ret, ask_ret = hs.lib.bbo_returns(b, halflife)
+    c.output("b_bbo", bid_ret + ask_ret)
+    burst = hs.lib.bursts(a, gap=0.04, timeout=1.0)
+    c.output("a_burst", burst.signed_amount)
+    c.output("a_burst_penetration", burst.penetration)
+    c.output("a_burst_duration", burst.duration)
 
 
 @settings(max_examples=max(4, profile_examples() // 2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
