@@ -36,6 +36,7 @@ from harness.errors import HarnessError
 from harness.streams import catalog
 from harness.streams import download as dl
 from harness.streams.csvread import ON_BAD_ROWS
+from harness.streams.paths import expand
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--role", choices=roles, default=None, help="the files' role for the reader (default: names)")
     imp.add_argument("--clock", choices=("local", "exchange"), default="local", help="tardis event clock")
     imp.add_argument("--on-bad-rows", choices=ON_BAD_ROWS, default="error", help="bad rows: fail or skip them")
-    imp.add_argument("files", nargs="+", type=Path, help="the files to import, in order")
+    imp.add_argument("files", nargs="+", type=Path, help="the files to import, in order (a quoted glob: sorted)")
     lst = sub.add_parser("list", help="the partitions of a catalog")
     lst.add_argument("--root", type=Path, required=True, help="the catalog's directory")
     lst.add_argument("--market", action="append", default=None, help="only this market (repeatable)")
@@ -82,19 +83,21 @@ def _download_parser(down: argparse.ArgumentParser) -> None:
 
 
 def import_command(args: argparse.Namespace, console: Console) -> int:
-    """Import the files one by one under a progress bar; a line saying what was imported and skipped."""
-    missing = [str(f) for f in args.files if not f.is_file()]
+    """Import the files (paths or quoted globs, expanded sorted) one by one under a progress bar; a line saying
+    what was imported and skipped."""
+    files = expand(args.files)
+    missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise HarnessError(f"no such file: {', '.join(missing)}")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, disable=not console.is_terminal) as bar:
-        task = bar.add_task("importing", total=len(args.files))
+        task = bar.add_task("importing", total=len(files))
 
         def advance(path: Path, status: str) -> None:
             bar.update(task, advance=1, description=f"{status} {path.name}")
 
         done = catalog.import_files(
-            args.root, args.files, market=args.market, reader=args.reader, role=args.role, clock=args.clock,
+            args.root, files, market=args.market, reader=args.reader, role=args.role, clock=args.clock,
             on_bad_rows=args.on_bad_rows, progress=advance,
         )  # fmt: skip
     partitions = ", ".join(f"{m}/{d}" for m, d in done.dates) or "none"

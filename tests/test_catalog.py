@@ -416,3 +416,39 @@ def test_pipeline_runs_on_a_catalog_range(workdir: Path) -> None:
     expected = data.read_table(root, "synth", DAYS[0], DAYS[1])
     assert run.data.tags["harness.data_digest"] == streams.digest(expected)
     assert run.data.metrics["rows_train"] > 100
+
+
+TRADES_HEAD = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount"
+
+
+def tiny_trades_days(folder: Path, days: int) -> list[Path]:
+    """`days` tiny tardis trades files, one per UTC day from 2024-08-08 (20 trades each), written last day first."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for d in reversed(range(days)):
+        t = 1_723_161_255_000_000 + d * 86_400_000_000  # 2024-08-08 23:54 UTC in microseconds, then a day later
+        rows = [f"x,Y,{t + 1000 + i},{t + 2000 + i},{i},{'buy' if i % 2 else 'sell'},{100 + i},0.5" for i in range(20)]
+        paths.insert(0, folder / f"binance-futures_trades_2024-08-{8 + d:02d}_BTCUSDT.csv")
+        paths[0].write_text("\n".join([TRADES_HEAD, *rows]) + "\n")
+    return paths
+
+
+def test_import_files_takes_a_glob_in_sorted_order(tmp_path: Path) -> None:
+    files = tiny_trades_days(tmp_path / "days", 3)
+    seen: list[Path] = []
+    pattern = str(tmp_path / "days" / "*_trades_*.csv")
+    done = data.import_files(tmp_path / "cat", pattern, progress=lambda path, _: seen.append(path))
+    assert seen == files and [p for p, _, _ in done.imported] == [str(f) for f in files]
+    assert done.dates == [("binance_futures_BTCUSDT", d) for d in ("2024-08-08", "2024-08-09", "2024-08-10")]
+    with pytest.raises(DataError, match=r"no file matches '.*/days/\*_quotes_\*\.csv'"):
+        data.import_files(tmp_path / "cat", str(tmp_path / "days" / "*_quotes_*.csv"))
+
+
+def test_data_import_expands_a_quoted_glob(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    tiny_trades_days(tmp_path / "days", 2)
+    root = str(tmp_path / "cat")
+    assert data_main(["import", "--root", root, str(tmp_path / "days" / "*_trades_*.csv")]) == 0
+    assert "imported 2 file(s), skipped 0" in capsys.readouterr().out
+    assert data_main(["import", "--root", root, str(tmp_path / "days" / "*.csv.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no file matches ") and "*.csv.gz" in err and err.count("\n") == 1

@@ -105,6 +105,14 @@ def test_binance_merges_trades_and_book_ticker(real: None) -> None:
         binance.binance()
 
 
+def test_binance_takes_a_glob_of_dumps(real: None) -> None:
+    """A glob names the dumps it matches, sorted; one that matches nothing is a DataError naming it."""
+    globbed = binance.binance(trades=str(VISION / "*-trades-*.zip"), book_ticker=str(VISION / "*-bookTicker-*"))
+    assert globbed.equals(binance.binance(trades=TRADES_ZIP, book_ticker=TICKER_ZIP))
+    with pytest.raises(DataError, match="no file matches .*-aggTrades-"):
+        binance.read_agg_trades(str(VISION / "*-aggTrades-*.zip"))
+
+
 AGG_ROWS = [
     (26129, "0.01633102", "4.70443515", 27781, 27781, 1498793709153, "true", "true"),
     (26130, "0.01633103", "0.50000000", 27782, 27783, 1498793709160, "false", "true"),

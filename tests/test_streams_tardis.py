@@ -248,3 +248,18 @@ def test_a_list_of_files_is_their_concatenation(tmp_path: Path, book: pa.Table) 
         tardis.read_trades([a, a])
     skipped = tardis.read_trades([a, a], on_bad_rows="skip")
     assert csvread.stats(skipped)["skipped"]["decreasing timestamp"] >= 9_990
+
+
+def test_a_glob_reads_the_files_it_matches_in_sorted_order(tmp_path: Path) -> None:
+    """A glob is accepted wherever a list of files is: the files it matches, sorted (here, in time order)."""
+    pattern = str(DAY / "*_trades_*.csv.gz")
+    assert tardis.tardis(trades=pattern).equals(tardis.tardis(trades=TRADES))
+    r = raw(TRADES)
+    second = write_csv(r.slice(10_000), tmp_path / "part_2.csv")  # written first: the order is the names'
+    first = write_csv(r.slice(0, 10_000), tmp_path / "part_1.csv")
+    both = tardis.read_trades(str(tmp_path / "part_?.csv"))
+    assert csvread.stats(both)["files"] == [str(first), str(second)]
+    assert both.replace_schema_metadata(None).equals(tardis.read_trades(TRADES).replace_schema_metadata(None))
+    assert csvread.as_paths([first, str(tmp_path / "part_[2]*")]) == [first, second]  # list items may be globs
+    with pytest.raises(DataError, match=f"no file matches '{tmp_path}/nothing_\\*.csv' \\(working directory "):
+        tardis.tardis(trades=str(tmp_path / "nothing_*.csv"))

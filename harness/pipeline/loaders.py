@@ -7,7 +7,6 @@ glob (`data/*.csv.gz`, sorted) or a list of them, relative to the working direct
 
 from __future__ import annotations
 
-import glob
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,13 @@ from typing import Any
 import pyarrow as pa
 
 from harness import streams
-from harness.errors import HarnessError
+from harness.errors import DataError, HarnessError
 from harness.pipeline.events import DEFAULT_CHUNK, Events
 from harness.pipeline.targets import ConfigError
 from harness.replay.sources import BatchesSource, CatalogSource
 from harness.streams import catalog as market_catalog
+from harness.streams.paths import expand
 from harness.streams.rules import Rules
-
-GLOB_CHARS = "*?["
 
 
 def files(value: str | Path | Sequence[str | Path] | None, key: str) -> list[Path] | None:
@@ -34,19 +32,10 @@ def files(value: str | Path | Sequence[str | Path] | None, key: str) -> list[Pat
         raise ConfigError(f"{key}={value!r} must be a file path, a glob or a list of them")
     if not items:
         raise ConfigError(f"{key}=[] names no file; leave the key unset (null) to read none")
-    out: list[Path] = []
-    for item in items:
-        text = str(item)
-        if any(c in text for c in GLOB_CHARS):
-            matches = sorted(glob.glob(text, recursive=True))
-            if not matches:
-                raise ConfigError(f"{key}: no file matches {text!r} (working directory {Path.cwd()})")
-            out += [Path(m) for m in matches]
-        elif not Path(text).exists():
-            raise ConfigError(f"{key}: data file {text!r} does not exist (working directory {Path.cwd()})")
-        else:
-            out.append(Path(text))
-    return out
+    try:
+        return expand(items, must_exist=True)  # globs sorted, as every reader takes them
+    except DataError as e:
+        raise ConfigError(f"{key}: {e}") from None
 
 
 def _rules(rules: dict[str, Any] | None) -> Rules:

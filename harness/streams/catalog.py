@@ -53,6 +53,7 @@ from harness.streams import binance_dump, schema, tardis_csv
 from harness.streams.content_digest import StreamDigest, digest, file_sha256
 from harness.streams.csvread import Path_
 from harness.streams.merge_by_time import merge, merge_streams
+from harness.streams.paths import expand
 from harness.streams.rules import Rules
 
 FORMAT = "harness.catalog/1"
@@ -385,12 +386,13 @@ def import_files(
 ) -> Imported:
     """Import tardis / Binance files into the catalog at `root`, one file at a time, each committed on its own.
 
-    A file's reader and role come from its name (`detect`) unless `reader` and `role` are given; its market is
-    `market` or the one its name suggests. A file whose content (sha256) its market already holds, read with the
-    same options, is skipped. `progress(path, "imported" | "skipped")` is called after each file.
+    `files` is one path, a glob (sorted) or a list of them (`harness.streams.paths`). A file's reader and role
+    come from its name (`detect`) unless `reader` and `role` are given; its market is `market` or the one its
+    name suggests. A file whose content (sha256) its market already holds, read with the same options, is
+    skipped. `progress(path, "imported" | "skipped")` is called after each file.
     """
     root = Path(root)
-    paths = [Path(files)] if isinstance(files, str | os.PathLike) else [Path(f) for f in files]
+    paths = expand(files)  # one path, a glob (sorted) or a list of them
     kinds = [detect(p, reader, role) for p in paths]  # every name checked before anything is written
     names = [check_market(market if market is not None else k.market) for k in kinds]
     out = Imported()

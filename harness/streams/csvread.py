@@ -31,7 +31,6 @@ import zipfile
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from os import PathLike
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,6 +40,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from harness.errors import DataError, HarnessError
+from harness.streams.paths import Path_, expand
 from harness.streams.rules import Rules, describe_time
 
 STATS_KEY = b"harness.stats"
@@ -80,8 +80,6 @@ BLOCK_SIZE = 1 << 20  # bytes of decompressed text parsed at a time; the longest
 RATIO_FLOOR = 64 << 20  # decompressed bytes allowed before the compression-ratio rule applies
 GARBAGE_ROWS = 10_000  # malformed rows skipped before a file where they outnumber the good ones is refused
 _SHOWN = 120  # characters of a bad value or line shown in a message
-
-Path_ = str | PathLike[str]
 
 
 @dataclass
@@ -187,13 +185,8 @@ class Source:
 
 
 def as_paths(paths: Path_ | Sequence[Path_]) -> list[Path]:
-    """One path or a list of paths as a list of Paths (a list must not be empty)."""
-    if isinstance(paths, str | PathLike):
-        return [Path(paths)]
-    out = [Path(p) for p in paths]
-    if not out:
-        raise HarnessError("an empty list of files was given")
-    return out
+    """One path, a glob or a list of them as a list of Paths, globs expanded and sorted (`paths.expand`)."""
+    return expand(paths)
 
 
 # --- opening files ---------------------------------------------------------------------------------------
