@@ -1,6 +1,6 @@
-"""Your own circuit and stream in the pipeline: a module outside the repository, named by `circuit.target` /
-`stream.target`, runs, logs, sweeps (in a fresh process) and replays like a built-in one; mistakes are
-ConfigErrors naming the key and the target."""
+"""Your own circuit and stream in the pipeline: a module outside the repository (or one in a package of yours),
+named by `circuit.target` / `stream.target`, runs, logs, sweeps (in a fresh process) and replays like a built-in
+one; mistakes are ConfigErrors naming the key and the target."""
 
 from __future__ import annotations
 
@@ -62,6 +62,23 @@ def user_module(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
         sys.modules.pop(name, None)
 
 
+@pytest.fixture
+def user_package(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A package `my_pkg` (`__init__.py`, `signals.py`) in a folder outside the repository, on sys.path."""
+    folder = tmp_path_factory.mktemp("research_pkg")
+    assert ROOT not in folder.parents
+    (folder / "my_pkg").mkdir()
+    (folder / "my_pkg" / "__init__.py").write_text('"""A researcher\'s package."""\n')
+    (folder / "my_pkg" / "signals.py").write_text(USER_MODULE)
+    for name in ("my_pkg", "my_pkg.signals"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
+    yield folder
+    for name in ("my_pkg", "my_pkg.signals"):
+        sys.modules.pop(name, None)
+
+
 def composed(overrides: list[str]):  # type: ignore[no-untyped-def]
     schema.register()
     with initialize_config_dir(config_dir=str(schema.CONF_DIR), version_base="1.3"):
@@ -108,6 +125,21 @@ def test_a_user_circuit_and_stream_run_log_and_replay(
     assert main(["runs", "replay", run.info.run_id, "--tracking-uri", uri]) == 2
     err = capsys.readouterr().err
     assert "no module named 'my_signals'" in err and "PYTHONPATH" in err and "Traceback" not in err
+
+
+def test_a_circuit_in_a_users_package_runs_logs_and_replays(
+    workdir: Path, user_package: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`circuit.target=my_pkg.signals:build`: a module inside a package of the user's, through the pipeline."""
+    target = "my_pkg.signals:build"
+    assert main(["circuit=custom", f"circuit.target={target}", "stream.events=20000", "trainer.epochs=2"]) == 0
+    (run,) = runs_of(workdir)
+    assert run.info.status == "FINISHED" and run.data.params["circuit.target"] == target
+    assert sys.modules["my_pkg.signals"].__file__ == str(user_package / "my_pkg" / "signals.py")
+    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    params = json.loads(Path(client.download_artifacts(run.info.run_id, "fit/params.json", str(workdir))).read_text())
+    assert set(params) == {"hl", "w0", "w1"}  # the package's circuit was fitted
+    replay(workdir, run.info.run_id, capsys)
 
 
 @pytest.mark.heavy
