@@ -53,13 +53,7 @@ def user_module(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     assert ROOT not in folder.parents
     (folder / "my_signals.py").write_text(USER_MODULE)
     (folder / "broken_signals.py").write_text(BROKEN_MODULE)
-    for name in ("my_signals", "broken_signals"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    monkeypatch.syspath_prepend(str(folder))
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
-    yield folder
-    for name in ("my_signals", "broken_signals"):
-        sys.modules.pop(name, None)
+    yield from _importable(folder, ("my_signals", "broken_signals"), monkeypatch)
 
 
 @pytest.fixture
@@ -70,12 +64,17 @@ def user_package(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     (folder / "my_pkg").mkdir()
     (folder / "my_pkg" / "__init__.py").write_text('"""A researcher\'s package."""\n')
     (folder / "my_pkg" / "signals.py").write_text(USER_MODULE)
-    for name in ("my_pkg", "my_pkg.signals"):
+    yield from _importable(folder, ("my_pkg", "my_pkg.signals"), monkeypatch)
+
+
+def _importable(folder: Path, modules: tuple[str, ...], monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """`folder` on sys.path and PYTHONPATH with `modules` freshly imported from it; forgotten afterwards."""
+    for name in modules:
         monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.syspath_prepend(str(folder))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")])))
     yield folder
-    for name in ("my_pkg", "my_pkg.signals"):
+    for name in modules:
         sys.modules.pop(name, None)
 
 
