@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 import harness as hs
 from harness.cli import main
 from harness.fit.trainer import FitWarning, Split, TrainerConfig, chronological_split, train, zero_gradients
+from harness.pipeline import run as run_module
 from harness.track.mlflow_logger import MlflowRunLogger
 
 QUICK = ["stream.events=40000", "trainer.epochs=5", "tracking.plots=false"]
@@ -145,17 +146,49 @@ def only_run(path: Path):  # type: ignore[no-untyped-def]
 def test_epochs_are_logged_as_they_happen_and_a_killed_run_keeps_its_curve(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    log_metrics = MlflowRunLogger.log_metrics
+    log_series = MlflowRunLogger.log_series
+    sent: list[list[int]] = []
 
-    def killed_after_epoch_3(self, metrics, step=None):  # type: ignore[no-untyped-def]
-        log_metrics(self, metrics, step)
-        if step == 3:
+    def killed_after_epoch_3(self, points):  # type: ignore[no-untyped-def]
+        points = list(points)
+        log_series(self, points)
+        sent.append(sorted({step for _, _, step in points}))
+        if sent[-1][-1] == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(MlflowRunLogger, "log_metrics", killed_after_epoch_3)
+    monkeypatch.setattr(run_module, "EPOCH_FLUSH_S", 0.0)  # every epoch sent as soon as it ends
+    monkeypatch.setattr(MlflowRunLogger, "log_series", killed_after_epoch_3)
     assert main([*QUICK, "trainer.epochs=10"]) == 130
     client, run = only_run(workdir)
     assert run.info.status == "KILLED"
+    assert sent == [[1], [2], [3]]
+    for key in ("train_loss", "val_loss", "lr"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3], key
+
+
+def test_epochs_are_sent_in_batches_and_what_is_buffered_survives_a_kill(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_series, call = MlflowRunLogger.log_series, run_module.EpochLog.__call__
+    requests: list[int] = []
+
+    def counted(self, points):  # type: ignore[no-untyped-def]
+        points = list(points)
+        requests.append(len(points))
+        log_series(self, points)
+
+    def killed_after_epoch_3(self, entry):  # type: ignore[no-untyped-def]
+        call(self, entry)
+        if entry["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "EPOCH_FLUSH_S", 3600.0)  # nothing sent until the fit ends
+    monkeypatch.setattr(MlflowRunLogger, "log_series", counted)
+    monkeypatch.setattr(run_module.EpochLog, "__call__", killed_after_epoch_3)
+    assert main([*QUICK, "trainer.epochs=10"]) == 130
+    client, run = only_run(workdir)
+    assert run.info.status == "KILLED"
+    assert requests == [9]  # three epochs of train_loss, val_loss and lr: one request, sent when the fit stopped
     for key in ("train_loss", "val_loss", "lr"):
         assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == [1, 2, 3], key
 
