@@ -286,18 +286,23 @@ class CircuitModel(torch.nn.Module):
         return torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
 
     def backward_in_pieces(
-        self, rows: torch.Tensor, loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    ) -> float | None:
+        self,
+        rows: torch.Tensor,
+        loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        ahead: torch.Tensor | None = None,
+    ) -> tuple[float, torch.Tensor | None] | None:
         """Backpropagate sum(loss_of(pred, rows piece)) over the pieces of `rows` without one graph over all of
         them: a forward without grad keeps the values each piece carries in, then the pieces in reverse, each
         evaluated again with grad, take the gradient of what they carry out from the piece after. The gradients
-        are those of one evaluation (summed in another order). Returns the summed loss; None (nothing done)
-        when `rows` fit in one piece."""
-        pieces = self._pieces(rows)
+        are those of one evaluation (summed in another order). `ahead`: rows after all of `rows` (e.g. the
+        validation rows) whose predictions at the current parameters come out of the same forward, instead of a
+        second evaluation of the whole prefix. Returns (the summed loss, the predictions at `ahead` or None);
+        None (nothing done) when the rows fit in one piece."""
+        sel = rows if ahead is None or not len(ahead) else torch.cat([rows, ahead])
+        pieces = self._pieces(sel)
         if pieces is None:
             return None
-        with torch.no_grad():
-            windows = [window for window, _ in self._forward_pieces(pieces, target=False)]
+        windows, predicted = self._carry_pass(pieces, len(rows), ahead is not None)
         total, adjoint = 0.0, {}
         for window in reversed(windows):
             leaves = {g: c.detach().requires_grad_(True) for g, c in window.carries.items()}
@@ -315,17 +320,36 @@ class CircuitModel(torch.nn.Module):
             if tensors:
                 torch.autograd.backward(tensors, grads)
             adjoint = {g: leaf.grad for g, leaf in leaves.items() if leaf.grad is not None}
-        return total
+        return total, predicted
 
-    def _forward_pieces(self, pieces: list[_Window], target: bool = True) -> Iterator[tuple[_Window, torch.Tensor]]:
+    def _carry_pass(self, pieces: list[_Window], n_rows: int, ahead: bool) -> tuple[list[_Window], torch.Tensor | None]:
+        """The forward without grad of `backward_in_pieces`: the windows holding the first `n_rows` selected rows
+        (each with what it carries in, its selection cut to those rows) and, with `ahead`, the predictions at the
+        selected rows after them (only the pieces holding such rows evaluate the target)."""
+        starts = np.cumsum([0] + [len(p.sel) for p in pieces])  # type: ignore[arg-type]
+        first_ahead = int(np.searchsorted(starts[1:], n_rows, side="right")) if ahead else len(pieces)
+        windows, parts = [], []
+        with torch.no_grad():
+            for k, (window, value) in enumerate(self._forward_pieces(pieces, targets_from=first_ahead)):
+                cut = n_rows - int(starts[k])
+                if cut > 0:
+                    windows.append(_Window(window.sel[:cut], window.spans, window.carries, window.carried))
+                if k >= first_ahead:
+                    parts.append(value[max(cut, 0) :])
+        if not ahead:
+            return windows, None
+        return windows, torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
+
+    def _forward_pieces(self, pieces: list[_Window], targets_from: int = 0) -> Iterator[tuple[_Window, torch.Tensor]]:
         """Each piece in order with what it carries in (each step group's value at the last point of its span in
-        the piece before), and its target values (`target=False`: only the step domains, the target empty)."""
+        the piece before), and its target values (empty for the pieces before `targets_from`: only the step
+        domains are evaluated there)."""
         last: dict[int, torch.Tensor] = {}
-        for piece in pieces:
+        for k, piece in enumerate(pieces):
             carries = {g.index: last[g.index] for d in piece.carried for g in self._domain_groups[d]
                        if not g.scalar and g.index in last}  # fmt: skip
             window = _Window(piece.sel, piece.spans, carries, piece.carried)
-            value, outs, _, _ = self._run(window, target)
+            value, outs, _, _ = self._run(window, k >= targets_from)
             yield window, value
             for d, (start, stop) in window.spans.items():
                 if stop > start:

@@ -461,15 +461,26 @@ class _Run:
         A model with `backward_in_pieces` (a CircuitModel over more rows than `piece_rows`) goes through
         chronological pieces of the rows, never holding one graph over all of them: the same loss and
         gradient, summed in another order."""
-        in_pieces = getattr(self.model, "backward_in_pieces", None)
-        n = len(rows)
-        total = None
-        if in_pieces is not None:
-            total = in_pieces(rows, lambda pred, part: self.loss_fn(pred, self.y[part]) * (len(part) / n))
-        if total is None:
+        done = self._in_pieces(rows)
+        if done is None:
             loss = self.batch_loss(epoch, rows)
             self.backward(loss)
             return loss.detach()
+        return self._pieces_done(epoch, rows, done[0])
+
+    def _in_pieces(
+        self, rows: torch.Tensor, ahead: torch.Tensor | None = None
+    ) -> tuple[float, torch.Tensor | None] | None:
+        """The model's `backward_in_pieces` of the loss over rows (and its predictions at `ahead`); None when the
+        model has none or the rows fit in one piece."""
+        in_pieces = getattr(self.model, "backward_in_pieces", None)
+        if in_pieces is None:
+            return None
+        n = len(rows)
+        return in_pieces(rows, lambda pred, part: self.loss_fn(pred, self.y[part]) * (len(part) / n), ahead)
+
+    def _pieces_done(self, epoch: int, rows: torch.Tensor, total: float) -> torch.Tensor:
+        """The summed loss of a backward in pieces, checked finite, as a tensor; notes parameters without gradient."""
         if not math.isfinite(total):
             with torch.no_grad():
                 _non_finite(epoch, "train", rows, self.forward(rows), self.y[rows], total)
@@ -510,6 +521,33 @@ class _Run:
         if epoch is not None and not math.isfinite(loss):
             _non_finite(epoch, "validation", rows, pred, self.y[rows], loss)
         return loss
+
+    def ahead(self) -> bool:
+        """Whether an epoch's validation loss can come out of the next epoch's forward (see `epoch_ahead`): a model
+        evaluated in pieces, one full batch per step (adam or sgd), validation rows all after the train rows."""
+        if self.config.optimizer == "lbfgs" or self.va.numel() == 0 or self.tr.numel() == 0:
+            return False
+        if self.config.batch_size is not None and self.config.batch_size < len(self.tr):
+            return False
+        pieces = getattr(self.model, "_pieces", None)
+        return pieces is not None and bool(self.va[0] > self.tr[-1]) and pieces(self.tr) is not None
+
+    def epoch_ahead(self, epoch: int) -> tuple[float, dict[str, float]]:
+        """Train one epoch whose forward also predicts the validation rows at the parameters it starts from: the
+        validation loss of the epoch before (the same value `eval_loss` gives then), and this epoch's entry
+        without its validation loss. One pass over the prefix per epoch instead of two."""
+        self.model.train()
+        lr = float(self.opt.param_groups[0]["lr"])
+        self.opt.zero_grad()
+        total, pred = self._in_pieces(self.tr, self.va)  # type: ignore[misc]
+        val = float(self.loss_fn(pred, self.y[self.va]))
+        if epoch > 1 and not math.isfinite(val):  # (epoch 1 starts from the initial parameters: not an epoch's)
+            _non_finite(epoch - 1, "validation", self.va, pred, self.y[self.va], val)
+        loss = float(self._pieces_done(epoch, self.tr, total))
+        self.opt.step()
+        if self.sched is not None:
+            self.sched.step()
+        return val, {"epoch": epoch, "train_loss": loss, "val_loss": math.nan, "lr": lr}
 
     def epoch(self, epoch: int) -> dict[str, float]:
         """Train one epoch, score validation, advance the schedule; returns the history entry."""
@@ -609,37 +647,82 @@ def train(
     )
 
 
+class _Kept:
+    """The history of a fit's epochs, shown and handed on as each ends, and the best validation epoch's parameters
+    (early stopping after `patience` epochs without improvement)."""
+
+    def __init__(
+        self, run: _Run, progress: Progress | None, on_epoch: Callable[[dict[str, float]], None] | None
+    ) -> None:
+        self.run, self.progress, self.on_epoch = run, progress, on_epoch
+        self.history: list[dict[str, float]] = []
+        self.best, self.best_epoch, self.since_best = math.inf, 0, 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.task = progress.add_task("fit", total=run.config.epochs, losses="") if progress else None
+
+    def add(self, entry: dict[str, float], state: dict[str, torch.Tensor]) -> bool:
+        """Keep an epoch's entry with its parameters (`state`, detached); True when the fit should stop."""
+        config = self.run.config
+        self.history.append(entry)
+        if self.progress:
+            epoch = entry["epoch"]
+            losses = f"epoch {epoch}/{config.epochs}  train {entry['train_loss']:.4g}  val {entry['val_loss']:.4g}"
+            self.progress.update(self.task, advance=1, losses=losses)  # type: ignore[arg-type]
+        if self.on_epoch is not None:
+            self.on_epoch(dict(entry))
+        if self.run.va.numel() == 0:
+            return False
+        if entry["val_loss"] < self.best - config.min_delta:
+            self.best, self.best_epoch, self.since_best = entry["val_loss"], int(entry["epoch"]), 0
+            self.best_state = {k: v.clone() for k, v in state.items()}
+            return False
+        self.since_best += 1
+        return config.patience is not None and self.since_best >= config.patience
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _epochs(
     run: _Run, progress: Progress | None, on_epoch: Callable[[dict[str, float]], None] | None
 ) -> tuple[list[dict[str, float]], int, bool]:
     """The epochs of a fit: each trained, shown, handed to `on_epoch`, and kept when its validation loss is the
     best; the best epoch's parameters are restored at the end. (history, best epoch, stopped early)."""
-    config, model = run.config, run.model
-    history: list[dict[str, float]] = []
-    best, best_epoch, best_state, since_best, stopped = math.inf, 0, None, 0, False
-    task = progress.add_task("fit", total=config.epochs, losses="") if progress else None
-    for epoch in range(1, config.epochs + 1):
+    kept = _Kept(run, progress, on_epoch)
+    stopped = _epochs_ahead(run, kept) if run.ahead() else _epochs_each(run, kept)
+    if kept.best_state is None:  # no validation rows: the last parameters are kept
+        return kept.history, len(kept.history), stopped
+    run.model.load_state_dict(kept.best_state)
+    return kept.history, kept.best_epoch, stopped
+
+
+def _epochs_each(run: _Run, kept: _Kept) -> bool:
+    """Epochs scored on validation as each ends; True when stopped early."""
+    for epoch in range(1, run.config.epochs + 1):
         entry = run.epoch(epoch)
-        history.append(entry)
-        if progress:
-            losses = f"epoch {epoch}/{config.epochs}  train {entry['train_loss']:.4g}  val {entry['val_loss']:.4g}"
-            progress.update(task, advance=1, losses=losses)  # type: ignore[arg-type]
-        if on_epoch is not None:
-            on_epoch(dict(entry))
-        if run.va.numel() == 0:
-            continue
-        if entry["val_loss"] < best - config.min_delta:
-            best, best_epoch, since_best = entry["val_loss"], epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            since_best += 1
-            if config.patience is not None and since_best >= config.patience:
-                stopped = True
-                break
-    if best_state is None:  # no validation rows: the last parameters are kept
-        return history, len(history), stopped
-    model.load_state_dict(best_state)
-    return history, best_epoch, stopped
+        if kept.add(entry, _state(run.model)):
+            return True
+    return False
+
+
+def _epochs_ahead(run: _Run, kept: _Kept) -> bool:
+    """Epochs whose validation loss comes out of the next epoch's forward (`_Run.epoch_ahead`), the last one's
+    from its own evaluation: the same history as `_epochs_each`, each entry handed on one epoch later. A stop
+    found at epoch e discards the step epoch e + 1 took (the best parameters are restored anyway)."""
+    pending: dict[str, float] | None = None
+    for epoch in range(1, run.config.epochs + 1):
+        start = _state(run.model)  # the parameters the epoch before ended with
+        val, entry = run.epoch_ahead(epoch)
+        if pending is not None:
+            pending["val_loss"] = val
+            if kept.add(pending, start):
+                return True
+        pending = entry
+    if pending is not None:
+        pending["val_loss"] = run.eval_loss(run.va, int(pending["epoch"]))
+        return kept.add(pending, _state(run.model))
+    return False
 
 
 def zero_gradients(model: torch.nn.Module) -> list[str]:
