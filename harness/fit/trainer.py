@@ -103,7 +103,7 @@ class TrainerConfig:
     lbfgs_max_iter: int = 20
     compile: bool = False
     progress: bool | None = None
-    piece_rows: int | None = 100_000
+    piece_rows: int | None = 250_000  # measured faster per epoch than 100k at 4M-10M events, same peak RSS
     memory_rows: int | None = 20_000_000  # recorded points (all domains) held in memory; beyond: spilled
     spill_dir: str | None = None
 
