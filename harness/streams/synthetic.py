@@ -268,9 +268,9 @@ class Source:
 
     def __init__(self, rng: np.random.Generator, p: SyntheticParams) -> None:
         self.rng, self.p, self.st = rng, p, _State(p)
-        self.ahead: deque[pa.RecordBatch] = deque()
+        self.ahead: deque[_Piece] = deque()
 
-    def block(self) -> pa.RecordBatch:
+    def block(self) -> _Piece:
         """The next block of events (one made ahead, or a new one)."""
         return self.ahead.popleft() if self.ahead else _block(self.rng, self.p, self.st)
 
@@ -285,45 +285,40 @@ def _batches(n: int, seed: int, chunk: int, p: SyntheticParams) -> Iterator[pa.R
 
 
 def cut(source: Source, n: int, chunk: int) -> Iterator[pa.RecordBatch]:
-    """The first `n` events of `source` in batches of at most `chunk` rows."""
-    pending: list[pa.RecordBatch] = []
-    have = done = 0
+    """The first `n` events of `source` in batches of at most `chunk` rows.
+
+    Blocks stay numpy (`_Piece`) until a batch is due: each batch is built once from the spans of blocks it
+    takes, never by concatenating Arrow arrays (that doubled the time and memory of a large `chunk`).
+    """
+    pending: deque[_Piece] = deque()
+    start = have = done = 0  # start: the events of pending[0] already given out
     while done < n:
         take = min(chunk, n - done)
         while have < take:
-            block = source.block()
-            pending.append(block)
-            have += block.num_rows
-        yield _head(pending, take)
-        pending = _tail(pending, take)
+            piece = source.block()
+            pending.append(piece)
+            have += piece.num_rows
+        spans, start = _take(pending, start, take)
+        yield _assemble(source.p, spans)
         have -= take
         done += take
 
 
-def _head(batches: list[pa.RecordBatch], n: int) -> pa.RecordBatch:
-    """The first `n` rows of `batches` as one batch (concatenating columns; Table.combine_chunks is slow)."""
-    parts, left = [], n
-    for b in batches:
-        if left <= 0:
-            break
-        parts.append(b.slice(0, left) if b.num_rows > left else b)
-        left -= parts[-1].num_rows
-    if len(parts) == 1:
-        return parts[0]
-    columns = [pa.concat_arrays([b.column(i) for b in parts]) for i in range(len(schema.SCHEMA))]
-    return pa.RecordBatch.from_arrays(columns, schema=schema.SCHEMA)
-
-
-def _tail(batches: list[pa.RecordBatch], n: int) -> list[pa.RecordBatch]:
-    """`batches` without their first `n` rows."""
-    out, skip = [], n
-    for b in batches:
-        if skip >= b.num_rows:
-            skip -= b.num_rows
-            continue
-        out.append(b.slice(skip) if skip else b)
-        skip = 0
-    return out
+def _take(pending: deque[_Piece], start: int, n: int) -> tuple[list[tuple[_Piece, int, int]], int]:
+    """Spans (piece, first, end) of the next `n` events from event `start` of pending[0], dropping the pieces
+    used up; and the new start."""
+    spans = []
+    while n:
+        piece = pending[0]
+        end = min(piece.num_rows, start + n)
+        spans.append((piece, start, end))
+        n -= end - start
+        if end == piece.num_rows:
+            pending.popleft()
+            start = 0
+        else:
+            start = end
+    return spans, start
 
 
 class _State:
@@ -400,8 +395,8 @@ def _seg_cumsum(values: np.ndarray, seg: np.ndarray, starts: np.ndarray) -> np.n
     return c - before[seg]
 
 
-def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.RecordBatch:
-    """The next `_BLOCK_MESSAGES` book messages and the trades between them as one batch; carries `st` on.
+def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> _Piece:
+    """The next `_BLOCK_MESSAGES` book messages and the trades between them as one piece; carries `st` on.
 
     One section per step of the model (module docstring), in a fixed order: each section draws from `rng`
     in turn, so the order of the calls below is part of the stream's definition.
@@ -422,9 +417,9 @@ def _block(rng: np.random.Generator, p: SyntheticParams, st: _State) -> pa.Recor
     sweeps = _sweep_fills(rng, p, dirs, lv, bu, sw, A, B)
     tr = _all_trades(p, st, t, bu, sweeps, A, B)
     rows = _book_rows(rng, p, st, first_block, mv.D, A, B, lv)
-    batch = _events(rng, p, first_block, t, tr, rows)
+    piece = _events(rng, p, first_block, t, tr, rows)
     _carry(st, t, L, mv, A, B, lv)
-    return batch
+    return piece
 
 
 def _window_ns(p: SyntheticParams) -> int:
@@ -812,8 +807,7 @@ class _Rows:
 
     price: np.ndarray  # ticks
     size: np.ndarray  # lots (0: delete)
-    side: np.ndarray  # schema.ASK / schema.BID
-    per_msg: np.ndarray  # (M) rows of message k
+    n_side: np.ndarray  # (M, 2) rows of message k's ask and bid segments
 
 
 def _book_rows(
@@ -839,8 +833,7 @@ def _book_rows(
     np.cumsum(seg_n[:-1], out=seg_start[1:])
     price = _row_prices(rng, p, K, seg_n, seg_start, A, B)
     size = _row_sizes(rng, p, K, seg_start, D, lv)
-    o_side = np.repeat(np.tile(np.array([schema.ASK, schema.BID]), M), seg_n)
-    return _Rows(price=price, size=size, side=o_side, per_msg=seg_n.reshape(M, 2).sum(axis=1))
+    return _Rows(price=price, size=size, n_side=seg_n.reshape(M, 2))
 
 
 def _row_counts(
@@ -935,10 +928,30 @@ def _row_sizes(
     return size
 
 
+@dataclass(frozen=True)
+class _Piece:
+    """A block's events as numpy columns (book prices and sizes still in ticks and lots): `cut` makes batches."""
+
+    t: np.ndarray  # (E) t = t_local (ns)
+    t_exchange: np.ndarray  # (E) ns
+    is_trade: np.ndarray  # (E) bool
+    n_side: np.ndarray  # (E, 2) level rows of the event's ask and bid segments (0 on trades)
+    row_start: np.ndarray  # (E + 1) index of the event's first level row in price / size
+    snap: np.ndarray  # (E) book_snapshot (0 on trades)
+    trade: tuple[np.ndarray, np.ndarray, np.ndarray]  # (E) trade price, amount, side (0 on book messages)
+    price: np.ndarray  # (R) level row prices (ticks)
+    size: np.ndarray  # (R) level row sizes (lots, 0: delete)
+
+    @property
+    def num_rows(self) -> int:
+        """Events in the piece."""
+        return len(self.t)
+
+
 def _events(
     rng: np.random.Generator, p: SyntheticParams, first_block: bool, t: np.ndarray, tr: _Trades, rows: _Rows
-) -> pa.RecordBatch:
-    """The events of the block as a batch of `schema.SCHEMA`: message k, then the trades of interval k."""
+) -> _Piece:
+    """The events of the block as per-event arrays: message k, then the trades of interval k."""
     M = _BLOCK_MESSAGES
     T = len(tr.t)
     E = M + T
@@ -952,26 +965,51 @@ def _events(
     lat = np.empty(E, np.float64)
     lat[pos_msg] = _latencies(rng, p, M)
     lat[pos_tr] = tr.lat
-    n_per_event = np.zeros(E, np.int64)
-    n_per_event[pos_msg] = rows.per_msg
-    offsets = np.zeros(E + 1, np.int32)
-    np.cumsum(n_per_event, out=offsets[1:])
+    n_side = np.zeros((E, 2), np.int64)
+    n_side[pos_msg] = rows.n_side
+    row_start = np.zeros(E + 1, np.int64)
+    np.cumsum(n_side.sum(axis=1), out=row_start[1:])
     snap = np.zeros(E, np.float64)
     if first_block:
         snap[pos_msg[0]] = schema.SNAPSHOT_START
-    trade = [np.zeros(E, np.float64) for _ in range(3)]  # price, amount, side
+    trade = (np.zeros(E, np.float64), np.zeros(E, np.float64), np.zeros(E, np.float64))  # price, amount, side
     for column, values in zip(trade, (_scaled(tr.price, p.tick), _scaled(tr.lots, p.lot), tr.side), strict=True):
         column[pos_tr] = values
-    return _batch(p, tcol, lat, is_trade, offsets, rows, snap, trade)
+    texch = tcol - lat.astype(np.int64)
+    return _Piece(tcol, texch, is_trade, n_side, row_start, snap, trade, rows.price, rows.size)
+
+
+def _assemble(p: SyntheticParams, spans: list[tuple[_Piece, int, int]]) -> pa.RecordBatch:
+    """One batch of the events [first, end) of each span's piece, in order; prices and sizes scaled as copied."""
+
+    def joined(get: Any) -> np.ndarray:
+        parts = [get(piece)[a:b] for piece, a, b in spans]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    bounds = [(int(piece.row_start[a]), int(piece.row_start[b])) for piece, a, b in spans]
+    R = sum(r1 - r0 for r0, r1 in bounds)
+    price, size = np.empty(R, np.float64), np.empty(R, np.float64)
+    at = 0
+    for (piece, _, _), (r0, r1) in zip(spans, bounds, strict=True):
+        _scale_into(piece.price[r0:r1], p.tick, price[at : at + r1 - r0])
+        _scale_into(piece.size[r0:r1], p.lot, size[at : at + r1 - r0])
+        at += r1 - r0
+    n_side = joined(lambda q: q.n_side)
+    E = len(n_side)
+    offsets = np.zeros(E + 1, np.int64)
+    np.cumsum(n_side.sum(axis=1), out=offsets[1:])
+    side = np.repeat(np.tile(np.array([schema.ASK, schema.BID]), E), n_side.ravel())
+    trade = [joined(lambda q, i=i: q.trade[i]) for i in range(3)]
+    tcol, texch, is_trade = joined(lambda q: q.t), joined(lambda q: q.t_exchange), joined(lambda q: q.is_trade)
+    return _batch(tcol, texch, is_trade, offsets, (side, price, size), joined(lambda q: q.snap), trade)
 
 
 def _batch(
-    p: SyntheticParams,
     tcol: np.ndarray,
-    lat: np.ndarray,
+    texch: np.ndarray,
     is_trade: np.ndarray,
     offsets: np.ndarray,
-    rows: _Rows,
+    book: tuple[np.ndarray, np.ndarray, np.ndarray],
     snap: np.ndarray,
     trade: list[np.ndarray],
 ) -> pa.RecordBatch:
@@ -980,14 +1018,13 @@ def _batch(
     book_mask = pa.array(is_trade)
     trade_mask = ~is_trade
     null = pa.nulls(len(tcol), pa.float64())
+    t = pa.array(tcol, pa.int64())
     columns = [
-        pa.array(tcol, pa.int64()),
-        schema.trigger_array(is_trade.astype(np.int8)),
-        pa.array(tcol, pa.int64()),
-        pa.array(tcol - lat.astype(np.int64), pa.int64()),
-        pa.ListArray.from_arrays(offs, pa.array(rows.side), mask=book_mask),
-        pa.ListArray.from_arrays(offs, pa.array(_scaled(rows.price, p.tick)), mask=book_mask),
-        pa.ListArray.from_arrays(offs, pa.array(_scaled(rows.size, p.lot)), mask=book_mask),
+        t,
+        schema.trigger_array(is_trade.view(np.int8)),
+        t,
+        pa.array(texch, pa.int64()),
+        *(pa.ListArray.from_arrays(offs, pa.array(values), mask=book_mask) for values in book),
         pa.array(snap, pa.float64(), mask=is_trade),
         *(pa.array(values, pa.float64(), mask=trade_mask) for values in trade),
         null,
@@ -1011,8 +1048,14 @@ def _carry(
 
 def _scaled(units: np.ndarray, step: float) -> np.ndarray:
     """Integer multiples of `step` as the nearest doubles to the decimal values (60000.1, not 60000.100000001)."""
+    return _scale_into(units, step, np.empty(len(units), np.float64))
+
+
+def _scale_into(units: np.ndarray, step: float, out: np.ndarray) -> np.ndarray:
+    """`_scaled(units, step)` written into `out` (float64, len(units)): no temporary array."""
     inverse = 1.0 / step
     if abs(inverse - round(inverse)) < 1e-9:
-        return units / float(round(inverse))
+        return np.divide(units, float(round(inverse)), out=out)
     decimals = max(0, -math.floor(math.log10(step))) + 6
-    return np.round(units * step, decimals)
+    np.multiply(units, step, out=out)
+    return np.round(out, decimals, out=out)
