@@ -752,9 +752,19 @@ def _cut_fills(rng: np.random.Generator, p: SyntheticParams, lv_lots: np.ndarray
         pool.append(x)
         psum += int(x.sum())
     cp = np.cumsum(np.concatenate(pool))
-    cuts = np.union1d(cl, cp[cp < total])
+    cuts = _sorted_union(cl, cp[cp < total])
     pieces = np.diff(np.concatenate([[0], cuts]))
     return pieces, np.searchsorted(cl, cuts, "left")
+
+
+def _sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`np.union1d` of two sorted, non-empty arrays: one merge (timsort of two runs), no hashing."""
+    c = np.concatenate([a, b])
+    c.sort(kind="stable")
+    keep = np.empty(len(c), bool)
+    keep[0] = True
+    np.not_equal(c[1:], c[:-1], out=keep[1:])
+    return c[keep]
 
 
 def _sweep_fills(
@@ -894,20 +904,30 @@ def _row_prices(
     R = int(seg_n.sum())
     e = _spread(rng.random(R, dtype=np.float32), np.float32(p.level_gap_sigma), np.float32(p.level_gap_ticks))
     np.clip(e, 1.0, 1e6, out=e)
-    inc = np.ceil(e).astype(np.int64)
-    np.putmask(inc, _per_kind(K, [1, 1, 1, 0, 0, 0], np.bool_), 1)
+    np.ceil(e, out=e)
+    inc = e.astype(np.int64)
     K2 = K.reshape(2 * M, _KINDS)
+    inc[_leading_rows(seg_start, K2[:, :_NEAR].sum(axis=1))] = 1  # deletions, touch levels, snapshot block
     has_deep = np.nonzero(K2[:, _DEEP] > 0)[0]
     inc[seg_start[has_deep] + K2[has_deep, :_DEEP].sum(axis=1)] += int(p.near_ticks)
-    outward = np.tile(np.array([1, -1], np.int64), M)  # asks go up from the touch, bids down
+    outward = np.tile(np.array([1, -1], np.int8), M)  # asks go up from the touch, bids down
     inc *= np.repeat(outward, seg_n)
-    price = np.cumsum(inc)
-    before = price[seg_start - 1]
-    before[0] = 0
+    # the row before a segment's first sits n_del + 1 ticks inside the touch: fold that base into the segment's
+    # first increment (less what the cumsum carries over from the previous segment), so one cumsum gives prices
     touch = np.stack([A[:M], B[:M]], axis=1).ravel()
-    # the first row of a segment sits n_del ticks inside the touch
-    price += np.repeat(touch - outward * (K2[:, _DEL] + 1) - before, seg_n)
-    return price
+    base = touch - outward * (K2[:, _DEL] + 1)
+    carried = np.empty(2 * M, np.int64)
+    carried[0] = 0
+    carried[1:] = base[:-1] + np.add.reduceat(inc, seg_start)[:-1]
+    inc[seg_start] += base - carried
+    return np.cumsum(inc, out=inc)
+
+
+def _leading_rows(seg_start: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Indices of the first `counts` rows of each segment starting at `seg_start` (a cheap mask of few rows)."""
+    before = np.zeros(len(counts), np.int64)
+    np.cumsum(counts[:-1], out=before[1:])
+    return np.repeat(seg_start - before, counts) + np.arange(int(before[-1] + counts[-1]))
 
 
 def _row_sizes(
@@ -920,7 +940,8 @@ def _row_sizes(
     median = np.float32(p.level_size_median / p.lot)
     e = _spread(rng.random(R, dtype=np.float32), np.float32(p.level_size_sigma), median)
     np.clip(e, 1.0, _MAX_LOTS, out=e)
-    size = np.rint(e).astype(np.int64)
+    np.rint(e, out=e)
+    size = e.astype(np.int64)
     size *= kept
     ref_msg, ref_rank, _ = _segments(D)
     size[seg_start[2 * ref_msg] + K[ref_msg, 0, _DEL] + ref_rank] = lv.ref_a
