@@ -299,7 +299,9 @@ def cut(source: Source, n: int, chunk: int) -> Iterator[pa.RecordBatch]:
             pending.append(piece)
             have += piece.num_rows
         spans, start = _take(pending, start, take)
-        yield _assemble(source.p, spans)
+        batch = _assemble(source.p, spans)
+        source.st.work.give_back([piece for piece, _, end in spans if end == piece.num_rows])
+        yield batch
         have -= take
         done += take
 
@@ -338,16 +340,46 @@ class _State:
         self.cv = np.empty(0, np.float64)  # and signed volumes
         self.path: Any = None  # the record of its mid, kept for followers (`synthetic_markets.Path`)
         self.follow: Any = None  # the leader it follows (`synthetic_markets.Follow`), None: an independent market
+        self.work = _Work()  # the per-row arrays, reused from block to block
 
 
-def _spread(u: np.ndarray, sigma: Any, median: Any) -> np.ndarray:
+class _Work:
+    """Per-row arrays reused from block to block: freeing and re-allocating megabytes per block made the
+    allocator hand the memory back to the kernel and fault it in again (a third of the generator's time)."""
+
+    def __init__(self) -> None:
+        self.scratch: dict[str, np.ndarray] = {}  # temporaries of one block, by name
+        self.spare: list[np.ndarray] = []  # int64 buffers for a piece's prices and sizes, given back by `cut`
+
+    def temp(self, name: str, n: int, dtype: type) -> np.ndarray:
+        """`n` elements of the scratch array `name`, valid until the next call for the same name."""
+        a = self.scratch.get(name)
+        if a is None or len(a) < n:
+            a = self.scratch[name] = np.empty(n + n // 4, dtype)
+        return a[:n]
+
+    def rows(self, n: int) -> np.ndarray:
+        """`n` int64 elements for a piece to keep (a spare buffer large enough, else a new one)."""
+        for i, a in enumerate(self.spare):
+            if len(a) >= n:
+                return self.spare.pop(i)[:n]
+        return np.empty(n + n // 4, np.int64)[:n]
+
+    def give_back(self, pieces: list[_Piece]) -> None:
+        """Take back the price and size buffers of `pieces`, whose rows are copied out."""
+        for piece in pieces:
+            self.spare += [piece.price.base, piece.size.base]
+
+
+def _spread(u: np.ndarray, sigma: Any, median: Any, w: np.ndarray | None = None) -> np.ndarray:
     """Map float32 uniforms `u` in place to median * exp(sigma * z), z logistic with unit variance.
 
     A log-logistic law, lognormal-like (log std `sigma`) and cheaper to draw than normals; z is truncated
-    to [-3.8, 3.8] (the 0.1% and 99.9% quantiles) so that the heavier tails keep finite moments.
+    to [-3.8, 3.8] (the 0.1% and 99.9% quantiles) so that the heavier tails keep finite moments. `w`: a work
+    array like `u`.
     """
     np.clip(u, np.float32(1e-3), np.float32(1 - 1e-3), out=u)
-    w = np.float32(1.0) - u
+    w = np.subtract(np.float32(1.0), u, out=w)
     np.divide(u, w, out=u)
     np.log(u, out=u)
     u *= sigma * np.float32(_LOGISTIC)
@@ -817,7 +849,8 @@ class _Rows:
 
     price: np.ndarray  # ticks
     size: np.ndarray  # lots (0: delete)
-    n_side: np.ndarray  # (M, 2) rows of message k's ask and bid segments
+    bid: np.ndarray  # int8: 1 on a bid row, 0 on an ask row
+    per_msg: np.ndarray  # (M) rows of message k
 
 
 def _book_rows(
@@ -841,9 +874,10 @@ def _book_rows(
     seg_n = K.sum(axis=2).ravel()  # rows per segment (2M segments, never empty: D >= 1)
     seg_start = np.zeros(2 * M, np.int64)
     np.cumsum(seg_n[:-1], out=seg_start[1:])
-    price = _row_prices(rng, p, K, seg_n, seg_start, A, B)
-    size = _row_sizes(rng, p, K, seg_start, D, lv)
-    return _Rows(price=price, size=size, n_side=seg_n.reshape(M, 2))
+    price = _row_prices(rng, p, st.work, K, seg_n, seg_start, A, B)
+    size = _row_sizes(rng, p, st.work, K, seg_start, D, lv)
+    bid = np.repeat(np.tile(np.array([0, 1], np.int8), M), seg_n)
+    return _Rows(price=price, size=size, bid=bid, per_msg=seg_n.reshape(M, 2).sum(axis=1))
 
 
 def _row_counts(
@@ -890,6 +924,7 @@ def _per_kind(K: np.ndarray, values: list[float], dtype: type) -> np.ndarray:
 def _row_prices(
     rng: np.random.Generator,
     p: SyntheticParams,
+    work: _Work,
     K: np.ndarray,
     seg_n: np.ndarray,
     seg_start: np.ndarray,
@@ -902,10 +937,12 @@ def _row_prices(
     """
     M = _BLOCK_MESSAGES
     R = int(seg_n.sum())
-    e = _spread(rng.random(R, dtype=np.float32), np.float32(p.level_gap_sigma), np.float32(p.level_gap_ticks))
+    u = rng.random(R, dtype=np.float32, out=work.temp("u", R, np.float32))
+    e = _spread(u, np.float32(p.level_gap_sigma), np.float32(p.level_gap_ticks), work.temp("w", R, np.float32))
     np.clip(e, 1.0, 1e6, out=e)
     np.ceil(e, out=e)
-    inc = e.astype(np.int64)
+    inc = work.rows(R)
+    np.copyto(inc, e, casting="unsafe")
     K2 = K.reshape(2 * M, _KINDS)
     inc[_leading_rows(seg_start, K2[:, :_NEAR].sum(axis=1))] = 1  # deletions, touch levels, snapshot block
     has_deep = np.nonzero(K2[:, _DEEP] > 0)[0]
@@ -931,17 +968,26 @@ def _leading_rows(seg_start: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 
 def _row_sizes(
-    rng: np.random.Generator, p: SyntheticParams, K: np.ndarray, seg_start: np.ndarray, D: np.ndarray, lv: _TouchLevels
+    rng: np.random.Generator,
+    p: SyntheticParams,
+    work: _Work,
+    K: np.ndarray,
+    seg_start: np.ndarray,
+    D: np.ndarray,
+    lv: _TouchLevels,
 ) -> np.ndarray:
     """Row sizes (lots): log-logistic, deleted (0) with the odds of their kind; the touch levels from `lv`."""
     R = int(K.sum())
     odds = _per_kind(K, [1, 0, 0, p.near_delete_prob, 0, p.deep_delete_prob], np.float32)
-    kept = rng.random(R, dtype=np.float32) >= odds
+    u = rng.random(R, dtype=np.float32, out=work.temp("u", R, np.float32))
+    kept = np.greater_equal(u, odds, out=work.temp("kept", R, np.bool_))
     median = np.float32(p.level_size_median / p.lot)
-    e = _spread(rng.random(R, dtype=np.float32), np.float32(p.level_size_sigma), median)
+    u = rng.random(R, dtype=np.float32, out=work.temp("u", R, np.float32))
+    e = _spread(u, np.float32(p.level_size_sigma), median, work.temp("w", R, np.float32))
     np.clip(e, 1.0, _MAX_LOTS, out=e)
     np.rint(e, out=e)
-    size = e.astype(np.int64)
+    size = work.rows(R)
+    np.copyto(size, e, casting="unsafe")
     size *= kept
     ref_msg, ref_rank, _ = _segments(D)
     size[seg_start[2 * ref_msg] + K[ref_msg, 0, _DEL] + ref_rank] = lv.ref_a
@@ -956,12 +1002,13 @@ class _Piece:
     t: np.ndarray  # (E) t = t_local (ns)
     t_exchange: np.ndarray  # (E) ns
     is_trade: np.ndarray  # (E) bool
-    n_side: np.ndarray  # (E, 2) level rows of the event's ask and bid segments (0 on trades)
+    n_rows: np.ndarray  # (E) level rows of the event (0 on trades)
     row_start: np.ndarray  # (E + 1) index of the event's first level row in price / size
     snap: np.ndarray  # (E) book_snapshot (0 on trades)
     trade: tuple[np.ndarray, np.ndarray, np.ndarray]  # (E) trade price, amount, side (0 on book messages)
     price: np.ndarray  # (R) level row prices (ticks)
     size: np.ndarray  # (R) level row sizes (lots, 0: delete)
+    bid: np.ndarray  # (R) int8: 1 on a bid row, 0 on an ask row
 
     @property
     def num_rows(self) -> int:
@@ -986,10 +1033,10 @@ def _events(
     lat = np.empty(E, np.float64)
     lat[pos_msg] = _latencies(rng, p, M)
     lat[pos_tr] = tr.lat
-    n_side = np.zeros((E, 2), np.int64)
-    n_side[pos_msg] = rows.n_side
+    n_rows = np.zeros(E, np.int64)
+    n_rows[pos_msg] = rows.per_msg
     row_start = np.zeros(E + 1, np.int64)
-    np.cumsum(n_side.sum(axis=1), out=row_start[1:])
+    np.cumsum(n_rows, out=row_start[1:])
     snap = np.zeros(E, np.float64)
     if first_block:
         snap[pos_msg[0]] = schema.SNAPSHOT_START
@@ -997,7 +1044,7 @@ def _events(
     for column, values in zip(trade, (_scaled(tr.price, p.tick), _scaled(tr.lots, p.lot), tr.side), strict=True):
         column[pos_tr] = values
     texch = tcol - lat.astype(np.int64)
-    return _Piece(tcol, texch, is_trade, n_side, row_start, snap, trade, rows.price, rows.size)
+    return _Piece(tcol, texch, is_trade, n_rows, row_start, snap, trade, rows.price, rows.size, rows.bid)
 
 
 def _assemble(p: SyntheticParams, spans: list[tuple[_Piece, int, int]]) -> pa.RecordBatch:
@@ -1009,20 +1056,27 @@ def _assemble(p: SyntheticParams, spans: list[tuple[_Piece, int, int]]) -> pa.Re
 
     bounds = [(int(piece.row_start[a]), int(piece.row_start[b])) for piece, a, b in spans]
     R = sum(r1 - r0 for r0, r1 in bounds)
-    price, size = np.empty(R, np.float64), np.empty(R, np.float64)
+    side, price, size = _pool_array(R), _pool_array(R), _pool_array(R)
     at = 0
     for (piece, _, _), (r0, r1) in zip(spans, bounds, strict=True):
         _scale_into(piece.price[r0:r1], p.tick, price[at : at + r1 - r0])
         _scale_into(piece.size[r0:r1], p.lot, size[at : at + r1 - r0])
+        np.copyto(side[at : at + r1 - r0], piece.bid[r0:r1])
         at += r1 - r0
-    n_side = joined(lambda q: q.n_side)
-    E = len(n_side)
-    offsets = np.zeros(E + 1, np.int64)
-    np.cumsum(n_side.sum(axis=1), out=offsets[1:])
-    side = np.repeat(np.tile(np.array([schema.ASK, schema.BID]), E), n_side.ravel())
+    side *= schema.BID - schema.ASK  # exact: the codes 0, 1 become ASK, BID
+    side += schema.ASK
+    n_rows = joined(lambda q: q.n_rows)
+    offsets = np.zeros(len(n_rows) + 1, np.int64)
+    np.cumsum(n_rows, out=offsets[1:])
     trade = [joined(lambda q, i=i: q.trade[i]) for i in range(3)]
     tcol, texch, is_trade = joined(lambda q: q.t), joined(lambda q: q.t_exchange), joined(lambda q: q.is_trade)
     return _batch(tcol, texch, is_trade, offsets, (side, price, size), joined(lambda q: q.snap), trade)
+
+
+def _pool_array(n: int) -> np.ndarray:
+    """`n` float64 in Arrow's memory pool, which reuses the memory of batches already dropped (numpy's fresh
+    memory costs the kernel a page fault and a page of zeroes every 4 KiB)."""
+    return np.frombuffer(pa.allocate_buffer(8 * n), np.float64)
 
 
 def _batch(
