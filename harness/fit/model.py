@@ -322,6 +322,10 @@ class CircuitModel(torch.nn.Module):
             adjoint = {g: leaf.grad for g, leaf in leaves.items() if leaf.grad is not None}
         return total, predicted
 
+    def in_pieces(self, rows: torch.Tensor | None) -> bool:
+        """Whether an evaluation of `rows` goes in more than one piece (more points of a domain than `piece_rows`)."""
+        return self._pieces(rows) is not None
+
     def _carry_pass(self, pieces: list[_Window], n_rows: int, ahead: bool) -> tuple[list[_Window], torch.Tensor | None]:
         """The forward without grad of `backward_in_pieces`: the windows holding the first `n_rows` selected rows
         (each with what it carries in, its selection cut to those rows) and, with `ahead`, the predictions at the

@@ -529,8 +529,8 @@ class _Run:
             return False
         if self.config.batch_size is not None and self.config.batch_size < len(self.tr):
             return False
-        pieces = getattr(self.model, "_pieces", None)
-        return pieces is not None and bool(self.va[0] > self.tr[-1]) and pieces(self.tr) is not None
+        in_pieces = getattr(self.model, "in_pieces", None)
+        return in_pieces is not None and bool(self.va[0] > self.tr[-1]) and in_pieces(self.tr)
 
     def epoch_ahead(self, epoch: int) -> tuple[float, dict[str, float]]:
         """Train one epoch whose forward also predicts the validation rows at the parameters it starts from: the
@@ -661,7 +661,8 @@ class _Kept:
         self.task = progress.add_task("fit", total=run.config.epochs, losses="") if progress else None
 
     def add(self, entry: dict[str, float], state: dict[str, torch.Tensor]) -> bool:
-        """Keep an epoch's entry with its parameters (`state`, detached); True when the fit should stop."""
+        """Keep an epoch's entry with its parameters (`state`, copied only when the epoch is the best so far); True
+        when the fit should stop."""
         config = self.run.config
         self.history.append(entry)
         if self.progress:
@@ -674,13 +675,14 @@ class _Kept:
             return False
         if entry["val_loss"] < self.best - config.min_delta:
             self.best, self.best_epoch, self.since_best = entry["val_loss"], int(entry["epoch"]), 0
-            self.best_state = {k: v.clone() for k, v in state.items()}
+            self.best_state = {k: v.detach().clone() for k, v in state.items()}
             return False
         self.since_best += 1
         return config.patience is not None and self.since_best >= config.patience
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's parameters and buffers now (they change at the next step)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -701,7 +703,7 @@ def _epochs_each(run: _Run, kept: _Kept) -> bool:
     """Epochs scored on validation as each ends; True when stopped early."""
     for epoch in range(1, run.config.epochs + 1):
         entry = run.epoch(epoch)
-        if kept.add(entry, _state(run.model)):
+        if kept.add(entry, run.model.state_dict()):  # the live parameters: copied only for a best epoch
             return True
     return False
 
@@ -721,7 +723,7 @@ def _epochs_ahead(run: _Run, kept: _Kept) -> bool:
         pending = entry
     if pending is not None:
         pending["val_loss"] = run.eval_loss(run.va, int(pending["epoch"]))
-        return kept.add(pending, _state(run.model))
+        return kept.add(pending, run.model.state_dict())
     return False
 
 
