@@ -61,8 +61,13 @@ inline double fmin(double a, double b) { return (a < b || std::isnan(a)) ? a : b
 inline double fmax(double a, double b) { return (a > b || std::isnan(a)) ? a : b; }
 inline double clamp(double x, double lo, double hi) { return fmin(fmax(x, lo), hi); }
 
+// Whether a zero gap's weight 2^(-0 / halflife) = 2^(+-0) is exactly 1 (any halflife but 0 and NaN): events at
+// one timestamp (a burst of trades) then skip the divisions and exp2, bit for bit the same value.
+inline bool unit_at_zero(double halflife_s) { return halflife_s > 0.0 || halflife_s < 0.0; }
+
 // 2^(-dt/halflife), dt converted from integer nanoseconds to seconds by one division.
 inline double decay_weight(std::int64_t dt_ns, double halflife_s) {
+    if (dt_ns == 0 && unit_at_zero(halflife_s)) return 1.0;
     return std::exp2(-(static_cast<double>(dt_ns) / 1e9) / halflife_s);
 }
 
@@ -78,6 +83,7 @@ inline double elapsed_ns(std::int64_t now, std::int64_t then) {
 
 // The decay weight of the gap between two times: decay_weight(now - then, halflife) for any two int64 times.
 inline double decay_weight_between(std::int64_t now, std::int64_t then, double halflife_s) {
+    if (now == then && unit_at_zero(halflife_s)) return 1.0;
     return std::exp2(-(elapsed_ns(now, then) / 1e9) / halflife_s);
 }
 

@@ -3,8 +3,11 @@
 // once, where a vectorised blocked scan in torch makes a dozen passes.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+
+#include "harness/numeric.hpp"
 
 namespace hs {
 
@@ -42,22 +45,40 @@ inline void scan_reverse(const double* a, bool a_shared, const double* g, double
     }
 }
 
+// The decay factor 2^(-gap / h) of the fused scans below; at a zero gap 1 without the division and exp2 when
+// `unit` (unit_at_zero(h)): bursts of trades at one timestamp (77% of the flagship's trade gaps on synthetic data).
+inline double decay_factor(double gap, double h, bool unit) { return gap == 0.0 && unit ? 1.0 : std::exp2(-gap / h); }
+
+// Rows go through a fused scan kScanLanes at a time, interleaved step by step: each row's recurrence is one chain
+// of dependent multiply-adds, so a row alone waits on its own latency; four independent chains hide it. Each
+// row's operations and their order are those of a row on its own.
+constexpr std::int64_t kScanLanes = 4;
+
 // The decayed recurrences of the EWMA and the decayed sum, fused with their weights (fitting's hot loop):
 // w[0] = 0, w[k] = 2^(-gaps[k-1] / h[r]) with the kernel's operations (hs::Ewma / hs::DecaySum), and
 //   ewma: s[k] = w[k] * s[k-1] + (1 - w[k]) * x[k]      sum: s[k] = w[k] * s[k-1] + x[k]
 // in the kernel's operation order. Nothing of size [F, N] but s is kept: the backward recomputes w.
 inline void decay_scan_forward(const double* gaps, const double* h, const double* x, bool ewma, double* s,
                                std::int64_t rows, std::int64_t n) {
-    for (std::int64_t r = 0; r < rows; ++r) {
-        const double* xr = x + r * n;
-        double* sr = s + r * n;
-        if (n == 0) continue;
-        double acc = xr[0];  // w[0] = 0: the first sample sets the state ((1 - 0) * x is x)
-        sr[0] = acc;
+    if (n == 0) return;
+    for (std::int64_t r0 = 0; r0 < rows; r0 += kScanLanes) {
+        const std::int64_t m = std::min(kScanLanes, rows - r0);
+        double acc[kScanLanes], hr[kScanLanes];
+        bool unit[kScanLanes];
+        for (std::int64_t j = 0; j < m; ++j) {
+            hr[j] = h[r0 + j];
+            unit[j] = unit_at_zero(hr[j]);
+            acc[j] = x[(r0 + j) * n];  // w[0] = 0: the first sample sets the state ((1 - 0) * x is x)
+            s[(r0 + j) * n] = acc[j];
+        }
         for (std::int64_t k = 1; k < n; ++k) {
-            const double w = std::exp2(-gaps[k - 1] / h[r]);
-            acc = ewma ? w * acc + (1.0 - w) * xr[k] : w * acc + xr[k];
-            sr[k] = acc;
+            const double gap = gaps[k - 1];
+            for (std::int64_t j = 0; j < m; ++j) {
+                const std::int64_t i = (r0 + j) * n + k;
+                const double w = decay_factor(gap, hr[j], unit[j]);
+                acc[j] = ewma ? w * acc[j] + (1.0 - w) * x[i] : w * acc[j] + x[i];
+                s[i] = acc[j];
+            }
         }
     }
 }
@@ -69,23 +90,31 @@ inline void decay_scan_backward(const double* gaps, const double* h, const doubl
                                 const double* g, bool ewma, double* dx, double* dh, std::int64_t rows,
                                 std::int64_t n) {
     const double ln2 = 0.69314718055994530942;
-    for (std::int64_t r = 0; r < rows; ++r) {
-        const double* xr = x + r * n;
-        const double* sr = s + r * n;
-        const double* gr = g + r * n;
-        double* dxr = dx != nullptr ? dx + r * n : nullptr;
-        double lam = 0.0, w_next = 0.0, sum = 0.0;
-        for (std::int64_t k = n - 1; k >= 0; --k) {
-            lam = gr[k] + w_next * lam;
-            const double w = k > 0 ? std::exp2(-gaps[k - 1] / h[r]) : 0.0;
-            if (dxr != nullptr) dxr[k] = ewma ? lam * (1.0 - w) : lam;
-            if (k > 0) {
-                const double dw = ewma ? lam * (sr[k - 1] - xr[k]) : lam * sr[k - 1];
-                sum += dw * w * gaps[k - 1];
-            }
-            w_next = w;
+    for (std::int64_t r0 = 0; r0 < rows; r0 += kScanLanes) {
+        const std::int64_t m = std::min(kScanLanes, rows - r0);
+        double lam[kScanLanes] = {}, w_next[kScanLanes] = {}, sum[kScanLanes] = {}, hr[kScanLanes];
+        bool unit[kScanLanes];
+        for (std::int64_t j = 0; j < m; ++j) {
+            hr[j] = h[r0 + j];
+            unit[j] = unit_at_zero(hr[j]);
         }
-        dh[r] = n > 1 ? sum * ln2 / (h[r] * h[r]) : 0.0;
+        for (std::int64_t k = n - 1; k >= 0; --k) {
+            const double gap = k > 0 ? gaps[k - 1] : 0.0;
+            for (std::int64_t j = 0; j < m; ++j) {
+                const std::int64_t i = (r0 + j) * n + k;
+                lam[j] = g[i] + w_next[j] * lam[j];
+                const double w = k > 0 ? decay_factor(gap, hr[j], unit[j]) : 0.0;
+                if (dx != nullptr) dx[i] = ewma ? lam[j] * (1.0 - w) : lam[j];
+                if (k > 0) {
+                    const double dw = ewma ? lam[j] * (s[i - 1] - x[i]) : lam[j] * s[i - 1];
+                    sum[j] += dw * w * gap;
+                }
+                w_next[j] = w;
+            }
+        }
+        for (std::int64_t j = 0; j < m; ++j) {
+            dh[r0 + j] = n > 1 ? sum[j] * ln2 / (hr[j] * hr[j]) : 0.0;
+        }
     }
 }
 
