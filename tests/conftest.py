@@ -71,13 +71,23 @@ def pytest_collection_modifyitems(config, items) -> None:  # type: ignore[no-unt
             item.add_marker(skip)
 
 
+def _session_kernel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh kernel cache for this test run: one per session, or one for all the xdist workers of a run."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return tmp_path_factory.mktemp("kernel-cache")
+    path = tmp_path_factory.getbasetemp().parent / "kernel-cache"  # the run's folder, above each worker's own
+    path.mkdir(exist_ok=True)
+    return path
+
+
 @pytest.fixture(scope="session", autouse=True)
 def kernel_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One kernel cache for the whole session, so a circuit compiles once however many tests use it.
 
-    Set HARNESS_TEST_KERNEL_CACHE to a directory to keep compiled kernels between test runs.
+    Set HARNESS_TEST_KERNEL_CACHE to a directory to keep compiled kernels between test runs. Under pytest-xdist
+    the workers share one cache beside their temporary folders (the cache locks each key while it builds).
     """
-    path = os.environ.get("HARNESS_TEST_KERNEL_CACHE") or str(tmp_path_factory.mktemp("kernel-cache"))
+    path = os.environ.get("HARNESS_TEST_KERNEL_CACHE") or str(_session_kernel_cache(tmp_path_factory))
     mp = pytest.MonkeyPatch()
     mp.setenv("HARNESS_KERNEL_CACHE", path)
     yield Path(path)

@@ -100,14 +100,17 @@ def test_two_processes_asking_at_once_build_the_kernel_once(tmp_path: Path) -> N
 def test_a_build_killed_with_sigkill_leaves_the_cache_usable(tmp_path: Path) -> None:
     tag = 3.0 + uuid.uuid4().int % 1000 / 1e6
     proc = subprocess.Popen(
-        [sys.executable, "-c", COMPILE_SCRIPT, str(tmp_path), str(tag)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", COMPILE_SCRIPT, str(tmp_path), str(tag)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the kill below takes cmake and the compiler with it
     )
     tmp_dir = tmp_path / ".tmp"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (tmp_dir.is_dir() and any(tmp_dir.iterdir())):
         time.sleep(0.005)
     assert tmp_dir.is_dir() and any(tmp_dir.iterdir()), "the build never started"
-    os.kill(proc.pid, signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)  # as a scheduler kills a job (a compiler left running would keep writing)
     proc.wait()
     assert entries(tmp_path) == []  # nothing half-published
     k = hs.compile(unique_circuit(tag), cache_dir=tmp_path)  # the lock died with the process
